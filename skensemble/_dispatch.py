@@ -1,0 +1,160 @@
+"""Choosing the device, the engine and the thread budget for a fit.
+
+Every engine implements the same epoch contract (see :mod:`skensemble._engine`); this
+module maps a request (``engine="auto"`` or a name) to one of them, importing compiled
+kernels lazily so that a missing optional dependency never breaks ``import skensemble``.
+"""
+
+import contextlib
+import importlib.util
+import os
+import re
+
+import torch
+
+from . import _engine
+
+ENGINES = ("reference", "batched", "numba", "triton")
+
+# Up to this batch size the member-major compiled kernel beats batched matmuls on the
+# CPU (measured by benchmarks/bench_training.py: at batch 1 it is ~5-10x faster, at 32
+# MKL's batched matmuls win).
+MEMBER_MAJOR_MAX_BATCH = 8
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+def resolve_device(device):
+    """``torch.device`` for the ``device`` parameter, with errors that say what to change."""
+    if not isinstance(device, str) or not _DEVICE_RE.match(device):
+        raise ValueError(
+            f"device={device!r} is not understood; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
+        )
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} but CUDA is not available in this process (torch "
+                f"{torch.__version__}); use device='cpu' or device='auto'."
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) "
+                "are visible."
+            )
+    return dev
+
+
+def _has(module):
+    return importlib.util.find_spec(module) is not None
+
+
+def available_engines(device):
+    """Engines that can run on ``device`` in this environment."""
+    names = ["reference", "batched"]
+    if device.type == "cpu" and _has("numba"):
+        names.append("numba")
+    if device.type == "cuda" and _has("triton"):
+        names.append("triton")
+    return names
+
+
+def select_engine(requested, hyper, layout, device):
+    """Name of the engine to run, given the ``engine`` parameter.
+
+    ``"auto"``: on the CPU the member-major numba kernel for batches up to
+    :data:`MEMBER_MAJOR_MAX_BATCH`, batched torch above; on CUDA the member-major
+    Triton kernel where it supports the configuration, batched torch otherwise.
+    """
+    avail = available_engines(device)
+    if requested != "auto":
+        if requested not in avail:
+            raise ValueError(
+                f"engine={requested!r} cannot run on device {device} here; available: "
+                f"{avail}. Install the optional dependency or use engine='auto'."
+            )
+        if requested == "triton":
+            from ._kernels import triton_gpu
+
+            if not triton_gpu.supports(hyper, layout, device):
+                raise ValueError(
+                    "engine='triton' does not support this configuration "
+                    f"(hidden layers {layout.sizes[1:-1]}, batch_size={hyper.batch_size}); "
+                    "use engine='auto'."
+                )
+        return requested
+    if device.type == "cpu":
+        if "numba" in avail and hyper.batch_size <= MEMBER_MAJOR_MAX_BATCH:
+            return "numba"
+        return "batched"
+    if "triton" in avail:
+        from ._kernels import triton_gpu
+
+        if triton_gpu.supports(hyper, layout, device):
+            return "triton"
+    return "batched"
+
+
+def epoch_function(name):
+    """The epoch function of engine ``name`` (imported lazily)."""
+    if name == "reference":
+        return _engine.epoch_reference
+    if name == "batched":
+        return _engine.epoch_batched
+    if name == "numba":
+        from ._kernels.numba_cpu import epoch_numba
+
+        return epoch_numba
+    if name == "triton":
+        from ._kernels.triton_gpu import epoch_triton
+
+        return epoch_triton
+    raise ValueError(f"unknown engine {name!r}; choose from {ENGINES}")
+
+
+# Below this many multiply-adds per step, thread start-up and synchronisation cost more
+# than they save: a step runs on one thread.
+MIN_WORK_PER_THREAD = 2_000_000
+
+
+def default_threads(work=None):
+    """Cores this fit may use: the affinity mask, capped by limits joblib or the user set.
+
+    Inside a joblib worker, joblib sets ``OMP_NUM_THREADS`` (cores / n_jobs); torch's own
+    thread count reflects that or a user's ``torch.set_num_threads``. ``work`` (multiply-
+    adds per step or per call) caps the count so that tiny steps run on one thread.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    limit = os.environ.get("OMP_NUM_THREADS")
+    if limit and limit.isdigit() and int(limit) > 0:
+        cores = min(cores, int(limit))
+    cores = min(cores, torch.get_num_threads())
+    if work is not None:
+        cores = min(cores, 1 + int(work) // MIN_WORK_PER_THREAD)
+    return max(1, cores)
+
+
+@contextlib.contextmanager
+def thread_limit(n_threads, engine):
+    """Run the block with ``n_threads`` torch (and numba) threads; restore afterwards."""
+    old_torch = torch.get_num_threads()
+    old_numba = None
+    if engine == "numba":
+        import numba
+
+        old_numba = numba.get_num_threads()
+        numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_torch)
+        if old_numba is not None:
+            import numba
+
+            numba.set_num_threads(old_numba)

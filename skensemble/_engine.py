@@ -1,0 +1,382 @@
+"""Pure-torch training engine: all ensemble members as one stacked computation.
+
+Nothing in this module knows about scikit-learn. It defines the mathematics every
+engine implements (forward pass, losses, gradients, optimizer updates) and the
+contract they share:
+
+    run one epoch for all members: parameters, optimizer state, data and the
+    per-member sample order in; parameters and optimizer state updated in place,
+    per-member mean training loss out.
+
+Parameter storage
+-----------------
+All parameters of one member live in one contiguous row of a flat ``(E, P)``
+float32 tensor; :class:`Layout` knows where each layer's weight ``(fan_in,
+fan_out)`` and bias ``(fan_out,)`` sit inside that row and hands out stacked
+views ``W (E, fan_in, fan_out)`` and ``b (E, 1, fan_out)``. One flat row per
+member is what a member-major kernel wants (one cache-resident block per
+member) and what the batched torch path wants (one ``baddbmm`` per layer).
+
+Shape legend
+------------
+E   members of the ensemble
+N   rows of the training set
+M   rows one member visits per epoch (its bootstrap / subsample size)
+B   rows per step per member (batch size); the last batch may be shorter
+F   input features
+H   hidden units of a layer
+O   outputs: regression targets, or classes for classification
+P   parameters of one member, all layers flattened
+S   optimizer state slots: 2 for adam (first and second moments), 1 for sgd
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
+LOSSES = ("squared_error", "log_loss")
+SOLVERS = ("adam", "sgd")
+
+
+# --------------------------------------------------------------------------- layout
+@dataclass(frozen=True)
+class Layout:
+    """Where each layer's weight and bias live inside a member's flat parameter row.
+
+    Parameters
+    ----------
+    sizes : tuple of int
+        ``(F, H_1, ..., H_k, O)``: input width, hidden widths, output width.
+    """
+
+    sizes: tuple
+
+    def __post_init__(self):
+        object.__setattr__(self, "sizes", tuple(int(s) for s in self.sizes))
+        offsets, pos = [], 0
+        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:]):
+            w_off = pos
+            b_off = w_off + fan_in * fan_out
+            pos = b_off + fan_out
+            offsets.append((w_off, b_off, pos))
+        object.__setattr__(self, "_offsets", tuple(offsets))
+
+    @property
+    def n_layers(self):
+        """Number of affine layers (hidden layers + output layer)."""
+        return len(self.sizes) - 1
+
+    @property
+    def n_params(self):
+        """P: parameters of one member."""
+        return self._offsets[-1][2]
+
+    @property
+    def offsets(self):
+        """Per layer ``(weight_start, bias_start, end)`` inside a flat row."""
+        return self._offsets
+
+    def offsets_array(self):
+        """int64 array ``(n_layers, 3)`` of :attr:`offsets`, for compiled kernels."""
+        return np.asarray(self._offsets, dtype=np.int64).reshape(-1, 3)
+
+    def views(self, flat):
+        """Stacked per-layer views of ``flat (E, P)``: list of ``(W (E, fi, fo), b (E, 1, fo))``."""
+        E = flat.shape[0]
+        out = []
+        for (w0, b0, end), fi, fo in zip(self._offsets, self.sizes[:-1], self.sizes[1:]):
+            W = flat[:, w0:b0].view(E, fi, fo)  # (E, P) row slice -> (E, fan_in, fan_out)
+            b = flat[:, b0:end].view(E, 1, fo)  # (E, 1, fan_out), broadcasts over rows
+            out.append((W, b))
+        return out
+
+    def weight_mask(self, device=None):
+        """Float ``(P,)``: 1 at weights (L2-penalised), 0 at biases."""
+        mask = torch.zeros(self.n_params, dtype=torch.float32, device=device)
+        for w0, b0, _ in self._offsets:
+            mask[w0:b0] = 1.0
+        return mask
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """Hyper-parameters that fix the mathematics of a training step (same in every engine)."""
+
+    activation: str = "relu"
+    loss: str = "squared_error"
+    solver: str = "adam"
+    alpha: float = 1e-4
+    batch_size: int = 32
+    momentum: float = 0.9
+    nesterovs_momentum: bool = True
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-8
+
+    @property
+    def n_state(self):
+        """S: optimizer state slots per parameter."""
+        return 2 if self.solver == "adam" else 1
+
+
+# ------------------------------------------------------------------ initialisation
+def init_parameters(layout, seeds, activation, device=None):
+    """Glorot-uniform weights and biases, each member from its own seed.
+
+    Matches scikit-learn's MLP initialisation: ``U(-r, r)`` with
+    ``r = sqrt(factor / (fan_in + fan_out))``, factor 2 for logistic, else 6.
+
+    Parameters
+    ----------
+    layout : Layout
+    seeds : sequence of int, length E
+    activation : str
+
+    Returns
+    -------
+    flat : Tensor (E, P) float32
+    """
+    factor = 2.0 if activation == "logistic" else 6.0
+    rows = []
+    # A loop over members here is set-up, not training: one generator per member makes
+    # member e's initial weights a function of its own seed only (warm start, engines).
+    for seed in seeds:
+        g = torch.Generator().manual_seed(int(seed))
+        parts = []
+        for fi, fo in zip(layout.sizes[:-1], layout.sizes[1:]):
+            bound = math.sqrt(factor / (fi + fo))
+            parts.append((torch.rand(fi * fo + fo, generator=g) * 2 - 1) * bound)
+        rows.append(torch.cat(parts))
+    flat = torch.stack(rows).to(torch.float32)  # (E, P)
+    return flat.to(device) if device is not None else flat
+
+
+def init_state(flat, hyper):
+    """Zeroed optimizer state ``(S, E, P)`` and per-member step counts ``(E,)`` int64."""
+    E, P = flat.shape
+    state = torch.zeros(hyper.n_state, E, P, dtype=flat.dtype, device=flat.device)
+    steps = torch.zeros(E, dtype=torch.int64, device=flat.device)
+    return state, steps
+
+
+# ------------------------------------------------------------------ forward, losses
+def activate(z, name):
+    """Apply the hidden activation ``name`` to ``z`` (any shape)."""
+    if name == "relu":
+        return torch.relu(z)
+    if name == "tanh":
+        return torch.tanh(z)
+    if name == "logistic":
+        return torch.sigmoid(z)
+    return z
+
+
+def activation_grad_from_output(a, name):
+    """Derivative of the activation expressed through its output ``a``."""
+    if name == "relu":
+        return (a > 0).to(a.dtype)
+    if name == "tanh":
+        return 1 - a * a
+    if name == "logistic":
+        return a * (1 - a)
+    return torch.ones_like(a)
+
+
+def forward(flat, layout, X, activation):
+    """Raw outputs (pre-softmax for classification) of every member.
+
+    Parameters
+    ----------
+    flat : Tensor (E, P)
+    X : Tensor (E, B, F), or (B, F) shared by all members
+
+    Returns
+    -------
+    Tensor (E, B, O)
+    """
+    layers = layout.views(flat)
+    E = flat.shape[0]
+    h = X if X.dim() == 3 else X.unsqueeze(0).expand(E, -1, -1)  # (E, B, F)
+    for i, (W, b) in enumerate(layers):
+        h = torch.baddbmm(b, h, W)  # (E, B, fan_out): one batched matmul for all members
+        if i < len(layers) - 1:
+            h = activate(h, activation)
+    return h
+
+
+def per_row_loss(out, Y, loss):
+    """Per-row loss ``(E, B)`` from raw outputs ``out (E, B, O)`` and targets ``Y (E, B, O)``.
+
+    squared_error: ``0.5 * sum_o (out - y)^2``; log_loss: ``-sum_k y_k log softmax(out)_k``
+    (``Y`` one-hot).
+    """
+    if loss == "squared_error":
+        return 0.5 * ((out - Y) ** 2).sum(-1)
+    return -(Y * torch.log_softmax(out, dim=-1)).sum(-1)
+
+
+def output_delta(out, Y, loss):
+    """d(per-row loss)/d(out), ``(E, B, O)``: residual for both losses (canonical links)."""
+    if loss == "squared_error":
+        return out - Y
+    return torch.softmax(out, dim=-1) - Y
+
+
+# -------------------------------------------------------------------- optimizer
+def apply_update(flat, grad, state, steps, lr, hyper):
+    """One optimizer step for all members, in place.
+
+    Parameters
+    ----------
+    flat, grad : Tensor (E, P)
+    state : Tensor (S, E, P)
+    steps : Tensor (E,) int64, incremented
+    lr : float
+
+    Notes
+    -----
+    adam follows scikit-learn's formulation
+    ``p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``;
+    sgd is heavy-ball ``v = mu v - lr g; p += v`` or, with Nesterov,
+    ``p += mu v - lr g`` after the velocity update (as scikit-learn).
+    """
+    steps += 1
+    if hyper.solver == "adam":
+        m, v = state[0], state[1]
+        m.mul_(hyper.beta_1).add_(grad, alpha=1 - hyper.beta_1)
+        v.mul_(hyper.beta_2).addcmul_(grad, grad, value=1 - hyper.beta_2)
+        t = steps.to(flat.dtype).unsqueeze(1)  # (E, 1)
+        lr_t = lr * torch.sqrt(1 - hyper.beta_2**t) / (1 - hyper.beta_1**t)  # (E, 1)
+        flat.sub_(lr_t * m / (v.sqrt() + hyper.epsilon))
+    else:
+        vel = state[0]
+        vel.mul_(hyper.momentum).sub_(grad, alpha=lr)
+        if hyper.nesterovs_momentum:
+            flat.add_(vel, alpha=hyper.momentum).sub_(grad, alpha=lr)
+        else:
+            flat.add_(vel)
+
+
+# ----------------------------------------------------------------------- epochs
+def _batches(M, B):
+    """Start and stop of every batch of an epoch of M rows."""
+    for start in range(0, M, B):
+        yield start, min(start + B, M)
+
+
+def epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout):
+    """One epoch for all members with autograd: the readable definition of the mathematics.
+
+    Parameters
+    ----------
+    flat : Tensor (E, P), updated in place
+    state : Tensor (S, E, P), updated in place
+    steps : Tensor (E,) int64, updated in place
+    X : Tensor (N, F)
+    Y : Tensor (N, O)
+    sw : Tensor (N,) or None
+        Per-row weights (mean 1 over the training set).
+    order : Tensor (E, M) int64
+        Rows each member visits this epoch, in order.
+    lr : float
+
+    Returns
+    -------
+    Tensor (E,): per-member mean training loss over the epoch (data term only).
+    """
+    E, M = order.shape
+    mask = layout.weight_mask(flat.device)  # (P,)
+    total = torch.zeros(E, dtype=flat.dtype, device=flat.device)
+    for start, stop in _batches(M, hyper.batch_size):
+        idx = order[:, start:stop]  # (E, b)
+        b = stop - start
+        with torch.enable_grad():
+            p = flat.detach().requires_grad_(True)
+            out = forward(p, layout, X[idx], hyper.activation)  # (E, b, O)
+            rows = per_row_loss(out, Y[idx], hyper.loss)  # (E, b)
+            if sw is not None:
+                rows = rows * sw[idx]
+            data = rows.sum(1) / b  # (E,)
+            l2 = (0.5 * hyper.alpha / b) * ((p * p) * mask).sum(1)  # (E,)
+            # Members are independent: the gradient of the sum is each member's own gradient.
+            (grad,) = torch.autograd.grad((data + l2).sum(), p)
+        total += data.detach() * b
+        apply_update(flat, grad, state, steps, lr, hyper)
+    return total / M
+
+
+def epoch_batched(flat, state, steps, X, Y, sw, order, lr, hyper, layout):
+    """One epoch for all members, forward and backward written out (no autograd).
+
+    Same contract and mathematics as :func:`epoch_reference`; one ``baddbmm`` per layer
+    forward and two ``bmm`` per layer backward for all members, gradients written into
+    one preallocated ``(E, P)`` buffer.
+    """
+    E, M = order.shape
+    grad = torch.empty_like(flat)  # (E, P)
+    gviews = layout.views(grad)
+    layers = layout.views(flat)
+    n_layers = len(layers)
+    total = torch.zeros(E, dtype=flat.dtype, device=flat.device)
+    for start, stop in _batches(M, hyper.batch_size):
+        idx = order[:, start:stop]  # (E, b)
+        b = stop - start
+        acts = [X[idx]]  # (E, b, F)
+        for i, (W, bias) in enumerate(layers):
+            z = torch.baddbmm(bias, acts[-1], W)  # (E, b, fan_out)
+            acts.append(activate(z, hyper.activation) if i < n_layers - 1 else z)
+        Yb = Y[idx]  # (E, b, O)
+        rows = per_row_loss(acts[-1], Yb, hyper.loss)  # (E, b)
+        delta = output_delta(acts[-1], Yb, hyper.loss)  # (E, b, O)
+        if sw is not None:
+            w = sw[idx]  # (E, b)
+            rows = rows * w
+            delta = delta * w.unsqueeze(-1)
+        total += rows.sum(1)
+        delta = delta / b
+        for i in range(n_layers - 1, -1, -1):
+            W, _ = layers[i]
+            gW, gb = gviews[i]
+            # dL/dW = a^T delta (+ L2): (E, fan_in, b) @ (E, b, fan_out)
+            torch.baddbmm(W, acts[i].transpose(1, 2), delta, beta=hyper.alpha / b, out=gW)
+            gb.copy_(delta.sum(1, keepdim=True))  # (E, 1, fan_out)
+            if i > 0:
+                # back through the layer and the activation: (E, b, fan_out) @ (E, fan_out, fan_in)
+                delta = torch.bmm(delta, W.transpose(1, 2))
+                delta.mul_(activation_grad_from_output(acts[i], hyper.activation))
+        apply_update(flat, grad, state, steps, lr, hyper)
+    return total / M
+
+
+# ---------------------------------------------------------------------- predict
+@torch.no_grad()
+def predict_chunked(flat, layout, X, activation, reduce, chunk_rows=None):
+    """Apply every member to ``X`` in row chunks and reduce over members.
+
+    Parameters
+    ----------
+    flat : Tensor (E, P)
+    X : Tensor (N, F) on the same device
+    reduce : callable
+        Maps raw outputs ``(E, n, O)`` of a chunk to a tensor whose first dim is rows
+        or members-then-rows; chunks are concatenated along ``dim``.
+    chunk_rows : int or None
+        Rows per chunk; by default sized so that one chunk's activations stay ~64 MB.
+
+    Returns
+    -------
+    list of the reduced chunks (caller concatenates).
+    """
+    E = flat.shape[0]
+    if chunk_rows is None:
+        widest = max(layout.sizes)
+        chunk_rows = max(1, (16 * 2**20) // max(1, E * widest))  # 16M floats = 64 MB
+    return [
+        reduce(forward(flat, layout, X[s : s + chunk_rows], activation))
+        for s in range(0, X.shape[0], chunk_rows)
+    ]

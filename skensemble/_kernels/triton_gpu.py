@@ -1,0 +1,501 @@
+"""Member-major persistent Triton kernel: one GPU program trains one member for a whole epoch.
+
+Same contract and mathematics as :func:`skensemble._engine.epoch_reference`. The grid is
+``(E,)``; program ``e`` loops over every step of the epoch without returning to Python,
+so an epoch is one kernel launch however many steps it has. This is the engine for the
+regime the batched torch path handles worst: small batches (launch-bound there), where
+one step of one member is a few matrix-vector products.
+
+Scope
+-----
+- 1, 2 or 3 hidden layers (``NH`` is a compile-time constant; one kernel body, the
+  deeper layers are compiled in or out).
+- Any widths up to :data:`MAX_WIDTH`. Hidden and output widths are padded to powers of
+  two inside the kernel (``tl.arange`` needs them) and masked; the input width ``F`` is
+  only ever walked in blocks, so it is not padded.
+- Batch size 1 (the primary case: gradient and optimizer update fused per weight block)
+  and batch sizes up to :data:`MAX_BATCH` (rows of a batch processed one after the other,
+  gradients accumulated into a per-member ``(P,)`` buffer, one update pass per step).
+- All activations, both losses, adam and sgd (Nesterov or heavy-ball), alpha, sample
+  weights. float32 only.
+
+How a step runs inside program ``e``
+------------------------------------
+Forward, layer by layer: ``z = a @ W + b`` as a sum over blocks of ``BK`` input rows,
+``tl.sum(a[:, None] * W_block, axis=0)`` (matrix-vector: ``tl.dot`` needs >= 16 rows).
+Hidden activations and back-propagated deltas go through a small per-member scratch row
+in global memory, because a register vector cannot be sliced into blocks; it stays in
+L1. Backward walks the same ``(BK, fan_out)`` weight blocks: each block gives its slice
+of the delta of the layer below (from the *old* weights) and its gradient
+``a[:, None] * delta[None, :] (+ alpha/b * W)``, which at batch 1 is applied at once.
+Weights and optimizer state are read from and written to global memory (a 100-100
+member is ~50 KB: L1/L2 resident).
+
+``tl.debug_barrier()`` (``__syncthreads``) separates every write of a scratch or weight
+block from reads by other threads: after each layer, and inside a fused update between
+reading a weight block (whose values feed a cross-thread reduction) and overwriting it.
+
+Shape legend
+------------
+E members, N rows, M rows per member per epoch, B batch, F features, H hidden units,
+O outputs, P parameters per member, S optimizer slots (2 adam, 1 sgd);
+``*P`` suffix: padded to a power of two.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .._engine import ACTIVATIONS, LOSSES, SOLVERS
+
+try:  # optional dependency: without triton this module imports and supports() says no
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - exercised only where triton is missing
+    triton = None
+    tl = None
+
+#: Largest hidden or output width the kernel takes (padded widths stay <= 1024).
+MAX_WIDTH = 1024
+#: Largest batch size :func:`supports` accepts. Rows of a batch run one after another in
+#: one program, so the cost of a step grows linearly with B, while the batched torch path
+#: is launch-bound and nearly flat in B; somewhere above this the batched path wins.
+#: A guess, not yet measured on a GPU.
+MAX_BATCH = 16
+#: Hidden layers the kernel is compiled for.
+HIDDEN_LAYERS = (1, 2, 3)
+
+_ACT_CODE = {"identity": 0, "logistic": 1, "tanh": 2, "relu": 3}
+
+
+def _jit(fn):
+    # Without triton the kernel functions stay plain (never called); supports() is False.
+    return triton.jit(fn) if triton is not None else fn
+
+
+def _interpreted():
+    """True when the kernels were built for the Triton interpreter (``TRITON_INTERPRET=1``)."""
+    return triton is not None and not isinstance(_epoch_kernel, triton.runtime.JITFunction)
+
+
+# ------------------------------------------------------------------ device functions
+@_jit
+def _activate(z, ACT: tl.constexpr):
+    """Hidden activation of ``z``; ACT 0 identity, 1 logistic, 2 tanh, 3 relu."""
+    if ACT == 1:
+        a = 1.0 / (1.0 + tl.exp(-z))
+    elif ACT == 2:
+        # tanh through exp: saturates to +-1 without overflow (exp -> inf gives 1).
+        a = 1.0 - 2.0 / (tl.exp(2.0 * z) + 1.0)
+    elif ACT == 3:
+        a = tl.maximum(z, 0.0)
+    else:
+        a = z
+    return a
+
+
+@_jit
+def _activate_grad(a, ACT: tl.constexpr):
+    """Derivative of the activation through its output ``a`` (not called for identity)."""
+    if ACT == 1:
+        g = a * (1.0 - a)
+    elif ACT == 2:
+        g = 1.0 - a * a
+    else:
+        g = tl.where(a > 0.0, 1.0, 0.0)
+    return g
+
+
+@_jit
+def _optimizer_math(p, g, m, v, lr, lr_t, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
+                    SOLVER: tl.constexpr, NESTEROV: tl.constexpr):
+    """New ``(p, m, v)`` from parameters, gradient and state (any shape, elementwise).
+
+    SOLVER 0 adam (``m``, ``v`` moments), 1 sgd (``m`` velocity, ``v`` passed through).
+    Operations in the order of :func:`skensemble._engine.apply_update`, IEEE sqrt and
+    division (Triton's defaults are approximate), so the two stay within a few ulp.
+    """
+    if SOLVER == 0:
+        m = beta_1 * m + one_m_beta_1 * g
+        v = beta_2 * v + one_m_beta_2 * (g * g)
+        p = p - tl.div_rn(lr_t * m, tl.sqrt_rn(v) + eps)
+    else:
+        m = mu * m - lr * g
+        if NESTEROV:
+            p = (p + mu * m) - lr * g
+        else:
+            p = p + m
+    return p, m, v
+
+
+@_jit
+def _dense_forward(a_ptr, w_ptr, b_ptr,
+                   K: tl.constexpr, N: tl.constexpr, NP: tl.constexpr, BK: tl.constexpr):
+    """``z = a @ W + b`` for one row: a (K,) at a_ptr, W (K, N) row-major, b (N,) -> (NP,)."""
+    cols = tl.arange(0, NP)
+    cmask = cols < N
+    acc = tl.load(b_ptr + cols, mask=cmask, other=0.0)  # (NP,), 0 past N
+    for k0 in range(0, K, BK):
+        rows = k0 + tl.arange(0, BK)
+        rmask = rows < K
+        a = tl.load(a_ptr + rows, mask=rmask, other=0.0)  # (BK,)
+        w = tl.load(w_ptr + rows[:, None] * N + cols[None, :],
+                    mask=rmask[:, None] & cmask[None, :], other=0.0)  # (BK, NP)
+        acc += tl.sum(a[:, None] * w, axis=0)
+    return acc
+
+
+@_jit
+def _dense_backward(a_ptr, p_row, m_row, v_row, g_row, d, dprev_ptr, l2,
+                    lr, lr_t, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
+                    W0: tl.constexpr, B0: tl.constexpr,
+                    K: tl.constexpr, N: tl.constexpr, NP: tl.constexpr, BK: tl.constexpr,
+                    HAS_PREV: tl.constexpr, ACT: tl.constexpr, FUSED: tl.constexpr,
+                    SOLVER: tl.constexpr, NESTEROV: tl.constexpr):
+    """Backward through one layer for one row, given ``d (NP,)`` = dLoss/dz of its output.
+
+    Writes dLoss/dz of the layer below to ``dprev_ptr`` (K,) when HAS_PREV (from the old
+    weights). FUSED (batch 1): applies the optimizer step to W and b at once; otherwise
+    adds the gradient to the accumulator row ``g_row`` (L2 is added at the update).
+    """
+    cols = tl.arange(0, NP)
+    cmask = cols < N
+    for k0 in range(0, K, BK):
+        rows = k0 + tl.arange(0, BK)
+        rmask = rows < K
+        offs = W0 + rows[:, None] * N + cols[None, :]  # (BK, NP) inside the member's row
+        mask = rmask[:, None] & cmask[None, :]
+        a = tl.load(a_ptr + rows, mask=rmask, other=0.0)  # (BK,) input activations
+        w = tl.load(p_row + offs, mask=mask, other=0.0)  # (BK, NP) old weights
+        if HAS_PREV:
+            dp = tl.sum(w * d[None, :], axis=1)  # (BK,): W @ d, a cross-thread reduction
+            if ACT != 0:
+                dp = dp * _activate_grad(a, ACT)
+            tl.store(dprev_ptr + rows, dp, mask=rmask)
+        g = a[:, None] * d[None, :]  # (BK, NP)
+        if FUSED:
+            g = g + l2 * w
+            m = tl.load(m_row + offs, mask=mask, other=0.0)
+            if SOLVER == 0:
+                v = tl.load(v_row + offs, mask=mask, other=0.0)
+            else:
+                v = m
+            w, m, v = _optimizer_math(w, g, m, v, lr, lr_t, beta_1, one_m_beta_1, beta_2,
+                                      one_m_beta_2, eps, mu, SOLVER, NESTEROV)
+            # Threads holding replicas of this block must all have read the old weights
+            # (for the reduction above) before any thread overwrites them.
+            tl.debug_barrier()
+            tl.store(p_row + offs, w, mask=mask)
+            tl.store(m_row + offs, m, mask=mask)
+            if SOLVER == 0:
+                tl.store(v_row + offs, v, mask=mask)
+        else:
+            acc = tl.load(g_row + offs, mask=mask, other=0.0)
+            tl.store(g_row + offs, acc + g, mask=mask)
+    boffs = B0 + cols  # (NP,)
+    if FUSED:
+        bias = tl.load(p_row + boffs, mask=cmask, other=0.0)
+        m = tl.load(m_row + boffs, mask=cmask, other=0.0)
+        if SOLVER == 0:
+            v = tl.load(v_row + boffs, mask=cmask, other=0.0)
+        else:
+            v = m
+        bias, m, v = _optimizer_math(bias, d, m, v, lr, lr_t, beta_1, one_m_beta_1, beta_2,
+                                     one_m_beta_2, eps, mu, SOLVER, NESTEROV)
+        tl.store(p_row + boffs, bias, mask=cmask)
+        tl.store(m_row + boffs, m, mask=cmask)
+        if SOLVER == 0:
+            tl.store(v_row + boffs, v, mask=cmask)
+    else:
+        acc = tl.load(g_row + boffs, mask=cmask, other=0.0)
+        tl.store(g_row + boffs, acc + d, mask=cmask)
+
+
+@_jit
+def _apply_accumulated(p_row, m_row, v_row, g_row, wmask_ptr, P, l2,
+                       lr, lr_t, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
+                       SOLVER: tl.constexpr, NESTEROV: tl.constexpr, BP: tl.constexpr):
+    """Optimizer step from the accumulated gradient row (+ L2 on weights); zero the row."""
+    for p0 in range(0, P, BP):
+        offs = p0 + tl.arange(0, BP)
+        mask = offs < P
+        p = tl.load(p_row + offs, mask=mask, other=0.0)
+        g = tl.load(g_row + offs, mask=mask, other=0.0)
+        g = g + l2 * tl.load(wmask_ptr + offs, mask=mask, other=0.0) * p
+        m = tl.load(m_row + offs, mask=mask, other=0.0)
+        if SOLVER == 0:
+            v = tl.load(v_row + offs, mask=mask, other=0.0)
+        else:
+            v = m
+        p, m, v = _optimizer_math(p, g, m, v, lr, lr_t, beta_1, one_m_beta_1, beta_2,
+                                  one_m_beta_2, eps, mu, SOLVER, NESTEROV)
+        tl.store(p_row + offs, p, mask=mask)
+        tl.store(m_row + offs, m, mask=mask)
+        if SOLVER == 0:
+            tl.store(v_row + offs, v, mask=mask)
+        tl.store(g_row + offs, tl.zeros([BP], dtype=tl.float32), mask=mask)
+
+
+@_jit
+def _hidden_forward(in_ptr, p_row, out_ptr, W0: tl.constexpr, B0: tl.constexpr,
+                    K: tl.constexpr, N: tl.constexpr, NP: tl.constexpr, BK: tl.constexpr,
+                    ACT: tl.constexpr):
+    """One hidden layer for one row: activations (N,) from ``in_ptr`` (K,) to ``out_ptr``."""
+    z = _dense_forward(in_ptr, p_row + W0, p_row + B0, K, N, NP, BK)  # (NP,)
+    h = _activate(z, ACT)
+    cols = tl.arange(0, NP)
+    tl.store(out_ptr + cols, h, mask=cols < N)
+    tl.debug_barrier()  # the next layer reads these in blocks held by other threads
+
+
+# ----------------------------------------------------------------------------- kernel
+@_jit
+def _epoch_kernel(
+    flat_ptr, state_ptr, steps_ptr, grad_ptr, scratch_ptr, wmask_ptr, loss_ptr,
+    x_ptr, y_ptr, sw_ptr, order_ptr,
+    lr_t_ptr, t_lo, E, M, P, n_steps,
+    lr, alpha, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
+    F: tl.constexpr, O: tl.constexpr, OP: tl.constexpr,
+    H1: tl.constexpr, H1P: tl.constexpr, H2: tl.constexpr, H2P: tl.constexpr,
+    H3: tl.constexpr, H3P: tl.constexpr, HL: tl.constexpr,
+    W1: tl.constexpr, B1: tl.constexpr, W2: tl.constexpr, B2: tl.constexpr,
+    W3: tl.constexpr, B3: tl.constexpr, WO: tl.constexpr, BO: tl.constexpr,
+    A1: tl.constexpr, A2: tl.constexpr, A3: tl.constexpr, AL: tl.constexpr,
+    D1: tl.constexpr, D2: tl.constexpr, D3: tl.constexpr, DL: tl.constexpr, SCR: tl.constexpr,
+    NH: tl.constexpr, BATCH: tl.constexpr, ACT: tl.constexpr, LOG_LOSS: tl.constexpr,
+    SOLVER: tl.constexpr, NESTEROV: tl.constexpr, HAS_SW: tl.constexpr,
+    BK: tl.constexpr, BP: tl.constexpr,
+):
+    """One epoch of member ``program_id(0)``: all ``n_steps`` steps, then its mean loss.
+
+    Offsets W*/B* (weights/bias of layers 1..3 and output) index the member's flat row;
+    A*/D* (activations / deltas of hidden layers 1..3, L = last hidden) its scratch row.
+    ``lr_t_ptr[t - 1 - t_lo]``: adam's bias-corrected step size at step count ``t``.
+    """
+    FUSED: tl.constexpr = BATCH == 1
+    e = tl.program_id(0).to(tl.int64)
+    p_row = flat_ptr + e * P
+    m_row = state_ptr + e * P  # slot 0: adam first moment / sgd velocity
+    v_row = state_ptr + (E + e) * P  # slot 1: adam second moment (never touched for sgd)
+    g_row = grad_ptr + e * P  # gradient accumulator (batch > 1 only)
+    s_row = scratch_ptr + e * SCR
+    o_row = order_ptr + e * M
+    t0 = tl.load(steps_ptr + e)
+    cols_o = tl.arange(0, OP)
+    omask = cols_o < O
+    total = 0.0
+    for s in range(0, n_steps):
+        start = s * BATCH
+        nb = tl.minimum(M - start, BATCH)  # rows in this batch (the last may be shorter)
+        inv_b = 1.0 / nb.to(tl.float32)
+        l2 = alpha * inv_b
+        if SOLVER == 0:
+            lr_t = tl.load(lr_t_ptr + (t0 - t_lo) + s)  # step count t0 + s + 1
+        else:
+            lr_t = lr
+        for r in range(0, nb):
+            row = tl.load(o_row + start + r)  # int64 row of X
+            x_row = x_ptr + row * F
+            # ---- forward: hidden activations into scratch, output stays in registers
+            _hidden_forward(x_row, p_row, s_row + A1, W1, B1, F, H1, H1P, BK, ACT)
+            if NH >= 2:
+                _hidden_forward(s_row + A1, p_row, s_row + A2, W2, B2, H1, H2, H2P, BK, ACT)
+            if NH >= 3:
+                _hidden_forward(s_row + A2, p_row, s_row + A3, W3, B3, H2, H3, H3P, BK, ACT)
+            out = _dense_forward(s_row + AL, p_row + WO, p_row + BO, HL, O, OP, BK)  # (OP,)
+            y = tl.load(y_ptr + row * O + cols_o, mask=omask, other=0.0)  # (OP,)
+            # ---- loss and dLoss/dout (residual for both losses)
+            if LOG_LOSS:
+                zm = tl.where(omask, out, float("-inf"))
+                mx = tl.max(zm, axis=0)
+                ex = tl.exp(zm - mx)  # 0 on padding
+                se = tl.sum(ex, axis=0)
+                lse = mx + tl.log(se)
+                row_loss = tl.sum(tl.where(omask, y * (lse - out), 0.0), axis=0)
+                delta = ex / se - y
+            else:
+                delta = out - y  # 0 on padding
+                row_loss = 0.5 * tl.sum(delta * delta, axis=0)
+            if HAS_SW:
+                w_i = tl.load(sw_ptr + row)
+                row_loss = row_loss * w_i
+                delta = delta * w_i
+            total += row_loss
+            delta = delta * inv_b
+            # ---- backward, output layer first; each layer leaves the delta below in scratch
+            _dense_backward(s_row + AL, p_row, m_row, v_row, g_row, delta, s_row + DL, l2,
+                            lr, lr_t, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
+                            WO, BO, HL, O, OP, BK, True, ACT, FUSED, SOLVER, NESTEROV)
+            tl.debug_barrier()
+            if NH >= 3:
+                c3 = tl.arange(0, H3P)
+                d = tl.load(s_row + D3 + c3, mask=c3 < H3, other=0.0)
+                _dense_backward(s_row + A2, p_row, m_row, v_row, g_row, d, s_row + D2, l2,
+                                lr, lr_t, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
+                                W3, B3, H2, H3, H3P, BK, True, ACT, FUSED, SOLVER, NESTEROV)
+                tl.debug_barrier()
+            if NH >= 2:
+                c2 = tl.arange(0, H2P)
+                d = tl.load(s_row + D2 + c2, mask=c2 < H2, other=0.0)
+                _dense_backward(s_row + A1, p_row, m_row, v_row, g_row, d, s_row + D1, l2,
+                                lr, lr_t, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
+                                W2, B2, H1, H2, H2P, BK, True, ACT, FUSED, SOLVER, NESTEROV)
+                tl.debug_barrier()
+            c1 = tl.arange(0, H1P)
+            d = tl.load(s_row + D1 + c1, mask=c1 < H1, other=0.0)
+            _dense_backward(x_row, p_row, m_row, v_row, g_row, d, s_row, l2,
+                            lr, lr_t, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
+                            W1, B1, F, H1, H1P, BK, False, ACT, FUSED, SOLVER, NESTEROV)
+            tl.debug_barrier()  # next row / step reads the new weights and the scratch
+        if not FUSED:
+            _apply_accumulated(p_row, m_row, v_row, g_row, wmask_ptr, P, l2,
+                               lr, lr_t, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
+                               SOLVER, NESTEROV, BP)
+            tl.debug_barrier()
+    tl.store(steps_ptr + e, t0 + n_steps)
+    tl.store(loss_ptr + e, total / M)
+
+
+# ----------------------------------------------------------------------------- host side
+def _pow2(n):
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def supports(hyper, layout, device):
+    """Whether :func:`epoch_triton` handles this configuration on ``device``.
+
+    Parameters
+    ----------
+    hyper : Hyper
+    layout : Layout
+    device : torch.device or str
+        CUDA devices need triton; the CPU only under the Triton interpreter
+        (``TRITON_INTERPRET=1`` set before this module was imported; for tests).
+
+    Returns
+    -------
+    bool
+    """
+    if triton is None:
+        return False
+    device = torch.device(device)
+    if device.type != ("cpu" if _interpreted() else "cuda"):
+        return False
+    hidden = layout.sizes[1:-1]
+    return (
+        len(hidden) in HIDDEN_LAYERS
+        and max(layout.sizes[1:]) <= MAX_WIDTH
+        and min(layout.sizes) >= 1
+        and 1 <= hyper.batch_size <= MAX_BATCH
+        and hyper.activation in ACTIVATIONS
+        and hyper.loss in LOSSES
+        and hyper.solver in SOLVERS
+    )
+
+
+def _require(t, name, dtype):
+    if t.dtype != dtype or not t.is_contiguous():
+        raise ValueError(f"epoch_triton: {name} must be contiguous {dtype}, got "
+                         f"{t.dtype} with strides {tuple(t.stride())}")
+
+
+def epoch_triton(flat, state, steps, X, Y, sw, order, lr, hyper, layout, *, _block_k=None):
+    """One epoch for all members, one persistent Triton program per member.
+
+    Same contract as :func:`skensemble._engine.epoch_reference`.
+
+    Parameters
+    ----------
+    flat : Tensor (E, P) float32, contiguous, updated in place
+    state : Tensor (S, E, P) float32, contiguous, updated in place
+    steps : Tensor (E,) int64, contiguous, updated in place
+    X : Tensor (N, F) float32
+    Y : Tensor (N, O) float32
+    sw : Tensor (N,) float32 or None
+    order : Tensor (E, M) int64
+    lr : float
+    _block_k : int or None
+        Rows per weight block (power of two); tests use it to force several blocks.
+
+    Returns
+    -------
+    Tensor (E,): per-member mean training loss over the epoch (data term only).
+    """
+    if not supports(hyper, layout, flat.device):
+        raise ValueError(f"epoch_triton does not support sizes {layout.sizes}, "
+                         f"{hyper} on {flat.device}; check supports() first")
+    E, M = order.shape
+    _require(flat, "flat", torch.float32)
+    _require(state, "state", torch.float32)
+    _require(steps, "steps", torch.int64)
+    if tuple(flat.shape) != (E, layout.n_params) or tuple(state.shape) != (hyper.n_state, E,
+                                                                            layout.n_params):
+        raise ValueError(f"epoch_triton: flat {tuple(flat.shape)} / state "
+                         f"{tuple(state.shape)} do not match E={E}, P={layout.n_params}")
+    dev = flat.device
+    # Read-only inputs: convert once (no copy when they already are contiguous float32).
+    X = X.to(device=dev, dtype=torch.float32).contiguous()  # (N, F)
+    Y = Y.to(device=dev, dtype=torch.float32).contiguous()  # (N, O)
+    order = order.to(device=dev, dtype=torch.int64).contiguous()  # (E, M)
+    if sw is not None:
+        sw = sw.to(device=dev, dtype=torch.float32).contiguous()  # (N,)
+    if M == 0 or E == 0:
+        return torch.zeros(E, dtype=flat.dtype, device=dev) / M
+
+    sizes = layout.sizes
+    F, O = sizes[0], sizes[-1]
+    hidden = list(sizes[1:-1]) + [1] * (3 - (len(sizes) - 2))  # unused layers: width 1
+    nh = len(sizes) - 2
+    hp = [_pow2(h) for h in hidden]
+    op = _pow2(O)
+    offs = list(layout.offsets)  # per layer (w0, b0, end)
+    w_off = [offs[i][0] if i < nh else 0 for i in range(3)]
+    b_off = [offs[i][1] if i < nh else 0 for i in range(3)]
+    # Scratch row: activations of hidden layers 1..3, then their deltas.
+    a_off = [0, hp[0], hp[0] + hp[1]]
+    d0 = sum(hp)
+    d_off = [d0, d0 + hp[0], d0 + hp[0] + hp[1]]
+    scr = 2 * d0
+    widest = max(hp + [op])
+    block_k = _block_k or max(1, min(32, 2048 // widest))  # (BK, widest) block ~2K floats
+    num_warps = max(1, min(4, (block_k * widest) // 512))
+
+    batch = int(hyper.batch_size)
+    n_steps = -(-M // batch)
+    scratch = torch.zeros(E, scr, dtype=torch.float32, device=dev)
+    if batch > 1:
+        grad = torch.zeros_like(flat)  # (E, P) accumulator, zeroed again after each step
+        wmask = layout.weight_mask(dev)  # (P,)
+    else:
+        grad = wmask = flat  # not read at batch 1
+    if hyper.solver == "adam":
+        # Bias-corrected step sizes for every step count this epoch reaches, with the
+        # reference's own expression (bit-identical on the same device). One host sync.
+        t_lo, t_hi = (int(v) for v in torch.aminmax(steps))
+        t = torch.arange(t_lo + 1, t_hi + n_steps + 1, device=dev).to(torch.float32)
+        lr_t = lr * torch.sqrt(1 - hyper.beta_2**t) / (1 - hyper.beta_1**t)  # (T,)
+    else:
+        t_lo, lr_t = 0, flat  # not read by sgd
+    loss = torch.empty(E, dtype=torch.float32, device=dev)
+    _epoch_kernel[(E,)](
+        flat, state, steps, grad, scratch, wmask, loss,
+        X, Y, sw if sw is not None else X, order,
+        lr_t, t_lo, E, M, layout.n_params, n_steps,
+        float(lr), float(hyper.alpha),
+        float(hyper.beta_1), 1.0 - float(hyper.beta_1),
+        float(hyper.beta_2), 1.0 - float(hyper.beta_2),
+        float(hyper.epsilon), float(hyper.momentum),
+        F=F, O=O, OP=op,
+        H1=hidden[0], H1P=hp[0], H2=hidden[1], H2P=hp[1], H3=hidden[2], H3P=hp[2],
+        HL=hidden[nh - 1],
+        W1=w_off[0], B1=b_off[0], W2=w_off[1], B2=b_off[1], W3=w_off[2], B3=b_off[2],
+        WO=offs[-1][0], BO=offs[-1][1],
+        A1=a_off[0], A2=a_off[1], A3=a_off[2], AL=a_off[nh - 1],
+        D1=d_off[0], D2=d_off[1], D3=d_off[2], DL=d_off[nh - 1], SCR=scr,
+        NH=nh, BATCH=batch, ACT=_ACT_CODE[hyper.activation],
+        LOG_LOSS=hyper.loss == "log_loss", SOLVER=0 if hyper.solver == "adam" else 1,
+        NESTEROV=bool(hyper.nesterovs_momentum), HAS_SW=sw is not None,
+        BK=block_k, BP=1024,
+        num_warps=num_warps,
+    )
+    return loss

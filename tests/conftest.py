@@ -1,0 +1,24 @@
+"""Shared fixtures: tiny data sets, and one torch thread (thread overhead dominates here)."""
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def regression_data():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(120, 4))
+    y = X @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.3 * np.sin(3 * X[:, 0]) + 0.05 * rng.normal(size=120)
+    return X, y
+
+
+@pytest.fixture
+def classification_data():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(150, 4))
+    y = np.where(X[:, 0] + 0.5 * X[:, 1] > 0, "yes", "no").astype(object)
+    y[X[:, 2] > 1.0] = "maybe"
+    return X, y
