@@ -49,6 +49,17 @@ def _check_hidden_layer_sizes(hidden_layer_sizes):
     return tuple(int(s) for s in sizes)
 
 
+def _weighted_standardisation(A, weight):
+    """Column means and scales of ``A (N, D)`` under row weights (None: equal weights).
+
+    Constant columns keep scale 1: they carry no information, and dividing by ~0 would
+    turn rounding noise into signal.
+    """
+    mean = np.average(A, axis=0, weights=weight)
+    std = np.sqrt(np.average((A - mean) ** 2, axis=0, weights=weight))
+    return mean, np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+
+
 class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
     """Shared machinery of :class:`NeuralBaggingRegressor` and :class:`NeuralBaggingClassifier`.
 
@@ -149,7 +160,7 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
 
     # ------------------------------------------------------------ task hooks
     @abstractmethod
-    def _encode_targets(self, y):
+    def _encode_targets(self, y, sample_weight):
         """Validate ``y`` (already row-checked), set target attributes, return ``Y (N, O)`` float64."""
 
     @abstractmethod
@@ -207,7 +218,6 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         X, y = validate_data(
             self, X, y, dtype=_FLOAT, multi_output=self._multi_output, y_numeric=self._loss == "squared_error"
         )
-        Y = self._encode_targets(y)  # (N, O) float64
         n_samples = X.shape[0]
         sw = None
         if sample_weight is not None:
@@ -215,12 +225,11 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
             if not np.any(sw > 0):
                 raise ValueError("sample_weight has no positive entry; nothing to fit.")
             sw = sw / sw.mean()  # mean 1: the learning rate keeps its meaning
+        Y = self._encode_targets(y, sw)  # (N, O) float64
 
-        # Internal standardisation so unscaled data trains as well as scaled data.
-        # Constant columns keep scale 1 (they carry no information either way).
-        self._x_mean = X.mean(axis=0)
-        scale = X.std(axis=0)
-        self._x_scale = np.where(scale > 1e-12 * np.maximum(1.0, np.abs(self._x_mean)), scale, 1.0)
+        # Internal standardisation so unscaled data trains as well as scaled data; weighted,
+        # so rows of weight zero have no influence at all.
+        self._x_mean, self._x_scale = _weighted_standardisation(X, sw)
 
         rng = check_random_state(self.random_state)
         self._seeds = _sampling.draw_seeds(rng, self.n_estimators)

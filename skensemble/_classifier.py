@@ -197,7 +197,7 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     _loss = "log_loss"
     _multi_output = False
 
-    def _encode_targets(self, y):
+    def _encode_targets(self, y, sample_weight):
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         if self.classes_.size < 2:

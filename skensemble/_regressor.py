@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from sklearn.base import RegressorMixin
 
-from ._base import BaseNeuralBagging
+from ._base import BaseNeuralBagging, _weighted_standardisation
 
 
 class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
@@ -194,14 +194,12 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
 
     _loss = "squared_error"
 
-    def _encode_targets(self, y):
+    def _encode_targets(self, y, sample_weight):
         y = np.asarray(y, dtype=np.float64)
         self._y_1d = y.ndim == 1
         Y = y.reshape(len(y), -1)  # (N, O)
         self.n_outputs_ = Y.shape[1]
-        self._y_mean = Y.mean(axis=0)
-        scale = Y.std(axis=0)
-        self._y_scale = np.where(scale > 1e-12 * np.maximum(1.0, np.abs(self._y_mean)), scale, 1.0)
+        self._y_mean, self._y_scale = _weighted_standardisation(Y, sample_weight)
         return (Y - self._y_mean) / self._y_scale
 
     def _member_scores(self, out, Y, weight):

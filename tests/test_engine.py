@@ -1,0 +1,223 @@
+"""The stacked engine against E independent torch.nn models, and engines against each other."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from skensemble import _engine, _sampling
+from skensemble._engine import Hyper, Layout
+
+ACT = {"relu": nn.ReLU, "tanh": nn.Tanh, "logistic": nn.Sigmoid, "identity": nn.Identity}
+
+
+def _problem(loss, E=3, N=23, F=4, hidden=(6, 5), O=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(N, F, generator=g)
+    if loss == "squared_error":
+        Y = torch.randn(N, O, generator=g)
+    else:
+        Y = torch.eye(O)[torch.randint(0, O, (N,), generator=g)]
+    sw = torch.rand(N, generator=g) + 0.5
+    layout = Layout((F, *hidden, O))
+    return X, Y, sw, layout
+
+
+def _nn_members(flat, layout, activation):
+    """E separate nn.Sequential models carrying the same weights as ``flat``."""
+    models = []
+    for e in range(flat.shape[0]):
+        mods = []
+        for i, (W, b) in enumerate(layout.views(flat)):
+            lin = nn.Linear(W.shape[1], W.shape[2])
+            with torch.no_grad():
+                lin.weight.copy_(W[e].T)  # nn.Linear stores (fan_out, fan_in)
+                lin.bias.copy_(b[e, 0])
+            mods.append(lin)
+            if i < layout.n_layers - 1:
+                mods.append(ACT[activation]())
+        models.append(nn.Sequential(*mods))
+    return models
+
+
+def _train_loop(models, X, Y, sw, order, hyper, lr, epochs):
+    """What a user would write: a Python loop over members, each its own optimizer."""
+    for e, model in enumerate(models):
+        params = list(model.parameters())
+        if hyper.solver == "sgd":
+            opt = torch.optim.SGD(
+                params, lr=lr, momentum=hyper.momentum, nesterov=hyper.nesterovs_momentum
+            )
+        else:  # scikit-learn's adam (epsilon outside the bias correction), by hand
+            m = [torch.zeros_like(p) for p in params]
+            v = [torch.zeros_like(p) for p in params]
+        t = 0
+        for ep in range(epochs):
+            idx_all = order[ep][e]
+            for s in range(0, len(idx_all), hyper.batch_size):
+                idx = idx_all[s : s + hyper.batch_size]
+                b = len(idx)
+                out = model(X[idx])
+                if hyper.loss == "squared_error":
+                    rows = 0.5 * ((out - Y[idx]) ** 2).sum(1)
+                else:
+                    rows = -(Y[idx] * torch.log_softmax(out, 1)).sum(1)
+                loss = (rows * sw[idx]).sum() / b
+                loss = loss + 0.5 * hyper.alpha / b * sum(
+                    (mod.weight**2).sum() for mod in model if isinstance(mod, nn.Linear)
+                )
+                grads = torch.autograd.grad(loss, params)
+                t += 1
+                if hyper.solver == "sgd":
+                    for p, gr in zip(params, grads):
+                        p.grad = gr
+                    opt.step()
+                else:
+                    with torch.no_grad():
+                        lr_t = lr * math.sqrt(1 - hyper.beta_2**t) / (1 - hyper.beta_1**t)
+                        for p, gr, mi, vi in zip(params, grads, m, v):
+                            mi.mul_(hyper.beta_1).add_(gr, alpha=1 - hyper.beta_1)
+                            vi.mul_(hyper.beta_2).addcmul_(gr, gr, value=1 - hyper.beta_2)
+                            p.sub_(lr_t * mi / (vi.sqrt() + hyper.epsilon))
+
+
+CASES = list(
+    itertools.product(
+        ["relu", "tanh", "logistic", "identity"],
+        [("adam", True), ("sgd", True), ("sgd", False)],
+        ["squared_error", "log_loss"],
+    )
+)
+
+
+@pytest.mark.parametrize("engine", ["reference", "batched"])
+@pytest.mark.parametrize("activation, solver, loss", CASES)
+def test_stacked_engine_equals_loop_of_nn_models(engine, activation, solver, loss):
+    X, Y, sw, layout = _problem(loss)
+    hyper = Hyper(
+        activation=activation, loss=loss, solver=solver[0], nesterovs_momentum=solver[1],
+        alpha=0.01, batch_size=4,
+    )
+    E, epochs, lr = 3, 3, 0.02
+    flat = _engine.init_parameters(layout, [11, 12, 13], activation)
+    models = _nn_members(flat, layout, activation)
+    state, steps = _engine.init_state(flat, hyper)
+    gen = torch.Generator().manual_seed(5)
+    rows = torch.from_numpy(_sampling.member_rows([1, 2, 3], X.shape[0], 19, bootstrap=True))
+    order = [_sampling.epoch_order(rows, gen, True) for _ in range(epochs)]
+    fn = _engine.epoch_reference if engine == "reference" else _engine.epoch_batched
+    for ep in range(epochs):
+        fn(flat, state, steps, X, Y, sw, order[ep], lr, hyper, layout)
+    _train_loop(models, X, Y, sw, order, hyper, lr, epochs)
+    expected = _engine.init_parameters(layout, [0] * E, activation)  # same shape, overwritten
+    for e, model in enumerate(models):
+        lins = [m for m in model if isinstance(m, nn.Linear)]
+        for (W, b), lin in zip(layout.views(expected), lins):
+            W[e] = lin.weight.detach().T
+            b[e, 0] = lin.bias.detach()
+    assert torch.equal(steps, torch.full((E,), epochs * 5))
+    torch.testing.assert_close(flat, expected, rtol=1e-4, atol=1e-5)
+    # and training moved the weights: the test would catch an engine that does nothing
+    assert not torch.allclose(flat, _engine.init_parameters(layout, [11, 12, 13], activation))
+
+
+@pytest.mark.parametrize("activation, solver, loss", CASES)
+def test_batched_equals_reference(activation, solver, loss):
+    X, Y, sw, layout = _problem(loss, E=4, hidden=(7,), O=3)
+    hyper = Hyper(activation=activation, loss=loss, solver=solver[0],
+                  nesterovs_momentum=solver[1], alpha=0.05, batch_size=3)
+    flat = _engine.init_parameters(layout, range(4), activation)
+    state, steps = _engine.init_state(flat, hyper)
+    f2, s2, t2 = flat.clone(), state.clone(), steps.clone()
+    order = torch.argsort(torch.rand(4, X.shape[0], generator=torch.Generator().manual_seed(0)), 1)
+    for weights in (sw, None):
+        l1 = _engine.epoch_reference(flat, state, steps, X, Y, weights, order, 0.01, hyper, layout)
+        l2 = _engine.epoch_batched(f2, s2, t2, X, Y, weights, order, 0.01, hyper, layout)
+        torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(flat, f2, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(state, s2, rtol=1e-5, atol=1e-6)
+
+
+def test_reference_gradient_matches_finite_differences():
+    X, Y, sw, layout = _problem("squared_error", E=2, N=5, hidden=(3,), O=1)
+    hyper = Hyper(activation="tanh", loss="squared_error", solver="sgd", momentum=0.0,
+                  nesterovs_momentum=False, alpha=0.1, batch_size=5)
+    flat = _engine.init_parameters(layout, [3, 4], "tanh").double()
+    order = torch.arange(5).repeat(2, 1)
+
+    def member_loss(f):
+        out = _engine.forward(f, layout, X.double(), "tanh")
+        rows = _engine.per_row_loss(out, Y.double().expand(2, -1, -1), "squared_error")
+        l2 = 0.5 * 0.1 / 5 * ((f * f) * layout.weight_mask().double()).sum(1)
+        return (rows * sw.double()).sum(1) / 5 + l2
+
+    state, steps = _engine.init_state(flat, hyper)
+    before = flat.clone()
+    _engine.epoch_reference(flat, state, steps, X.double(), Y.double(), sw.double(), order,
+                            1.0, hyper, layout)
+    grad = before - flat  # lr=1, no momentum: the update is the gradient
+    h = 1e-6
+    for p in [0, 5, layout.n_params - 1]:
+        bump = torch.zeros_like(before)
+        bump[:, p] = h
+        fd = (member_loss(before + bump) - member_loss(before - bump)) / (2 * h)
+        torch.testing.assert_close(grad[:, p], fd, rtol=1e-5, atol=1e-7)
+
+
+def test_members_are_independent():
+    X, Y, sw, layout = _problem("squared_error", E=3)
+    hyper = Hyper(activation="relu", batch_size=2)
+    flat = _engine.init_parameters(layout, [1, 2, 3], "relu")
+    order = torch.argsort(torch.rand(3, X.shape[0], generator=torch.Generator().manual_seed(1)), 1)
+    f1 = flat.clone()
+    s1, t1 = _engine.init_state(f1, hyper)
+    _engine.epoch_batched(f1, s1, t1, X, Y, sw, order, 0.01, hyper, layout)
+    f2 = flat.clone()
+    f2[0] += 1.0  # perturb member 0 only, and give it another order
+    order2 = order.clone()
+    order2[0] = order2[0].flip(0)
+    s2, t2 = _engine.init_state(f2, hyper)
+    _engine.epoch_batched(f2, s2, t2, X, Y, sw, order2, 0.01, hyper, layout)
+    assert torch.equal(f1[1:], f2[1:])
+    assert not torch.allclose(f1[0], f2[0])
+
+
+def test_predict_chunked_matches_single_chunk():
+    X, _, _, layout = _problem("squared_error", N=50)
+    flat = _engine.init_parameters(layout, [1, 2, 3], "tanh")
+    one = torch.cat(_engine.predict_chunked(flat, layout, X, "tanh", lambda o: o.mean(0)))
+    many = torch.cat(_engine.predict_chunked(flat, layout, X, "tanh", lambda o: o.mean(0), 7))
+    torch.testing.assert_close(one, many)
+    assert one.shape == (50, 2)
+
+
+def test_layout_views_share_storage():
+    layout = Layout((3, 4, 2))
+    assert layout.n_params == 3 * 4 + 4 + 4 * 2 + 2
+    flat = torch.zeros(5, layout.n_params)
+    (W0, b0), (W1, b1) = layout.views(flat)
+    W1[2, 3, 1] = 7.0
+    assert flat[2, layout.offsets[1][0] + 3 * 2 + 1] == 7.0
+    assert layout.weight_mask().sum() == 3 * 4 + 4 * 2
+
+
+def test_init_is_per_member_seed_and_glorot():
+    layout = Layout((30, 100, 1))
+    a = _engine.init_parameters(layout, [7, 8], "tanh")
+    b = _engine.init_parameters(layout, [9, 7], "tanh")
+    assert torch.equal(a[0], b[1])  # member weights depend on their own seed only
+    W0 = layout.views(a)[0][0]
+    bound = math.sqrt(6 / 130)
+    assert W0.abs().max() <= bound and W0.abs().max() > 0.9 * bound
+
+
+def test_member_rows_bootstrap_and_subsample():
+    rows = _sampling.member_rows([1, 2], 50, 50, bootstrap=True)
+    assert rows.shape == (2, 50) and len(np.unique(rows[0])) < 50
+    rows = _sampling.member_rows([1, 2], 50, 20, bootstrap=False)
+    assert all(len(np.unique(r)) == 20 for r in rows)
+    assert not np.array_equal(rows[0], rows[1])
+    np.testing.assert_array_equal(_sampling.member_rows([3], 9, 9, False)[0], np.arange(9))
