@@ -1,0 +1,74 @@
+"""Quickstart: a neural bagging ensemble in a scikit-learn Pipeline, tuned and scored.
+
+Shows skensemble's ``NeuralBaggingClassifier`` doing the everyday scikit-learn job --
+``Pipeline`` + ``GridSearchCV`` + ``cross_val_score`` on the breast-cancer data that
+ships with scikit-learn -- side by side with the loop it replaces,
+``BaggingClassifier(MLPClassifier())``, with the same members (10 MLPs, one hidden
+layer, same epochs, same batch size, no bootstrap). It prints accuracies and fit
+times. Runs in well under a minute on a laptop CPU.
+
+    python examples/quickstart.py
+"""
+
+import time
+import warnings
+
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import BaggingClassifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skensemble import NeuralBaggingClassifier
+
+warnings.filterwarnings("ignore", category=ConvergenceWarning)
+
+X, y = load_breast_cancer(return_X_y=True)
+N_MEMBERS, HIDDEN, EPOCHS, BATCH = 10, (32,), 100, 32
+cv = StratifiedKFold(5, shuffle=True, random_state=0)
+
+candidates = {
+    "skensemble NeuralBaggingClassifier": (
+        make_pipeline(
+            StandardScaler(),
+            NeuralBaggingClassifier(
+                n_estimators=N_MEMBERS, hidden_layer_sizes=HIDDEN, max_iter=EPOCHS,
+                batch_size=BATCH, random_state=0,
+            ),
+        ),
+        "neuralbaggingclassifier__alpha",
+    ),
+    "sklearn BaggingClassifier(MLPClassifier())": (
+        make_pipeline(
+            StandardScaler(),
+            BaggingClassifier(
+                MLPClassifier(hidden_layer_sizes=HIDDEN, max_iter=EPOCHS, batch_size=BATCH),
+                n_estimators=N_MEMBERS, bootstrap=False, random_state=0,
+            ),
+        ),
+        "baggingclassifier__estimator__alpha",
+    ),
+}
+
+print(f"breast cancer: {X.shape[0]} rows x {X.shape[1]} features; {N_MEMBERS} members, "
+      f"hidden {HIDDEN}, {EPOCHS} epochs, batch {BATCH}\n")
+rows = []
+for name, (pipe, alpha_key) in candidates.items():
+    start = time.perf_counter()
+    search = GridSearchCV(pipe, {alpha_key: [1e-4, 1e-2, 1.0]}, cv=3).fit(X, y)
+    search_time = time.perf_counter() - start
+    start = time.perf_counter()
+    scores = cross_val_score(search.best_estimator_, X, y, cv=cv)
+    cv_time = time.perf_counter() - start
+    fit_time = (search_time / (3 * 3 + 1) + cv_time / 5) / 2  # mean seconds per fit
+    rows.append((name, search.best_params_[alpha_key], scores.mean(), scores.std(), fit_time,
+                 search_time + cv_time))
+    print(f"{name}: best alpha {search.best_params_[alpha_key]:g}, "
+          f"5-fold accuracy {scores.mean():.4f} +/- {scores.std():.4f}")
+
+print(f"\n{'model':<45}{'accuracy':>18}{'s / fit':>10}{'total s':>10}")
+for name, _, mean, std, fit_time, total in rows:
+    print(f"{name:<45}{mean:>10.4f} +/- {std:.3f}{fit_time:>10.3f}{total:>10.1f}")
+print(f"\nskensemble fits {rows[1][4] / rows[0][4]:.1f}x faster than the scikit-learn loop.")
