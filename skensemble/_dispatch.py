@@ -14,7 +14,7 @@ import torch
 
 from . import _engine
 
-ENGINES = ("reference", "batched", "numba", "triton")
+ENGINES = ("reference", "batched", "graphed", "numba", "triton")
 
 # Up to this batch size the member-major compiled kernel beats batched matmuls on the
 # CPU (measured by benchmarks/bench_training.py: at batch 1 it is ~5-10x faster, at 32
@@ -56,8 +56,10 @@ def available_engines(device):
     names = ["reference", "batched"]
     if device.type == "cpu" and _has("numba"):
         names.append("numba")
-    if device.type == "cuda" and _has("triton"):
-        names.append("triton")
+    if device.type == "cuda":
+        names.append("graphed")
+        if _has("triton"):
+            names.append("triton")
     return names
 
 
@@ -66,7 +68,8 @@ def select_engine(requested, hyper, layout, device):
 
     ``"auto"``: on the CPU the member-major numba kernel for batches up to
     :data:`MEMBER_MAJOR_MAX_BATCH`, batched torch above; on CUDA the member-major
-    Triton kernel where it supports the configuration, batched torch otherwise.
+    Triton kernel where it supports the configuration, otherwise the batched path
+    replayed from CUDA graphs.
     """
     avail = available_engines(device)
     if requested != "auto":
@@ -94,7 +97,7 @@ def select_engine(requested, hyper, layout, device):
 
         if triton_gpu.supports(hyper, layout, device):
             return "triton"
-    return "batched"
+    return "graphed"
 
 
 def epoch_function(name):
@@ -103,6 +106,8 @@ def epoch_function(name):
         return _engine.epoch_reference
     if name == "batched":
         return _engine.epoch_batched
+    if name == "graphed":
+        return _engine.epoch_graphed
     if name == "numba":
         from ._kernels.numba_cpu import epoch_numba
 

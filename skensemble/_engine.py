@@ -236,7 +236,8 @@ def apply_update(flat, grad, state, steps, lr, hyper):
     flat, grad : Tensor (E, P)
     state : Tensor (S, E, P)
     steps : Tensor (E,) int64, incremented
-    lr : float
+    lr : float or 0-dim Tensor
+        A device scalar keeps the step free of host values (graph capture).
 
     Notes
     -----
@@ -246,6 +247,8 @@ def apply_update(flat, grad, state, steps, lr, hyper):
     ``p += mu v - lr g`` after the velocity update (as scikit-learn).
     """
     steps += 1
+    if not torch.is_tensor(lr):
+        lr = torch.tensor(float(lr), dtype=flat.dtype, device=flat.device)
     if hyper.solver == "adam":
         m, v = state[0], state[1]
         m.mul_(hyper.beta_1).add_(grad, alpha=1 - hyper.beta_1)
@@ -255,9 +258,9 @@ def apply_update(flat, grad, state, steps, lr, hyper):
         flat.sub_(lr_t * m / (v.sqrt() + hyper.epsilon))
     else:
         vel = state[0]
-        vel.mul_(hyper.momentum).sub_(grad, alpha=lr)
+        vel.mul_(hyper.momentum).addcmul_(grad, lr, value=-1)
         if hyper.nesterovs_momentum:
-            flat.add_(vel, alpha=hyper.momentum).sub_(grad, alpha=lr)
+            flat.add_(vel, alpha=hyper.momentum).addcmul_(grad, lr, value=-1)
         else:
             flat.add_(vel)
 
@@ -292,6 +295,7 @@ def epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout):
     E, M = order.shape
     mask = layout.weight_mask(flat.device)  # (P,)
     total = torch.zeros(E, dtype=flat.dtype, device=flat.device)
+    lr = torch.tensor(float(lr), dtype=flat.dtype, device=flat.device)  # once per epoch
     for start, stop in _batches(M, hyper.batch_size):
         idx = order[:, start:stop]  # (E, b)
         b = stop - start
@@ -310,6 +314,42 @@ def epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout):
     return total / M
 
 
+def _batched_step(flat, grad, state, steps, X, Y, sw, idx, lr, hyper, layout, total):
+    """One hand-written step for all members on the rows ``idx (E, b)``; adds to ``total (E,)``.
+
+    Allocation-free apart from activations; no host-device synchronisation, so it can be
+    captured in a CUDA graph.
+    """
+    layers = layout.views(flat)
+    gviews = layout.views(grad)
+    n_layers = len(layers)
+    b = idx.shape[1]
+    acts = [X[idx]]  # (E, b, F)
+    for i, (W, bias) in enumerate(layers):
+        z = torch.baddbmm(bias, acts[-1], W)  # (E, b, fan_out)
+        acts.append(activate(z, hyper.activation) if i < n_layers - 1 else z)
+    Yb = Y[idx]  # (E, b, O)
+    rows = per_row_loss(acts[-1], Yb, hyper.loss)  # (E, b)
+    delta = output_delta(acts[-1], Yb, hyper.loss)  # (E, b, O)
+    if sw is not None:
+        w = sw[idx]  # (E, b)
+        rows = rows * w
+        delta = delta * w.unsqueeze(-1)
+    total += rows.sum(1)
+    delta = delta / b
+    for i in range(n_layers - 1, -1, -1):
+        W, _ = layers[i]
+        gW, gb = gviews[i]
+        # dL/dW = a^T delta (+ L2): (E, fan_in, b) @ (E, b, fan_out)
+        torch.baddbmm(W, acts[i].transpose(1, 2), delta, beta=hyper.alpha / b, out=gW)
+        gb.copy_(delta.sum(1, keepdim=True))  # (E, 1, fan_out)
+        if i > 0:
+            # back through the layer and the activation: (E, b, fan_out) @ (E, fan_out, fan_in)
+            delta = torch.bmm(delta, W.transpose(1, 2))
+            delta.mul_(activation_grad_from_output(acts[i], hyper.activation))
+    apply_update(flat, grad, state, steps, lr, hyper)
+
+
 def epoch_batched(flat, state, steps, X, Y, sw, order, lr, hyper, layout):
     """One epoch for all members, forward and backward written out (no autograd).
 
@@ -319,38 +359,90 @@ def epoch_batched(flat, state, steps, X, Y, sw, order, lr, hyper, layout):
     """
     E, M = order.shape
     grad = torch.empty_like(flat)  # (E, P)
-    gviews = layout.views(grad)
-    layers = layout.views(flat)
-    n_layers = len(layers)
     total = torch.zeros(E, dtype=flat.dtype, device=flat.device)
+    lr = torch.tensor(float(lr), dtype=flat.dtype, device=flat.device)  # once per epoch
     for start, stop in _batches(M, hyper.batch_size):
-        idx = order[:, start:stop]  # (E, b)
-        b = stop - start
-        acts = [X[idx]]  # (E, b, F)
-        for i, (W, bias) in enumerate(layers):
-            z = torch.baddbmm(bias, acts[-1], W)  # (E, b, fan_out)
-            acts.append(activate(z, hyper.activation) if i < n_layers - 1 else z)
-        Yb = Y[idx]  # (E, b, O)
-        rows = per_row_loss(acts[-1], Yb, hyper.loss)  # (E, b)
-        delta = output_delta(acts[-1], Yb, hyper.loss)  # (E, b, O)
-        if sw is not None:
-            w = sw[idx]  # (E, b)
-            rows = rows * w
-            delta = delta * w.unsqueeze(-1)
-        total += rows.sum(1)
-        delta = delta / b
-        for i in range(n_layers - 1, -1, -1):
-            W, _ = layers[i]
-            gW, gb = gviews[i]
-            # dL/dW = a^T delta (+ L2): (E, fan_in, b) @ (E, b, fan_out)
-            torch.baddbmm(W, acts[i].transpose(1, 2), delta, beta=hyper.alpha / b, out=gW)
-            gb.copy_(delta.sum(1, keepdim=True))  # (E, 1, fan_out)
-            if i > 0:
-                # back through the layer and the activation: (E, b, fan_out) @ (E, fan_out, fan_in)
-                delta = torch.bmm(delta, W.transpose(1, 2))
-                delta.mul_(activation_grad_from_output(acts[i], hyper.activation))
-        apply_update(flat, grad, state, steps, lr, hyper)
+        _batched_step(flat, grad, state, steps, X, Y, sw, order[:, start:stop], lr, hyper,
+                      layout, total)
     return total / M
+
+
+class _ChunkRunner:
+    """Static buffers plus ``chunk`` batched steps, captured in a CUDA graph when asked.
+
+    The steps read their rows from the static ``order`` buffer, so a replay needs only a
+    device-to-device copy of the next slice of the epoch's order: no launch per kernel,
+    no host synchronisation.
+    """
+
+    def __init__(self, flat, state, steps, X, Y, sw, hyper, layout, chunk, capture):
+        E, B = flat.shape[0], hyper.batch_size
+        dev = flat.device
+        self.order = torch.zeros(E, chunk * B, dtype=torch.int64, device=dev)  # (E, chunk*B)
+        self.total = torch.zeros(E, dtype=flat.dtype, device=dev)
+        self.grad = torch.empty_like(flat)
+        self.lr = torch.zeros((), dtype=flat.dtype, device=dev)
+
+        def run():
+            for s in range(chunk):
+                _batched_step(flat, self.grad, state, steps, X, Y, sw,
+                              self.order[:, s * B : (s + 1) * B], self.lr, hyper, layout,
+                              self.total)
+
+        self.run = run
+        if capture:
+            # Warm up (cuBLAS handles, allocator pools) on clones, so that the real
+            # parameters are untouched; capture then records kernels without running them.
+            side = torch.cuda.Stream(dev)
+            side.wait_stream(torch.cuda.current_stream(dev))
+            with torch.cuda.stream(side):
+                f2, s2, t2, tot2 = flat.clone(), state.clone(), steps.clone(), self.total.clone()
+                for _ in range(2):
+                    _batched_step(f2, self.grad, s2, t2, X, Y, sw, self.order[:, :B], self.lr,
+                                  hyper, layout, tot2)
+            torch.cuda.current_stream(dev).wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                run()
+            self.run = self.graph.replay
+
+
+_RUNNER_CACHE = {}
+
+
+def epoch_graphed(flat, state, steps, X, Y, sw, order, lr, hyper, layout, chunk=64,
+                  capture=None):
+    """Batched epoch replayed from a CUDA graph of ``chunk`` steps at a time.
+
+    Same contract as :func:`epoch_reference`. ``capture=None`` captures on CUDA; with
+    ``capture=False`` the identical static-buffer schedule runs eagerly (how the CPU
+    tests check it). Steps that do not fill a whole chunk run eagerly.
+    """
+    E, M = order.shape
+    B = hyper.batch_size
+    capture = flat.is_cuda if capture is None else capture
+    chunk = max(1, min(chunk, M // B))
+    key = (flat.data_ptr(), state.data_ptr(), steps.data_ptr(), X.data_ptr(), Y.data_ptr(),
+           None if sw is None else sw.data_ptr(), tuple(flat.shape), hyper, layout, chunk,
+           capture)
+    runner = _RUNNER_CACHE.get(key)
+    if runner is None:
+        _RUNNER_CACHE.clear()  # one fit at a time per process keeps one graph alive
+        runner = _RUNNER_CACHE[key] = _ChunkRunner(flat, state, steps, X, Y, sw, hyper,
+                                                   layout, chunk, capture)
+    runner.lr.fill_(float(lr))
+    runner.total.zero_()
+    per_chunk = chunk * B
+    n_chunks = M // per_chunk
+    for c in range(n_chunks):
+        runner.order.copy_(order[:, c * per_chunk : (c + 1) * per_chunk])
+        runner.run()
+    for start, stop in _batches(M - n_chunks * per_chunk, B):
+        off = n_chunks * per_chunk
+        _batched_step(flat, runner.grad, state, steps, X, Y, sw,
+                      order[:, off + start : off + stop], runner.lr, hyper, layout,
+                      runner.total)
+    return runner.total / M
 
 
 # ---------------------------------------------------------------------- predict

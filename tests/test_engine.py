@@ -221,3 +221,27 @@ def test_member_rows_bootstrap_and_subsample():
     assert all(len(np.unique(r)) == 20 for r in rows)
     assert not np.array_equal(rows[0], rows[1])
     np.testing.assert_array_equal(_sampling.member_rows([3], 9, 9, False)[0], np.arange(9))
+
+
+@pytest.mark.parametrize("capture", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="CUDA graphs need a GPU"))])
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("batch_size, chunk", [(1, 4), (3, 2), (5, 64)])
+def test_graphed_schedule_equals_reference(capture, solver, batch_size, chunk):
+    dev = "cuda" if capture else "cpu"
+    X, Y, sw, layout = _problem("log_loss", E=3, N=23, O=3)
+    X, Y, sw = X.to(dev), Y.to(dev), sw.to(dev)
+    hyper = Hyper(activation="tanh", loss="log_loss", solver=solver, alpha=0.01,
+                  batch_size=batch_size)
+    flat = _engine.init_parameters(layout, [1, 2, 3], "tanh", dev)
+    state, steps = _engine.init_state(flat, hyper)
+    f2, s2, t2 = flat.clone(), state.clone(), steps.clone()
+    gen = torch.Generator().manual_seed(0)
+    for lr in (0.05, 0.01):  # a new rate reaches the captured steps
+        order = torch.argsort(torch.rand(3, 23, generator=gen), 1).to(dev)
+        l1 = _engine.epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout)
+        l2 = _engine.epoch_graphed(f2, s2, t2, X, Y, sw, order, lr, hyper, layout,
+                                   chunk=chunk, capture=capture)
+        torch.testing.assert_close(l1, l2, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(flat, f2, rtol=1e-4, atol=1e-5)
+    assert torch.equal(steps, t2)
