@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _dispatch, _engine, _sampling
+from ._progress import progress
 
 _FLOAT = (np.float64, np.float32)
 # A member-major kernel hands each thread whole members for a whole epoch: worth a
@@ -92,6 +92,13 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
             Interval(Integral, 1, None, closed="left"),
             Interval(Real, 0, 1, closed="right"),
         ],
+        "max_features": [
+            Interval(Integral, 1, None, closed="left"),
+            Interval(Real, 0, 1, closed="right"),
+        ],
+        "bootstrap_features": ["boolean"],
+        "oob_score": ["boolean"],
+        "warm_start": ["boolean"],
         "random_state": ["random_state"],
         "device": [str],
         "engine": [StrOptions({"auto", *_dispatch.ENGINES})],
@@ -126,6 +133,10 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         epsilon=1e-8,
         bootstrap=False,
         max_samples=1.0,
+        max_features=1.0,
+        bootstrap_features=False,
+        oob_score=False,
+        warm_start=False,
         random_state=None,
         device="auto",
         engine="auto",
@@ -153,6 +164,10 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         self.epsilon = epsilon
         self.bootstrap = bootstrap
         self.max_samples = max_samples
+        self.max_features = max_features
+        self.bootstrap_features = bootstrap_features
+        self.oob_score = oob_score
+        self.warm_start = warm_start
         self.random_state = random_state
         self.device = device
         self.engine = engine
@@ -160,24 +175,35 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
 
     # ------------------------------------------------------------ task hooks
     @abstractmethod
-    def _encode_targets(self, y, sample_weight):
-        """Validate ``y`` (already row-checked), set target attributes, return ``Y (N, O)`` float64."""
+    def _encode_targets(self, y, sample_weight, reset):
+        """Check ``y``, set (``reset``) or check target attributes, return ``Y (N, O)`` float64."""
+
+    @abstractmethod
+    def _transform_outputs(self, out):
+        """Members' raw outputs ``(E, n, O)`` -> what is averaged (float64 tensor)."""
 
     @abstractmethod
     def _member_scores(self, out, Y, weight):
         """Per-member validation score ``(E,)`` (higher is better) from raw outputs."""
 
-    # ----------------------------------------------------------------- fit
-    def _n_draw(self, n_samples):
-        """Rows per member: ``max_samples`` as a count or a fraction of ``n_samples``."""
-        if isinstance(self.max_samples, Integral) and not isinstance(self.max_samples, bool):
-            if self.max_samples > n_samples:
+    @abstractmethod
+    def _set_oob(self, mean, has_oob, y):
+        """Set ``oob_score_`` and the task's out-of-bag attribute from ``mean (N, O)``."""
+
+    def _stratify_labels(self, y):
+        return None
+
+    # ------------------------------------------------------- fit: set-up
+    def _count(self, value, total, name):
+        """``max_samples``/``max_features`` as a count out of ``total``."""
+        if isinstance(value, Integral) and not isinstance(value, bool):
+            if value > total:
                 raise ValueError(
-                    f"max_samples={self.max_samples} is larger than the number of training "
-                    f"rows ({n_samples}); pass a fraction in (0, 1] or a smaller count."
+                    f"{name}={value} is larger than the {total} available; pass a fraction "
+                    "in (0, 1] or a smaller count."
                 )
-            return int(self.max_samples)
-        return max(1, int(round(self.max_samples * n_samples)))
+            return int(value)
+        return max(1, int(value * total))
 
     def _hyper(self, n_rows):
         batch = min(200, n_rows) if self.batch_size == "auto" else int(self.batch_size)
@@ -194,6 +220,47 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
             epsilon=float(self.epsilon),
         )
 
+    def _validate_fit_data(self, X, y, sample_weight, reset):
+        X, y = validate_data(
+            self, X, y, dtype=_FLOAT, multi_output=self._multi_output,
+            y_numeric=self._loss == "squared_error", reset=reset,
+        )
+        sw = None
+        if sample_weight is not None:
+            sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            if not np.any(sw > 0):
+                raise ValueError("sample_weight has no positive entry; nothing to fit.")
+            sw = sw / sw.mean()  # mean 1: the learning rate keeps its meaning
+        return X, y, sw
+
+    def _plan(self, n_samples, n_features, partial=False):
+        holdout = None
+        if self.early_stopping and not self.bootstrap and not partial:
+            holdout = float(self.validation_fraction)
+            n_held = int(np.ceil(holdout * n_samples))
+            if n_held < 1 or n_samples - n_held < 1:
+                raise ValueError(
+                    f"early_stopping with validation_fraction={self.validation_fraction} "
+                    f"leaves no training or no validation rows out of {n_samples}; use "
+                    "more data, another validation_fraction, or bootstrap=True."
+                )
+            n_samples_pool = n_samples - n_held
+        else:
+            n_samples_pool = n_samples
+        return _sampling.Plan(
+            n_samples=n_samples,
+            n_features=n_features,
+            n_draw=self._count(self.max_samples, n_samples_pool, "max_samples"),
+            n_feat=self._count(self.max_features, n_features, "max_features"),
+            bootstrap=bool(self.bootstrap),
+            bootstrap_features=bool(self.bootstrap_features),
+            holdout=holdout,
+        )
+
+    def _uses_all_features(self, plan):
+        return plan.n_feat == plan.n_features and not plan.bootstrap_features
+
+    # --------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Train all members at once.
@@ -205,145 +272,179 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets.
         sample_weight : array-like of shape (n_samples,), default=None
-            Per-row weights of the training loss (and of the validation loss when
-            ``early_stopping=True``). Rows with weight zero do not influence the fit.
+            Row weights. With ``bootstrap=True`` each member draws its rows with
+            probability proportional to the weights (scikit-learn's bagging semantics);
+            otherwise they weight each row's training and validation loss. Either way,
+            rows of weight zero have no influence on the fit.
 
         Returns
         -------
         self : object
             The fitted estimator.
         """
+        warm = self.warm_start and hasattr(self, "_flat")
+        if self.oob_score and not self.bootstrap:
+            raise ValueError("Out of bag estimation only available if bootstrap=True.")
+        X, y, sw = self._validate_fit_data(X, y, sample_weight, reset=True)
+        n_old = self._flat.shape[0] if warm else 0
         hidden = _check_hidden_layer_sizes(self.hidden_layer_sizes)
-        device = _dispatch.resolve_device(self.device)
-        X, y = validate_data(
-            self, X, y, dtype=_FLOAT, multi_output=self._multi_output, y_numeric=self._loss == "squared_error"
-        )
-        n_samples = X.shape[0]
-        sw = None
-        if sample_weight is not None:
-            sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-            if not np.any(sw > 0):
-                raise ValueError("sample_weight has no positive entry; nothing to fit.")
-            sw = sw / sw.mean()  # mean 1: the learning rate keeps its meaning
-        Y = self._encode_targets(y, sw)  # (N, O) float64
-
-        # Internal standardisation so unscaled data trains as well as scaled data; weighted,
-        # so rows of weight zero have no influence at all.
-        self._x_mean, self._x_scale = _weighted_standardisation(X, sw)
+        if warm:
+            if self.n_estimators < n_old:
+                raise ValueError(
+                    f"n_estimators={self.n_estimators} must be larger or equal to the "
+                    f"{n_old} members already fitted when warm_start=True."
+                )
+            if self.n_estimators == n_old:
+                warnings.warn(
+                    "Warm-start fitting without increasing n_estimators does not fit new "
+                    "members."
+                )
+                return self
+            if self._layout_sizes[1:-1] != hidden:
+                raise ValueError(
+                    "warm_start=True adds members of the same architecture; "
+                    f"hidden_layer_sizes changed from {self._layout_sizes[1:-1]} to {hidden}."
+                )
+            if X.shape[1] != self._plan_.n_features:
+                raise ValueError("warm_start=True needs the same features as the first fit.")
+        else:
+            self._x_mean, self._x_scale = _weighted_standardisation(X, sw)
+        Y = self._encode_targets(y, sw, reset=not warm)  # (N, O) float64
 
         rng = check_random_state(self.random_state)
-        self._seeds = _sampling.draw_seeds(rng, self.n_estimators)
+        seeds = _sampling.draw_seeds(rng, self.n_estimators)
+        if warm:
+            seeds[:n_old] = self._seeds  # old members keep theirs; new ones get fresh ones
         shuffle_seed = int(rng.randint(_sampling.MAX_SEED))
-        split_seed = int(rng.randint(_sampling.MAX_SEED))
-
-        # Which rows train and which validate.
-        train_idx = np.arange(n_samples)
-        val_idx = None
-        if self.early_stopping and not self.bootstrap:
-            stratify = self._stratify_labels(y)
-            train_idx, val_idx = train_test_split(
-                train_idx,
-                test_size=self.validation_fraction,
-                random_state=split_seed,
-                stratify=stratify,
-            )
-            if train_idx.size == 0 or val_idx.size == 0:
-                raise ValueError(
-                    f"early_stopping with validation_fraction={self.validation_fraction} "
-                    f"leaves no training or no validation rows out of {n_samples}; use more "
-                    "data, another validation_fraction, or bootstrap=True (out-of-bag rows)."
-                )
-        n_draw = self._n_draw(train_idx.size)
-        rows = train_idx[_sampling.member_rows(self._seeds, train_idx.size, n_draw, self.bootstrap)]
-
-        hyper = self._hyper(n_draw)
-        layout = _engine.Layout((X.shape[1], *hidden, Y.shape[1]))
-        engine = _dispatch.select_engine(self.engine, hyper, layout, device)
-        # Member-major kernels parallelise over members; batched torch over the step's work.
-        per_step = self.n_estimators * layout.n_params * (
-            hyper.batch_size if engine in ("batched", "reference") else M_ROWS_PER_THREAD
+        plan = self._plan(*X.shape)
+        stratify = self._stratify_labels(y)
+        new_seeds = seeds[n_old:]
+        rows, held, feats = _sampling.member_samples(
+            new_seeds, plan, sw if plan.bootstrap else None, stratify
         )
-        n_threads = _dispatch.default_threads(per_step)
-
-        Xs = ((X - self._x_mean) / self._x_scale).astype(np.float32)
-        data = {
-            "X": torch.from_numpy(Xs).to(device),
-            "Y": torch.from_numpy(Y.astype(np.float32)).to(device),
-            "sw": None if sw is None else torch.from_numpy(sw.astype(np.float32)).to(device),
-        }
-        val = None
-        if self.early_stopping:
-            if self.bootstrap:  # each member validates on its own out-of-bag rows
-                vrows = np.arange(n_samples)
-                vmask = np.ones((self.n_estimators, n_samples), dtype=bool)
-                vmask[np.arange(self.n_estimators)[:, None], rows] = False
-            else:
-                vrows = val_idx
-                vmask = np.ones((self.n_estimators, val_idx.size), dtype=bool)
-            vw = vmask.astype(np.float32) * (1.0 if sw is None else sw[vrows].astype(np.float32))
-            val = {
-                "X": data["X"][torch.from_numpy(vrows).to(device)],
-                "Y": data["Y"][torch.from_numpy(vrows).to(device)],
-                "w": torch.from_numpy(vw).to(device),  # (E, Nv) zero where not validating
-            }
-
-        flat = _engine.init_parameters(
-            layout, [_sampling.init_seed(s) for s in self._seeds], self.activation, device
+        hyper = self._hyper(plan.n_draw)
+        layout = _engine.Layout((plan.n_feat, *hidden, Y.shape[1]))
+        flat, state, steps, lr, history, engine, device = self._train_new(
+            X, Y, sw, plan, rows, held, feats, new_seeds, hyper, layout, shuffle_seed,
+            self.max_iter,
         )
-        state, steps = _engine.init_state(flat, hyper)
-        start = time.perf_counter()
-        with _dispatch.thread_limit(n_threads, engine):
-            history = self._train(
-                flat, state, steps, data, val, torch.from_numpy(rows), shuffle_seed,
-                hyper, layout, engine,
-            )
-        self.fit_time_ = time.perf_counter() - start
 
+        self._seeds = seeds
+        self._plan_ = plan
+        self._partial_calls = 0
+        new_features = None if self._uses_all_features(plan) else feats
+        if warm and (new_features is None) != (self._features is None):
+            raise ValueError("warm_start=True cannot change max_features or bootstrap_features.")
+        if warm and new_features is not None:
+            new_features = np.concatenate([self._features, new_features])
+        self._features = new_features
+        self._sample_weight = sw
+        self._stratify = stratify
         self._layout_sizes = layout.sizes
-        self._flat = flat.detach().to("cpu").numpy().copy()  # (E, P) on the CPU: pickles anywhere
         self.engine_ = engine
         self.device_ = str(device)
-        self.loss_curve_ = history["loss"]
-        self.n_iter_per_member_ = history["n_iter"]
-        self.n_iter_ = int(self.n_iter_per_member_.max())
-        self.t_ = int(self.n_iter_ * n_draw)
-        if self.early_stopping:
-            self.validation_loss_curve_ = history["val_loss"]
-            self.validation_scores_ = history["val_score"]
-            self.best_validation_loss_ = history["best"]
+        if warm:
+            self._flat = np.concatenate([self._flat, flat])
+            self._opt_state = np.concatenate([self._opt_state, state], axis=1)
+            self._steps = np.concatenate([self._steps, steps])
+            self._lr = np.concatenate([self._lr, lr])
+            history = _merge_history(self, history, n_old)
+        else:
+            self._flat, self._opt_state, self._steps, self._lr = flat, state, steps, lr
+        self._set_history(history, plan.n_draw)
+        if self.oob_score:
+            self._compute_oob(X, y)
         if history["unconverged"] and not self.early_stopping:
             warnings.warn(
-                f"{history['unconverged']} of {self.n_estimators} members reached max_iter="
+                f"{history['unconverged']} of {len(new_seeds)} members reached max_iter="
                 f"{self.max_iter} before their training loss stopped improving by tol="
                 f"{self.tol}; raise max_iter or tol to silence this.",
                 ConvergenceWarning,
             )
         return self
 
-    def _stratify_labels(self, y):
-        return None
+    def _set_history(self, history, n_draw):
+        self.loss_curve_ = history["loss"]
+        self.n_iter_per_member_ = history["n_iter"]
+        self.n_iter_ = int(self.n_iter_per_member_.max())
+        self.t_ = int(self.n_iter_ * n_draw)
+        self.fit_time_ = history["seconds"]
+        if "val_loss" in history:
+            self.validation_loss_curve_ = history["val_loss"]
+            self.validation_scores_ = history["val_score"]
+            self.best_validation_loss_ = history["best"]
 
-    def _train(self, flat, state, steps, data, val, rows, shuffle_seed, hyper, layout, engine):
+    def _train_new(self, X, Y, sw, plan, rows, held, feats, seeds, hyper, layout, shuffle_seed,
+                   max_iter):
+        """Initialise members from ``seeds`` and train them; returns numpy state + history."""
+        device = _dispatch.resolve_device(self.device)
+        all_features = self._uses_all_features(plan)
+        engine = _dispatch.select_engine(self.engine, hyper, layout, device, not all_features)
+        Xs = ((X - self._x_mean) / self._x_scale).astype(np.float32)
+        loss_weight = None if (sw is None or plan.bootstrap) else sw
+        data = {
+            "X": torch.from_numpy(Xs).to(device),
+            "Y": torch.from_numpy(Y.astype(np.float32)).to(device),
+            "sw": None if loss_weight is None else torch.from_numpy(
+                loss_weight.astype(np.float32)).to(device),
+            "features": None if all_features else torch.from_numpy(feats).to(device),
+        }
+        val = None
+        if self.early_stopping:
+            if plan.bootstrap:  # each member validates on its own out-of-bag rows
+                vmask = ~_sampling.in_bag_mask(rows, plan.n_samples)
+            else:  # ... or on the rows it held out
+                vmask = np.zeros((len(seeds), plan.n_samples), dtype=bool)
+                for e, h in enumerate(held):
+                    vmask[e, h] = True
+            vrows = np.flatnonzero(vmask.any(0))  # forward only rows someone validates on
+            vw = vmask[:, vrows].astype(np.float32)
+            if sw is not None:
+                vw = vw * sw[vrows].astype(np.float32)
+            vidx = torch.from_numpy(vrows).to(device)
+            val = {"X": data["X"][vidx], "Y": data["Y"][vidx],
+                   "w": torch.from_numpy(vw).to(device)}  # (E, Nv) zero where not validating
+        flat = _engine.init_parameters(
+            layout, [_sampling.init_seed(s) for s in seeds], self.activation, device
+        )
+        state, steps = _engine.init_state(flat, hyper)
+        lr = np.full(len(seeds), float(self.learning_rate_init))
+        per_step = len(seeds) * layout.n_params * (
+            hyper.batch_size if engine in ("batched", "reference", "graphed") else M_ROWS_PER_THREAD
+        )
+        start = time.perf_counter()
+        with _dispatch.thread_limit(_dispatch.default_threads(per_step), engine):
+            history = self._train(
+                flat, state, steps, lr, data, val, torch.from_numpy(rows), shuffle_seed,
+                hyper, layout, engine, max_iter, stop=True,
+            )
+        history["seconds"] = time.perf_counter() - start
+        return (flat.cpu().numpy().copy(), state.cpu().numpy().copy(),
+                steps.cpu().numpy().copy(), lr, history, engine, device)
+
+    def _train(self, flat, state, steps, lr, data, val, rows, shuffle_seed, hyper, layout,
+               engine, max_iter, stop):
         """The epoch loop: all members in one call per epoch, each stopping on its own.
 
         Members that stopped are left out of later epochs (their parameters and optimizer
         state are untouched); members sharing a learning rate are trained by one call.
+        ``lr (E,)`` is updated in place (adaptive schedule).
         """
         E = flat.shape[0]
         device = flat.device
         epoch_fn = _dispatch.epoch_function(engine)
         gen = torch.Generator().manual_seed(shuffle_seed)
         adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
-        lr = np.full(E, float(self.learning_rate_init))
         active = np.ones(E, dtype=bool)
         n_iter = np.zeros(E, dtype=np.int64)
         best = np.full(E, np.inf)
         no_improve = np.zeros(E, dtype=np.int64)
         best_flat = flat.clone() if val is not None else None
         losses, val_losses, val_scores = [], [], []
-        t_seen = 0
         M = rows.shape[1]
-        for epoch in range(self.max_iter):
+        t_seen = int(getattr(self, "t_", 0)) if not stop else 0
+        bar = progress(max_iter, self.verbose)
+        for epoch in range(max_iter):
             order = _sampling.epoch_order(rows, gen, self.shuffle).to(device)  # (E, M)
             if self.solver == "sgd" and self.learning_rate == "invscaling":
                 lr[:] = self.learning_rate_init / (t_seen + 1) ** self.power_t
@@ -351,15 +452,17 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
             for rate in np.unique(lr[active]):
                 members = np.flatnonzero(active & (lr == rate))
                 epoch_loss[torch.from_numpy(members).to(device)] = self._epoch_subset(
-                    epoch_fn, members, flat, state, steps, data, order, float(rate), hyper, layout
+                    epoch_fn, members, flat, state, steps, data, order, float(rate), hyper,
+                    layout,
                 )
             t_seen += M
             n_iter[active] += 1
             if val is not None:
-                vloss, vscore = self._validate(flat, val, hyper, layout)
+                vloss, vscore = self._validate(flat, val, hyper, layout, data["features"])
             loss_np = epoch_loss.cpu().numpy().astype(np.float64)  # one sync per epoch
             bad = active & ~np.isfinite(loss_np)
             if bad.any():
+                bar.close()
                 raise ValueError(
                     f"Training diverged: the loss of member(s) {np.flatnonzero(bad).tolist()} "
                     f"became non-finite in epoch {epoch + 1} with solver={self.solver!r} and "
@@ -376,36 +479,30 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
                 crit = np.where(np.isfinite(vloss_np), vloss_np, loss_np)
             else:
                 crit = loss_np
-            worse = active & (crit > best - self.tol)
-            no_improve[worse] += 1
-            no_improve[active & ~worse] = 0
-            improved = active & (crit < best)
-            best[improved] = crit[improved]
-            if val is not None and improved.any():
-                keep = torch.from_numpy(np.flatnonzero(improved)).to(device)
-                best_flat[keep] = flat[keep]
-            patience_out = active & (no_improve >= self.n_iter_no_change)
-            if adaptive:
-                shrink = patience_out & (lr / 5.0 >= 1e-6)
-                lr[shrink] /= 5.0
-                no_improve[shrink] = 0
-                patience_out &= ~shrink
-            active &= ~patience_out
-            if self.verbose:
-                print(
-                    f"Epoch {epoch + 1}: mean loss {np.nanmean(loss_np):.6f}, "
-                    f"members training {int(active.sum())}/{E}"
-                    + (f", mean validation loss {np.nanmean(val_losses[-1]):.6f}" if val else "")
-                )
+            if stop:
+                worse = active & (crit > best - self.tol)
+                no_improve[worse] += 1
+                no_improve[active & ~worse] = 0
+                improved = active & (crit < best)
+                best[improved] = crit[improved]
+                if val is not None and improved.any():
+                    keep = torch.from_numpy(np.flatnonzero(improved)).to(device)
+                    best_flat[keep] = flat[keep]
+                patience_out = active & (no_improve >= self.n_iter_no_change)
+                if adaptive:
+                    shrink = patience_out & (lr / 5.0 >= 1e-6)
+                    lr[shrink] /= 5.0
+                    no_improve[shrink] = 0
+                    patience_out &= ~shrink
+                active &= ~patience_out
+            bar.update(float(np.nanmean(loss_np)), int(active.sum()), E,
+                       None if val is None else float(np.nanmean(val_losses[-1])))
             if not active.any():
                 break
+        bar.close()
         if val is not None:
             flat.copy_(best_flat)  # every member ends with its best-validation weights
-        history = {
-            "loss": np.asarray(losses),
-            "n_iter": n_iter,
-            "unconverged": int(active.sum()),
-        }
+        history = {"loss": np.asarray(losses), "n_iter": n_iter, "unconverged": int(active.sum())}
         if val is not None:
             history.update(
                 val_loss=np.asarray(val_losses), val_score=np.asarray(val_scores), best=best
@@ -415,36 +512,167 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
     @staticmethod
     def _epoch_subset(epoch_fn, members, flat, state, steps, data, order, lr, hyper, layout):
         """Run one epoch for ``members`` only; returns their losses ``(len(members),)``."""
+        X, Y, sw, feats = data["X"], data["Y"], data["sw"], data["features"]
         if members.size == flat.shape[0]:
-            return epoch_fn(
-                flat, state, steps, data["X"], data["Y"], data["sw"], order, lr, hyper, layout
-            )
+            extra = {} if feats is None else {"features": feats}
+            return epoch_fn(flat, state, steps, X, Y, sw, order, lr, hyper, layout, **extra)
         idx = torch.from_numpy(members).to(flat.device)
         sub_flat, sub_state, sub_steps = flat[idx], state[:, idx].contiguous(), steps[idx]
+        extra = {} if feats is None else {"features": feats[idx].contiguous()}
         out = epoch_fn(
-            sub_flat, sub_state, sub_steps, data["X"], data["Y"], data["sw"],
-            order[idx].contiguous(), lr, hyper, layout,
+            sub_flat, sub_state, sub_steps, X, Y, sw, order[idx].contiguous(), lr, hyper, layout,
+            **extra,
         )
         flat[idx], state[:, idx], steps[idx] = sub_flat, sub_state, sub_steps
         return out
 
     @torch.no_grad()
-    def _validate(self, flat, val, hyper, layout):
+    def _validate(self, flat, val, hyper, layout, features):
         """Per-member weighted validation loss ``(E,)`` and score ``(E,)`` (device tensors)."""
         out = torch.cat(
-            _engine.predict_chunked(flat, layout, val["X"], hyper.activation, lambda o: o),
+            _engine.predict_chunked(flat, layout, val["X"], hyper.activation, lambda o: o,
+                                    features=features),
             dim=1,
         )  # (E, Nv, O)
         Y = val["Y"].unsqueeze(0).expand_as(out)
         rows = _engine.per_row_loss(out, Y, hyper.loss)  # (E, Nv)
         w = val["w"]
-        denom = w.sum(1)
-        loss = (rows * w).sum(1) / denom  # nan where a member has no validation rows
+        loss = (rows * w).sum(1) / w.sum(1)  # nan where a member has no validation rows
         return loss, self._member_scores(out, val["Y"], w)
+
+    # ------------------------------------------------------- partial_fit
+    def _partial_fit(self, X, y, sample_weight, classes=None):
+        """One more epoch for every member on ``(X, y)``; initialises on the first call."""
+        first = not hasattr(self, "_flat")
+        if first:
+            X, y, sw = self._validate_fit_data(X, y, sample_weight, reset=True)
+            self._x_mean, self._x_scale = _weighted_standardisation(X, sw)
+            if classes is not None:
+                self.classes_ = np.unique(classes)
+            Y = self._encode_targets(y, sw, reset=classes is None)
+            rng = check_random_state(self.random_state)
+            self._seeds = _sampling.draw_seeds(rng, self.n_estimators)
+            self._partial_calls = 0
+            layout = _engine.Layout((X.shape[1], *_check_hidden_layer_sizes(
+                self.hidden_layer_sizes), Y.shape[1]))
+            self._layout_sizes = layout.sizes
+            flat = _engine.init_parameters(
+                layout, [_sampling.init_seed(s) for s in self._seeds], self.activation)
+            state, steps = _engine.init_state(flat, self._hyper(X.shape[0]))
+            self._flat, self._opt_state = flat.numpy(), state.numpy()
+            self._steps = steps.numpy()
+            self._lr = np.full(self.n_estimators, float(self.learning_rate_init))
+            self._sample_weight, self._stratify, self._features = None, None, None
+            self._plan_ = None
+            self.loss_curve_ = np.empty((0, self.n_estimators))
+            self.n_iter_per_member_ = np.zeros(self.n_estimators, dtype=np.int64)
+            self.t_ = 0
+        else:
+            X, y, sw = self._validate_fit_data(X, y, sample_weight, reset=False)
+            Y = self._encode_targets(y, sw, reset=False)
+        # This call's rows; each member keeps the features it was fitted with.
+        plan = _sampling.Plan(X.shape[0], X.shape[1], self._count(
+            self.max_samples, X.shape[0], "max_samples"), X.shape[1], bool(self.bootstrap),
+            False)
+        self._partial_calls += 1
+        call_seeds = [hash((int(s), self._partial_calls)) % _sampling.MAX_SEED
+                      for s in self._seeds]
+        rows, _, _ = _sampling.member_samples(call_seeds, plan, sw if plan.bootstrap else None)
+        hyper = self._hyper(plan.n_draw)
+        layout = _engine.Layout(self._layout_sizes)
+        device = _dispatch.resolve_device(self.device)
+        engine = _dispatch.select_engine(self.engine, hyper, layout, device,
+                                         self._features is not None)
+        Xs = ((X - self._x_mean) / self._x_scale).astype(np.float32)
+        loss_weight = None if (sw is None or plan.bootstrap) else sw
+        data = {"X": torch.from_numpy(Xs).to(device),
+                "Y": torch.from_numpy(Y.astype(np.float32)).to(device),
+                "sw": None if loss_weight is None else torch.from_numpy(
+                    loss_weight.astype(np.float32)).to(device),
+                "features": None if self._features is None else torch.from_numpy(
+                    self._features).to(device)}
+        flat = torch.from_numpy(self._flat).to(device)
+        state = torch.from_numpy(self._opt_state).to(device)
+        steps = torch.from_numpy(self._steps).to(device)
+        per_step = self.n_estimators * layout.n_params * hyper.batch_size
+        start = time.perf_counter()
+        with _dispatch.thread_limit(_dispatch.default_threads(per_step), engine):
+            history = self._train(flat, state, steps, self._lr, data, None,
+                                  torch.from_numpy(rows), call_seeds[0], hyper, layout,
+                                  engine, 1, stop=False)
+        self._flat = flat.cpu().numpy().copy()
+        self._opt_state = state.cpu().numpy().copy()
+        self._steps = steps.cpu().numpy().copy()
+        self.engine_, self.device_ = engine, str(device)
+        self.fit_time_ = time.perf_counter() - start
+        self.loss_curve_ = np.concatenate([self.loss_curve_, history["loss"]])
+        self.n_iter_per_member_ = self.n_iter_per_member_ + 1
+        self.n_iter_ = int(self.n_iter_per_member_.max())
+        self.t_ = int(self.t_ + plan.n_draw)
+        return self
+
+    # ----------------------------------------------------------- bagging
+    def _member_draws(self):
+        """Recompute every member's rows and features from the stored seeds."""
+        check_is_fitted(self, "_flat")
+        if getattr(self, "_partial_calls", 0):
+            raise AttributeError(
+                "estimators_samples_ is not defined for ensembles trained by partial_fit.")
+        return _sampling.member_samples(
+            self._seeds, self._plan_,
+            self._sample_weight if self._plan_.bootstrap else None, self._stratify,
+        )
+
+    @property
+    def estimators_samples_(self):
+        """Rows each member trained on (with repeats under bootstrap): list of int arrays."""
+        return list(self._member_draws()[0])
+
+    @property
+    def estimators_features_(self):
+        """Features each member sees, in the order its first layer reads them."""
+        check_is_fitted(self, "_flat")
+        if self._features is None:
+            return [np.arange(self.n_features_in_) for _ in range(self._flat.shape[0])]
+        return list(self._features)
+
+    @torch.no_grad()
+    def _compute_oob(self, X, y):
+        """Average, for each row, the members that did not train on it."""
+        rows = self._member_draws()[0]
+        out_of_bag = ~_sampling.in_bag_mask(rows, X.shape[0])  # (E, N)
+        device = _dispatch.resolve_device(self.device)
+        layout = _engine.Layout(self._layout_sizes)
+        flat = torch.from_numpy(self._flat).to(device)
+        features = None if self._features is None else torch.from_numpy(
+            self._features).to(device)
+        Xt = torch.from_numpy(((X - self._x_mean) / self._x_scale).astype(np.float32)).to(device)
+        total = np.zeros((X.shape[0], layout.sizes[-1]))
+        chunk = max(1, (16 * 2**20) // max(1, flat.shape[0] * max(layout.sizes)))
+        for s in range(0, X.shape[0], chunk):
+            out = self._transform_outputs(
+                _engine.forward(flat, layout, Xt[s : s + chunk], self.activation, features)
+            )  # (E, n, O)
+            m = torch.from_numpy(out_of_bag[:, s : s + chunk]).to(out)  # (E, n)
+            total[s : s + chunk] = (out * m.unsqueeze(-1)).sum(0).cpu().numpy()
+        count = out_of_bag.sum(0)  # (N,)
+        has = count > 0
+        if not has.all():
+            warnings.warn(
+                "Some inputs do not have OOB scores. This probably means too few "
+                "estimators were used to compute any reliable oob estimates."
+            )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = total / count[:, None]
+        mean[~has] = np.nan
+        self._set_oob(mean, has, y)
 
     # ------------------------------------------------------------- predict
     def _member_outputs(self, X, reduce):
-        """Validate ``X``, run all members in row chunks, concatenate ``reduce``d chunks."""
+        """Validate ``X``, run all members in row chunks, concatenate ``reduce``d chunks.
+
+        ``reduce`` receives the members' transformed outputs ``(E, n, O)`` (float64).
+        """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=_FLOAT, reset=False)
         device = _dispatch.resolve_device(self.device)
@@ -457,9 +685,15 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         layout = _engine.Layout(self._layout_sizes)
         flat = torch.from_numpy(self._flat).to(device)
         Xt = torch.from_numpy(Xs.astype(np.float32)).to(device)
+        features = None
+        if self._features is not None:
+            features = torch.from_numpy(self._features).to(device)
         work = X.shape[0] * flat.shape[0] * layout.n_params
         with _dispatch.thread_limit(_dispatch.default_threads(work), "batched"):
-            parts = _engine.predict_chunked(flat, layout, Xt, self.activation, reduce)
+            parts = _engine.predict_chunked(
+                flat, layout, Xt, self.activation,
+                lambda out: reduce(self._transform_outputs(out)), features=features,
+            )
         return torch.cat(parts, dim=0).cpu().numpy()
 
     def __sklearn_tags__(self):
@@ -490,3 +724,22 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         check_is_fitted(self, "_flat")
         layout = _engine.Layout(self._layout_sizes)
         return [b.numpy()[:, 0, :] for _, b in layout.views(torch.from_numpy(self._flat))]
+
+
+def _merge_history(est, new, n_old):
+    """Per-epoch curves of a warm start: old members keep their curves, NaN-padded."""
+    def pad(old, fresh):
+        T = max(old.shape[0], fresh.shape[0])
+        out = np.full((T, old.shape[1] + fresh.shape[1]), np.nan)
+        out[: old.shape[0], : old.shape[1]] = old
+        out[: fresh.shape[0], old.shape[1]:] = fresh
+        return out
+
+    merged = dict(new)
+    merged["loss"] = pad(est.loss_curve_, new["loss"])
+    merged["n_iter"] = np.concatenate([est.n_iter_per_member_, new["n_iter"]])
+    if "val_loss" in new and hasattr(est, "validation_loss_curve_"):
+        merged["val_loss"] = pad(est.validation_loss_curve_, new["val_loss"])
+        merged["val_score"] = pad(est.validation_scores_, new["val_score"])
+        merged["best"] = np.concatenate([est.best_validation_loss_, new["best"]])
+    return merged

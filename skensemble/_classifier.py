@@ -3,6 +3,7 @@
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin
+from sklearn.metrics import accuracy_score
 from sklearn.utils.multiclass import check_classification_targets
 
 from ._base import BaseNeuralBagging
@@ -98,6 +99,22 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     max_samples : int or float, default=1.0
         Rows drawn per member: a count, or a fraction of the training rows.
 
+    max_features : int or float, default=1.0
+        Features each member sees: a count, or a fraction of the features (at least
+        one), as in scikit-learn's bagging. Each member's first layer reads only its own
+        features, so a member is blind to changes in the others.
+
+    bootstrap_features : bool, default=False
+        Whether each member draws its features with replacement.
+
+    oob_score : bool, default=False
+        Whether to score the ensemble on out-of-bag rows: each training row predicted
+        only by the members that did not draw it. Requires ``bootstrap=True``.
+
+    warm_start : bool, default=False
+        When True and ``n_estimators`` has been raised, ``fit`` trains only the new
+        members and keeps the existing ones unchanged (scikit-learn's bagging meaning).
+
     random_state : int, RandomState instance or None, default=None
         Seeds every member's initialisation, rows and order. An int makes fits
         reproducible (identical predictions on the CPU).
@@ -131,6 +148,21 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
 
     intercepts_ : list of ndarray
         ``intercepts_[i]`` has shape ``(n_estimators, fan_out)``.
+
+    estimators_samples_ : list of ndarray
+        Rows each member trained on (repeats under bootstrap), recomputed from the
+        members' seeds.
+
+    estimators_features_ : list of ndarray
+        Features each member sees.
+
+    oob_score_ : float
+        Accuracy of ``oob_decision_function_`` over the rows that have one (with
+        ``oob_score=True``).
+
+    oob_decision_function_ : ndarray of shape (n_samples, n_classes)
+        Mean class probabilities of the members that did not draw each training row;
+        NaN for rows every member drew (a warning says so).
 
     n_iter_ : int
         Most epochs any member ran.
@@ -197,15 +229,59 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     _loss = "log_loss"
     _multi_output = False
 
-    def _encode_targets(self, y, sample_weight):
+    def _encode_targets(self, y, sample_weight, reset):
         check_classification_targets(y)
-        self.classes_, codes = np.unique(y, return_inverse=True)
+        if reset:
+            self.classes_ = np.unique(y)
+        codes = np.searchsorted(self.classes_, y)
+        codes = np.clip(codes, 0, self.classes_.size - 1)
+        unknown = self.classes_[codes] != y
+        if np.any(unknown):
+            raise ValueError(
+                f"y contains labels not seen before: {np.unique(np.asarray(y)[unknown])[:5]}; "
+                f"the ensemble knows {self.classes_}. Pass every label in `classes` to the "
+                "first partial_fit."
+            )
         if self.classes_.size < 2:
             raise ValueError(
                 "NeuralBaggingClassifier needs samples of at least 2 classes in the data, "
                 f"but the data contains only one class: {self.classes_[0]!r}."
             )
         return np.eye(self.classes_.size)[codes]  # (N, K) one-hot
+
+    def _transform_outputs(self, out):
+        return torch.softmax(out.double(), dim=-1)
+
+    def _set_oob(self, mean, has_oob, y):
+        self.oob_decision_function_ = mean
+        pred = self.classes_[np.argmax(np.nan_to_num(mean[has_oob]), axis=1)]
+        self.oob_score_ = accuracy_score(np.asarray(y)[has_oob], pred) if has_oob.any() else np.nan
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Run one more epoch for every member on ``(X, y)``.
+
+        The first call initialises the members and the internal scaling from this data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training rows.
+        y : array-like of shape (n_samples,)
+            Labels.
+        classes : array-like of shape (n_classes,), default=None
+            Every label the ensemble will ever see; needed on the first call when this
+            batch does not contain them all (ignored afterwards).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights, as in :meth:`fit`.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        if not hasattr(self, "_flat"):
+            self._validate_params()
+        return self._partial_fit(X, y, sample_weight, classes=classes)
 
     def _stratify_labels(self, y):
         _, counts = np.unique(y, return_counts=True)
@@ -229,9 +305,7 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         ndarray of shape (n_samples, n_classes)
             Float64 probabilities in the order of ``classes_``; rows sum to 1.
         """
-        proba = self._member_outputs(
-            X, lambda out: torch.softmax(out.double(), dim=-1).mean(0)
-        )  # (n, K)
+        proba = self._member_outputs(X, lambda p: p.mean(0))  # (n, K)
         self._check_finite(proba)
         return proba / proba.sum(axis=1, keepdims=True)
 
@@ -280,8 +354,6 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         ndarray of shape (n_estimators, n_samples, n_classes)
             Float64 probabilities of each member.
         """
-        res = self._member_outputs(
-            X, lambda out: torch.softmax(out.double(), dim=-1).transpose(0, 1)
-        )  # (n, E, K)
+        res = self._member_outputs(X, lambda p: p.transpose(0, 1))  # (n, E, K)
         self._check_finite(res)
         return res.transpose(1, 0, 2)

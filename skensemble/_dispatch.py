@@ -63,7 +63,7 @@ def available_engines(device):
     return names
 
 
-def select_engine(requested, hyper, layout, device):
+def select_engine(requested, hyper, layout, device, feature_subsets=False):
     """Name of the engine to run, given the ``engine`` parameter.
 
     ``"auto"``: on the CPU the member-major numba kernel for batches up to
@@ -81,7 +81,7 @@ def select_engine(requested, hyper, layout, device):
         if requested == "triton":
             from ._kernels import triton_gpu
 
-            if not triton_gpu.supports(hyper, layout, device):
+            if feature_subsets or not triton_gpu.supports(hyper, layout, device):
                 raise ValueError(
                     "engine='triton' does not support this configuration "
                     f"(hidden layers {layout.sizes[1:-1]}, batch_size={hyper.batch_size}); "
@@ -89,15 +89,24 @@ def select_engine(requested, hyper, layout, device):
                 )
         return requested
     if device.type == "cpu":
-        if "numba" in avail and hyper.batch_size <= MEMBER_MAJOR_MAX_BATCH:
+        if "numba" in avail and hyper.batch_size <= MEMBER_MAJOR_MAX_BATCH and (
+            not feature_subsets or _kernel_takes_features("numba")
+        ):
             return "numba"
         return "batched"
-    if "triton" in avail:
+    if "triton" in avail and not feature_subsets:
         from ._kernels import triton_gpu
 
         if triton_gpu.supports(hyper, layout, device):
             return "triton"
     return "graphed"
+
+
+def _kernel_takes_features(name):
+    """Whether a compiled kernel accepts per-member feature subsets."""
+    import inspect
+
+    return "features" in inspect.signature(epoch_function(name)).parameters
 
 
 def epoch_function(name):

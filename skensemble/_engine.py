@@ -187,13 +187,25 @@ def activation_grad_from_output(a, name):
     return torch.ones_like(a)
 
 
-def forward(flat, layout, X, activation):
+def gather_inputs(X, idx, features=None):
+    """Each member's input rows: ``X (N, F)``, ``idx (E, B)`` -> ``(E, B, F)`` or ``(E, B, k)``.
+
+    ``features (E, k)`` selects each member's own feature subset (None: all features).
+    """
+    if features is None:
+        return X[idx]  # (E, B, F)
+    return X[idx.unsqueeze(-1), features.unsqueeze(1)]  # (E, B, 1) x (E, 1, k) -> (E, B, k)
+
+
+def forward(flat, layout, X, activation, features=None):
     """Raw outputs (pre-softmax for classification) of every member.
 
     Parameters
     ----------
     flat : Tensor (E, P)
     X : Tensor (E, B, F), or (B, F) shared by all members
+    features : Tensor (E, k) int64 or None
+        Each member's feature subset, applied to a shared 2-D ``X``.
 
     Returns
     -------
@@ -201,7 +213,12 @@ def forward(flat, layout, X, activation):
     """
     layers = layout.views(flat)
     E = flat.shape[0]
-    h = X if X.dim() == 3 else X.unsqueeze(0).expand(E, -1, -1)  # (E, B, F)
+    if X.dim() == 3:
+        h = X
+    elif features is None:
+        h = X.unsqueeze(0).expand(E, -1, -1)  # (E, B, F), no copy
+    else:
+        h = X[:, features].permute(1, 0, 2)  # (B, E, k) -> (E, B, k)
     for i, (W, b) in enumerate(layers):
         h = torch.baddbmm(b, h, W)  # (E, B, fan_out): one batched matmul for all members
         if i < len(layers) - 1:
@@ -272,7 +289,7 @@ def _batches(M, B):
         yield start, min(start + B, M)
 
 
-def epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout):
+def epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None):
     """One epoch for all members with autograd: the readable definition of the mathematics.
 
     Parameters
@@ -287,6 +304,8 @@ def epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout):
     order : Tensor (E, M) int64
         Rows each member visits this epoch, in order.
     lr : float
+    features : Tensor (E, k) int64 or None
+        Each member's feature subset (its first layer has ``k`` inputs); None: all.
 
     Returns
     -------
@@ -301,7 +320,7 @@ def epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout):
         b = stop - start
         with torch.enable_grad():
             p = flat.detach().requires_grad_(True)
-            out = forward(p, layout, X[idx], hyper.activation)  # (E, b, O)
+            out = forward(p, layout, gather_inputs(X, idx, features), hyper.activation)
             rows = per_row_loss(out, Y[idx], hyper.loss)  # (E, b)
             if sw is not None:
                 rows = rows * sw[idx]
@@ -314,7 +333,7 @@ def epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout):
     return total / M
 
 
-def _batched_step(flat, grad, state, steps, X, Y, sw, idx, lr, hyper, layout, total):
+def _batched_step(flat, grad, state, steps, X, Y, sw, idx, lr, hyper, layout, total, features):
     """One hand-written step for all members on the rows ``idx (E, b)``; adds to ``total (E,)``.
 
     Allocation-free apart from activations; no host-device synchronisation, so it can be
@@ -324,7 +343,7 @@ def _batched_step(flat, grad, state, steps, X, Y, sw, idx, lr, hyper, layout, to
     gviews = layout.views(grad)
     n_layers = len(layers)
     b = idx.shape[1]
-    acts = [X[idx]]  # (E, b, F)
+    acts = [gather_inputs(X, idx, features)]  # (E, b, F) or (E, b, k)
     for i, (W, bias) in enumerate(layers):
         z = torch.baddbmm(bias, acts[-1], W)  # (E, b, fan_out)
         acts.append(activate(z, hyper.activation) if i < n_layers - 1 else z)
@@ -350,7 +369,7 @@ def _batched_step(flat, grad, state, steps, X, Y, sw, idx, lr, hyper, layout, to
     apply_update(flat, grad, state, steps, lr, hyper)
 
 
-def epoch_batched(flat, state, steps, X, Y, sw, order, lr, hyper, layout):
+def epoch_batched(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None):
     """One epoch for all members, forward and backward written out (no autograd).
 
     Same contract and mathematics as :func:`epoch_reference`; one ``baddbmm`` per layer
@@ -363,7 +382,7 @@ def epoch_batched(flat, state, steps, X, Y, sw, order, lr, hyper, layout):
     lr = torch.tensor(float(lr), dtype=flat.dtype, device=flat.device)  # once per epoch
     for start, stop in _batches(M, hyper.batch_size):
         _batched_step(flat, grad, state, steps, X, Y, sw, order[:, start:stop], lr, hyper,
-                      layout, total)
+                      layout, total, features)
     return total / M
 
 
@@ -375,7 +394,7 @@ class _ChunkRunner:
     no host synchronisation.
     """
 
-    def __init__(self, flat, state, steps, X, Y, sw, hyper, layout, chunk, capture):
+    def __init__(self, flat, state, steps, X, Y, sw, hyper, layout, chunk, capture, features):
         E, B = flat.shape[0], hyper.batch_size
         dev = flat.device
         self.order = torch.zeros(E, chunk * B, dtype=torch.int64, device=dev)  # (E, chunk*B)
@@ -387,7 +406,7 @@ class _ChunkRunner:
             for s in range(chunk):
                 _batched_step(flat, self.grad, state, steps, X, Y, sw,
                               self.order[:, s * B : (s + 1) * B], self.lr, hyper, layout,
-                              self.total)
+                              self.total, features)
 
         self.run = run
         if capture:
@@ -399,7 +418,7 @@ class _ChunkRunner:
                 f2, s2, t2, tot2 = flat.clone(), state.clone(), steps.clone(), self.total.clone()
                 for _ in range(2):
                     _batched_step(f2, self.grad, s2, t2, X, Y, sw, self.order[:, :B], self.lr,
-                                  hyper, layout, tot2)
+                                  hyper, layout, tot2, features)
             torch.cuda.current_stream(dev).wait_stream(side)
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph):
@@ -410,8 +429,8 @@ class _ChunkRunner:
 _RUNNER_CACHE = {}
 
 
-def epoch_graphed(flat, state, steps, X, Y, sw, order, lr, hyper, layout, chunk=64,
-                  capture=None):
+def epoch_graphed(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None,
+                  chunk=64, capture=None):
     """Batched epoch replayed from a CUDA graph of ``chunk`` steps at a time.
 
     Same contract as :func:`epoch_reference`. ``capture=None`` captures on CUDA; with
@@ -423,13 +442,14 @@ def epoch_graphed(flat, state, steps, X, Y, sw, order, lr, hyper, layout, chunk=
     capture = flat.is_cuda if capture is None else capture
     chunk = max(1, min(chunk, M // B))
     key = (flat.data_ptr(), state.data_ptr(), steps.data_ptr(), X.data_ptr(), Y.data_ptr(),
-           None if sw is None else sw.data_ptr(), tuple(flat.shape), hyper, layout, chunk,
-           capture)
+           None if sw is None else sw.data_ptr(),
+           None if features is None else features.data_ptr(), tuple(flat.shape), hyper, layout,
+           chunk, capture)
     runner = _RUNNER_CACHE.get(key)
     if runner is None:
         _RUNNER_CACHE.clear()  # one fit at a time per process keeps one graph alive
         runner = _RUNNER_CACHE[key] = _ChunkRunner(flat, state, steps, X, Y, sw, hyper,
-                                                   layout, chunk, capture)
+                                                   layout, chunk, capture, features)
     runner.lr.fill_(float(lr))
     runner.total.zero_()
     per_chunk = chunk * B
@@ -441,13 +461,13 @@ def epoch_graphed(flat, state, steps, X, Y, sw, order, lr, hyper, layout, chunk=
         off = n_chunks * per_chunk
         _batched_step(flat, runner.grad, state, steps, X, Y, sw,
                       order[:, off + start : off + stop], runner.lr, hyper, layout,
-                      runner.total)
+                      runner.total, features)
     return runner.total / M
 
 
 # ---------------------------------------------------------------------- predict
 @torch.no_grad()
-def predict_chunked(flat, layout, X, activation, reduce, chunk_rows=None):
+def predict_chunked(flat, layout, X, activation, reduce, chunk_rows=None, features=None):
     """Apply every member to ``X`` in row chunks and reduce over members.
 
     Parameters
@@ -459,6 +479,8 @@ def predict_chunked(flat, layout, X, activation, reduce, chunk_rows=None):
         or members-then-rows; chunks are concatenated along ``dim``.
     chunk_rows : int or None
         Rows per chunk; by default sized so that one chunk's activations stay ~64 MB.
+    features : Tensor (E, k) int64 or None
+        Each member's feature subset.
 
     Returns
     -------
@@ -469,6 +491,6 @@ def predict_chunked(flat, layout, X, activation, reduce, chunk_rows=None):
         widest = max(layout.sizes)
         chunk_rows = max(1, (16 * 2**20) // max(1, E * widest))  # 16M floats = 64 MB
     return [
-        reduce(forward(flat, layout, X[s : s + chunk_rows], activation))
+        reduce(forward(flat, layout, X[s : s + chunk_rows], activation, features))
         for s in range(0, X.shape[0], chunk_rows)
     ]

@@ -3,6 +3,7 @@
 import numpy as np
 import torch
 from sklearn.base import RegressorMixin
+from sklearn.metrics import r2_score
 
 from ._base import BaseNeuralBagging, _weighted_standardisation
 
@@ -96,6 +97,22 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     max_samples : int or float, default=1.0
         Rows drawn per member: a count, or a fraction of the training rows.
 
+    max_features : int or float, default=1.0
+        Features each member sees: a count, or a fraction of the features (at least
+        one), as in scikit-learn's bagging. Each member's first layer reads only its own
+        features, so a member is blind to changes in the others.
+
+    bootstrap_features : bool, default=False
+        Whether each member draws its features with replacement.
+
+    oob_score : bool, default=False
+        Whether to score the ensemble on out-of-bag rows: each training row predicted
+        only by the members that did not draw it. Requires ``bootstrap=True``.
+
+    warm_start : bool, default=False
+        When True and ``n_estimators`` has been raised, ``fit`` trains only the new
+        members and keeps the existing ones unchanged (scikit-learn's bagging meaning).
+
     random_state : int, RandomState instance or None, default=None
         Seeds every member's initialisation, rows and order. An int makes fits
         reproducible (identical predictions on the CPU).
@@ -128,6 +145,20 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
 
     intercepts_ : list of ndarray
         ``intercepts_[i]`` has shape ``(n_estimators, fan_out)``.
+
+    estimators_samples_ : list of ndarray
+        Rows each member trained on (repeats under bootstrap), recomputed from the
+        members' seeds.
+
+    estimators_features_ : list of ndarray
+        Features each member sees.
+
+    oob_score_ : float
+        R^2 of ``oob_prediction_`` over the rows that have one (with ``oob_score=True``).
+
+    oob_prediction_ : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        Mean prediction of the members that did not draw each training row; NaN for
+        rows every member drew (a warning says so).
 
     n_iter_ : int
         Most epochs any member ran.
@@ -194,13 +225,21 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
 
     _loss = "squared_error"
 
-    def _encode_targets(self, y, sample_weight):
+    def _encode_targets(self, y, sample_weight, reset):
         y = np.asarray(y, dtype=np.float64)
-        self._y_1d = y.ndim == 1
         Y = y.reshape(len(y), -1)  # (N, O)
-        self.n_outputs_ = Y.shape[1]
-        self._y_mean, self._y_scale = _weighted_standardisation(Y, sample_weight)
+        if reset:
+            self._y_1d = y.ndim == 1
+            self.n_outputs_ = Y.shape[1]
+            self._y_mean, self._y_scale = _weighted_standardisation(Y, sample_weight)
+        elif Y.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {Y.shape[1]} outputs but the ensemble was fitted with {self.n_outputs_}."
+            )
         return (Y - self._y_mean) / self._y_scale
+
+    def _transform_outputs(self, out):
+        return out.double()
 
     def _member_scores(self, out, Y, weight):
         # Per-member weighted R^2 on standardised targets, averaged over outputs.
@@ -210,6 +249,35 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         sst = (w * (Y - Ybar) ** 2).sum(1)  # (E, O)
         sse = (w * (out - Y) ** 2).sum(1)  # (E, O)
         return (1 - sse / sst).mean(-1)
+
+    def _set_oob(self, mean, has_oob, y):
+        pred = mean * self._y_scale + self._y_mean  # (N, O)
+        self.oob_prediction_ = pred[:, 0] if self._y_1d else pred
+        y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        self.oob_score_ = r2_score(y2[has_oob], pred[has_oob]) if has_oob.sum() > 1 else np.nan
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """Run one more epoch for every member on ``(X, y)``.
+
+        The first call initialises the members and the internal scaling from this data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training rows.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights, as in :meth:`fit`.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        if not hasattr(self, "_flat"):
+            self._validate_params()
+        return self._partial_fit(X, y, sample_weight)
 
     def predict(self, X, return_std=False):
         """Mean prediction of the members.
@@ -231,7 +299,6 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         """
 
         def reduce(out):  # (E, n, O) -> (n, O, 2): mean and std over members in float64
-            out = out.double()
             return torch.stack([out.mean(0), out.std(0, correction=0)], dim=-1)
 
         res = self._member_outputs(X, reduce)  # (n, O, 2)
@@ -255,7 +322,7 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         ndarray of shape (n_estimators, n_samples) or (n_estimators, n_samples, n_outputs)
             Float64 predictions of each member.
         """
-        res = self._member_outputs(X, lambda out: out.double().transpose(0, 1))  # (n, E, O)
+        res = self._member_outputs(X, lambda out: out.transpose(0, 1))  # (n, E, O)
         res = res.transpose(1, 0, 2) * self._y_scale + self._y_mean  # (E, n, O)
         self._check_finite(res)
         return res[..., 0] if self._y_1d else res

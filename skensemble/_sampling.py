@@ -1,14 +1,18 @@
-"""Per-member randomness: seeds, bootstrap rows, per-epoch orders.
+"""Per-member randomness: seeds, rows, features, hold-out rows, per-epoch orders.
 
 Every member owns an integer seed (drawn once from ``random_state``, as scikit-learn's
-bagging does). Its initial weights and its rows are functions of that seed alone, so
-they can be recomputed on demand and do not depend on which engine or device trains.
-Per-epoch shuffles come from one ``torch.Generator`` for the whole ensemble and are
-drawn for all members at once.
+bagging does). Its initial weights, its rows, its features and its validation rows are
+functions of that seed alone, so they are recomputed on demand (``estimators_samples_``)
+and do not depend on which engine or device trains, nor on the other members (warm
+start adds members without disturbing the old ones). Per-epoch shuffles come from one
+``torch.Generator`` for the whole ensemble and are drawn for all members at once.
 """
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from sklearn.model_selection import train_test_split
 
 MAX_SEED = np.iinfo(np.int32).max
 
@@ -23,22 +27,106 @@ def init_seed(seed):
     return int(np.random.SeedSequence([int(seed), 0]).generate_state(1)[0])
 
 
-def member_rows(seeds, n_samples, n_draw, bootstrap):
-    """Rows each member trains on, ``(E, n_draw)`` int64.
+@dataclass(frozen=True)
+class Plan:
+    """How members sample, fixed for a fit.
 
-    ``bootstrap=True`` draws with replacement; otherwise a subsample without
-    replacement (all rows, in index order, when ``n_draw == n_samples``).
+    Attributes
+    ----------
+    n_samples, n_features : int
+        Size of the training data.
+    n_draw : int
+        Rows per member (M).
+    n_feat : int
+        Features per member (k).
+    bootstrap, bootstrap_features : bool
+        Draw rows / features with replacement.
+    holdout : float or None
+        Fraction of rows each member holds out for early stopping (no bootstrap).
     """
-    rows = np.empty((len(seeds), n_draw), dtype=np.int64)
-    for e, seed in enumerate(seeds):  # set-up only: E draws of n_draw integers
-        rng = np.random.default_rng([int(seed), 1])
-        if bootstrap:
-            rows[e] = rng.integers(0, n_samples, size=n_draw)
-        elif n_draw == n_samples:
-            rows[e] = np.arange(n_samples)
-        else:
-            rows[e] = np.sort(rng.choice(n_samples, size=n_draw, replace=False))
-    return rows
+
+    n_samples: int
+    n_features: int
+    n_draw: int
+    n_feat: int
+    bootstrap: bool
+    bootstrap_features: bool
+    holdout: float = None
+
+
+def _holdout(seed, n_samples, fraction, stratify):
+    """Rows member ``seed`` holds out for validation (stratified where possible)."""
+    idx = np.arange(n_samples)
+    if stratify is not None:
+        _, counts = np.unique(stratify, return_counts=True)
+        if counts.min() < 2:
+            stratify = None
+    _, held = train_test_split(
+        idx, test_size=fraction, random_state=int(seed) % MAX_SEED, stratify=stratify
+    )
+    return np.sort(held)
+
+
+def member_sample(seed, plan, weight=None, stratify=None):
+    """One member's rows ``(M,)``, hold-out rows (or None) and features ``(k,)``.
+
+    Parameters
+    ----------
+    seed : int
+    plan : Plan
+    weight : ndarray (n_samples,) or None
+        With bootstrap, rows are drawn with probability proportional to ``weight``
+        (scikit-learn's frequency semantics); otherwise it is not used here.
+    stratify : ndarray or None
+        Labels to stratify the hold-out split by (classification).
+    """
+    rng = np.random.default_rng([int(seed), 1])
+    pool = np.arange(plan.n_samples)
+    held = None
+    if plan.holdout is not None:
+        held = _holdout(rng.integers(MAX_SEED), plan.n_samples, plan.holdout, stratify)
+        pool = np.setdiff1d(pool, held, assume_unique=True)
+    if plan.bootstrap:
+        p = None
+        if weight is not None:
+            p = weight[pool] / weight[pool].sum()
+        rows = pool[rng.choice(pool.size, size=plan.n_draw, replace=True, p=p)]
+    elif plan.n_draw >= pool.size:
+        rows = pool
+    else:
+        rows = np.sort(rng.choice(pool, size=plan.n_draw, replace=False))
+    frng = np.random.default_rng([int(seed), 2])
+    if plan.bootstrap_features:
+        feats = frng.integers(0, plan.n_features, size=plan.n_feat)
+    elif plan.n_feat >= plan.n_features:
+        feats = np.arange(plan.n_features)
+    else:
+        feats = np.sort(frng.choice(plan.n_features, size=plan.n_feat, replace=False))
+    return rows.astype(np.int64), held, feats.astype(np.int64)
+
+
+def member_samples(seeds, plan, weight=None, stratify=None):
+    """Stacked :func:`member_sample` of every seed.
+
+    Returns
+    -------
+    rows : ndarray (E, M) int64
+    held : list of ndarray or None
+    feats : ndarray (E, k) int64
+    """
+    # Set-up only: E draws, each of M integers, before any training.
+    out = [member_sample(s, plan, weight, stratify) for s in seeds]
+    rows = np.stack([o[0] for o in out])
+    feats = np.stack([o[2] for o in out])
+    held = None if plan.holdout is None else [o[1] for o in out]
+    return rows, held, feats
+
+
+def in_bag_mask(rows, n_samples):
+    """Boolean ``(E, n_samples)``: whether member e trained on row i."""
+    mask = np.zeros((rows.shape[0], n_samples), dtype=bool)
+    mask[np.arange(rows.shape[0])[:, None], rows] = True
+    return mask
 
 
 def epoch_order(rows, generator, shuffle):

@@ -106,7 +106,8 @@ def test_stacked_engine_equals_loop_of_nn_models(engine, activation, solver, los
     models = _nn_members(flat, layout, activation)
     state, steps = _engine.init_state(flat, hyper)
     gen = torch.Generator().manual_seed(5)
-    rows = torch.from_numpy(_sampling.member_rows([1, 2, 3], X.shape[0], 19, bootstrap=True))
+    plan = _sampling.Plan(X.shape[0], X.shape[1], 19, X.shape[1], True, False)
+    rows = torch.from_numpy(_sampling.member_samples([1, 2, 3], plan)[0])
     order = [_sampling.epoch_order(rows, gen, True) for _ in range(epochs)]
     fn = _engine.epoch_reference if engine == "reference" else _engine.epoch_batched
     for ep in range(epochs):
@@ -214,34 +215,51 @@ def test_init_is_per_member_seed_and_glorot():
     assert W0.abs().max() <= bound and W0.abs().max() > 0.9 * bound
 
 
-def test_member_rows_bootstrap_and_subsample():
-    rows = _sampling.member_rows([1, 2], 50, 50, bootstrap=True)
-    assert rows.shape == (2, 50) and len(np.unique(rows[0])) < 50
-    rows = _sampling.member_rows([1, 2], 50, 20, bootstrap=False)
+def test_member_samples_bootstrap_subsample_features():
+    def plan(n_draw, bootstrap, n_feat=6, bootstrap_features=False, holdout=None):
+        return _sampling.Plan(50, 6, n_draw, n_feat, bootstrap, bootstrap_features, holdout)
+
+    rows, held, feats = _sampling.member_samples([1, 2], plan(50, True))
+    assert rows.shape == (2, 50) and len(np.unique(rows[0])) < 50 and held is None
+    np.testing.assert_array_equal(feats, [np.arange(6)] * 2)
+    rows, _, _ = _sampling.member_samples([1, 2], plan(20, False))
     assert all(len(np.unique(r)) == 20 for r in rows)
     assert not np.array_equal(rows[0], rows[1])
-    np.testing.assert_array_equal(_sampling.member_rows([3], 9, 9, False)[0], np.arange(9))
+    rows, _, _ = _sampling.member_samples([3], plan(50, False))
+    np.testing.assert_array_equal(rows[0], np.arange(50))
+    _, _, feats = _sampling.member_samples([1, 2], plan(50, False, n_feat=3))
+    assert feats.shape == (2, 3) and all(len(set(f)) == 3 for f in feats)
+    _, _, feats = _sampling.member_samples(range(20), plan(50, False, 6, True))
+    assert any(len(set(f)) < 6 for f in feats)  # with replacement: repeats happen
+    rows, held, _ = _sampling.member_samples([1, 2], plan(45, False, holdout=0.1))
+    for r, h in zip(rows, held):
+        assert len(h) == 5 and not set(r) & set(h)
+    # weighted bootstrap never draws a zero-weight row
+    w = np.ones(50)
+    w[:25] = 0
+    rows, _, _ = _sampling.member_samples([1, 2, 3], plan(50, True), weight=w)
+    assert rows.min() >= 25
+    # a member's draws depend on its own seed only
+    a = _sampling.member_samples([7, 8], plan(30, True, 3))
+    b = _sampling.member_samples([9, 7], plan(30, True, 3))
+    np.testing.assert_array_equal(a[0][0], b[0][1])
+    np.testing.assert_array_equal(a[2][0], b[2][1])
 
 
-@pytest.mark.parametrize("capture", [False, pytest.param(True, marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="CUDA graphs need a GPU"))])
-@pytest.mark.parametrize("solver", ["adam", "sgd"])
-@pytest.mark.parametrize("batch_size, chunk", [(1, 4), (3, 2), (5, 64)])
-def test_graphed_schedule_equals_reference(capture, solver, batch_size, chunk):
-    dev = "cuda" if capture else "cpu"
-    X, Y, sw, layout = _problem("log_loss", E=3, N=23, O=3)
-    X, Y, sw = X.to(dev), Y.to(dev), sw.to(dev)
-    hyper = Hyper(activation="tanh", loss="log_loss", solver=solver, alpha=0.01,
-                  batch_size=batch_size)
-    flat = _engine.init_parameters(layout, [1, 2, 3], "tanh", dev)
+def test_feature_subsets_batched_equals_reference():
+    X, Y, sw, _ = _problem("squared_error", E=3, F=6)
+    layout = Layout((3, 5, 2))
+    feats = torch.tensor([[0, 2, 4], [5, 1, 1], [3, 4, 5]])
+    hyper = Hyper(activation="tanh", batch_size=4, alpha=0.01)
+    flat = _engine.init_parameters(layout, [1, 2, 3], "tanh")
     state, steps = _engine.init_state(flat, hyper)
     f2, s2, t2 = flat.clone(), state.clone(), steps.clone()
-    gen = torch.Generator().manual_seed(0)
-    for lr in (0.05, 0.01):  # a new rate reaches the captured steps
-        order = torch.argsort(torch.rand(3, 23, generator=gen), 1).to(dev)
-        l1 = _engine.epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout)
-        l2 = _engine.epoch_graphed(f2, s2, t2, X, Y, sw, order, lr, hyper, layout,
-                                   chunk=chunk, capture=capture)
-        torch.testing.assert_close(l1, l2, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(flat, f2, rtol=1e-4, atol=1e-5)
-    assert torch.equal(steps, t2)
+    order = torch.argsort(torch.rand(3, X.shape[0], generator=torch.Generator().manual_seed(0)), 1)
+    _engine.epoch_reference(flat, state, steps, X, Y, sw, order, 0.01, hyper, layout, feats)
+    _engine.epoch_batched(f2, s2, t2, X, Y, sw, order, 0.01, hyper, layout, feats)
+    torch.testing.assert_close(flat, f2, rtol=1e-5, atol=1e-6)
+    # forward with subsets equals forward on each member's own columns
+    out = _engine.forward(flat, layout, X, "tanh", feats)
+    for e in range(3):
+        own = _engine.forward(flat[e : e + 1], layout, X[:, feats[e]], "tanh")
+        torch.testing.assert_close(out[e], own[0])
