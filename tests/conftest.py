@@ -1,10 +1,16 @@
 """Shared fixtures: tiny data sets, and one torch thread (thread overhead dominates here)."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
 torch.set_num_threads(1)
+if not torch.cuda.is_available():
+    # Without a GPU, Triton kernels run in Triton's interpreter (must be set before
+    # triton is first imported).
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture

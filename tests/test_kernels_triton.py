@@ -1,13 +1,13 @@
 """The member-major Triton kernel equals the torch reference epoch.
 
 Without CUDA the kernel runs under the Triton interpreter: ``TRITON_INTERPRET=1`` is set
-here before triton and the kernel module are imported (it is read when the kernels are
-decorated), and numpy then executes each member's program on the CPU. That is slow, so
-the problems are tiny (E=2, N=7, hidden widths of a few units). With CUDA the same tests
+here before triton and the kernel module are imported (triton reads it when it decorates
+functions, its own library included), and numpy then executes each member's program on
+the CPU. That is slow, so the problems are tiny (E=2, N=7, hidden widths of a few units).
+If another module imported triton first, this module is skipped. With CUDA the same tests
 compile and run the real kernel on the GPU, the reference running there too.
 """
 
-import importlib
 import os
 
 import pytest
@@ -21,10 +21,15 @@ pytest.importorskip("triton")
 from skensemble import _engine as eng  # noqa: E402
 from skensemble._kernels import triton_gpu  # noqa: E402
 
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-if DEVICE.type == "cpu" and not triton_gpu._interpreted():
-    # Imported earlier in this session without the interpreter: rebuild the kernels.
-    triton_gpu = importlib.reload(triton_gpu)
+_MODE = triton_gpu._build_mode()
+if _MODE is None or (_MODE == "compiled" and not torch.cuda.is_available()):
+    # Triton decorates its own library at import: too late once another module imported it.
+    pytest.skip(
+        "triton was imported before TRITON_INTERPRET=1 was set; run this file in its own "
+        "process or set TRITON_INTERPRET=1 in conftest.py",
+        allow_module_level=True,
+    )
+DEVICE = torch.device("cuda" if _MODE == "compiled" else "cpu")
 
 HIDDEN = (4, 5)
 
@@ -35,16 +40,17 @@ def _problem(sizes, hyper, E=2, N=7, M=None, weighted=True, seed=0):
     layout = eng.Layout(sizes)
     flat = eng.init_parameters(layout, [seed + e for e in range(E)], hyper.activation)
     state, steps = eng.init_state(flat, hyper)
-    F, O = sizes[0], sizes[-1]
-    X = torch.randn(N, F, generator=g)
+    n_in, n_out = sizes[0], sizes[-1]
+    X = torch.randn(N, n_in, generator=g)
     if hyper.loss == "log_loss":
-        Y = torch.nn.functional.one_hot(torch.randint(0, O, (N,), generator=g), O).float()
+        Y = torch.nn.functional.one_hot(torch.randint(0, n_out, (N,), generator=g), n_out).float()
     else:
-        Y = torch.randn(N, O, generator=g)
+        Y = torch.randn(N, n_out, generator=g)
     sw = torch.rand(N, generator=g) + 0.5 if weighted else None
     order = torch.randint(0, N, (E, M or N), generator=g)
-    move = lambda t: None if t is None else t.to(DEVICE)  # noqa: E731
-    return layout, [move(flat), move(state), move(steps)], move(X), move(Y), move(sw), order.to(DEVICE)
+    params = [flat.to(DEVICE), state.to(DEVICE), steps.to(DEVICE)]
+    sw = None if sw is None else sw.to(DEVICE)
+    return layout, params, X.to(DEVICE), Y.to(DEVICE), sw, order.to(DEVICE)
 
 
 def _assert_same(sizes, hyper, epochs=1, lr=0.01, block_k=None, start_steps=None, **kw):
@@ -57,12 +63,14 @@ def _assert_same(sizes, hyper, epochs=1, lr=0.01, block_k=None, start_steps=None
     for epoch in range(epochs):
         order_e = order.roll(epoch, dims=1)
         loss_ref = eng.epoch_reference(*ref, X, Y, sw, order_e, lr, hyper, layout)
-        loss_tri = triton_gpu.epoch_triton(*tri, X, Y, sw, order_e, lr, hyper, layout,
-                                           _block_k=block_k)
-        for name, a, b in zip(("flat", "state", "steps", "loss"), tri + [loss_tri],
-                              ref + [loss_ref]):
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5,
-                                       msg=lambda m, n=name, e=epoch: f"{n}, epoch {e}: {m}")
+        loss_tri = triton_gpu.epoch_triton(
+            *tri, X, Y, sw, order_e, lr, hyper, layout, _block_k=block_k
+        )
+        names = ("flat", "state", "steps", "loss")
+        for name, a, b in zip(names, tri + [loss_tri], ref + [loss_ref], strict=True):
+            torch.testing.assert_close(
+                a, b, rtol=1e-5, atol=1e-5, msg=lambda m, n=name, e=epoch: f"{n}, epoch {e}: {m}"
+            )
 
 
 # ------------------------------------------------------------------- the full grid
@@ -77,16 +85,18 @@ def test_matches_reference(activation, solver, loss, n_outputs):
 
 # ------------------------------------------------------------- beyond the grid
 def test_heavy_ball_momentum():
-    hyper = eng.Hyper(activation="tanh", solver="sgd", nesterovs_momentum=False, alpha=0.1,
-                      batch_size=1)
+    hyper = eng.Hyper(
+        activation="tanh", solver="sgd", nesterovs_momentum=False, alpha=0.1, batch_size=1
+    )
     _assert_same((3, *HIDDEN, 2), hyper)
 
 
 @pytest.mark.parametrize("solver", eng.SOLVERS)
 def test_batches_accumulate_gradients(solver):
     # M=7 rows in batches of 3: the last batch has one row and its own 1/b and alpha/b.
-    hyper = eng.Hyper(activation="logistic", loss="log_loss", solver=solver, alpha=0.1,
-                      batch_size=3)
+    hyper = eng.Hyper(
+        activation="logistic", loss="log_loss", solver=solver, alpha=0.1, batch_size=3
+    )
     _assert_same((3, *HIDDEN, 3), hyper, weighted=False)
 
 
@@ -98,15 +108,15 @@ def test_one_and_three_hidden_layers(hidden):
 
 def test_several_blocks_and_padding():
     # Input and hidden widths that are not powers of two, walked in blocks of 4 rows.
-    hyper = eng.Hyper(activation="tanh", loss="log_loss", solver="adam", alpha=0.1,
-                      batch_size=2)
+    hyper = eng.Hyper(activation="tanh", loss="log_loss", solver="adam", alpha=0.1, batch_size=2)
     _assert_same((9, 11, 6, 3), hyper, block_k=4)
 
 
 def test_epochs_continue_state_and_step_counts():
     # Adam's bias correction reads each member's own step count; members out of step.
-    hyper = eng.Hyper(activation="relu", loss="squared_error", solver="adam", alpha=0.1,
-                      batch_size=1)
+    hyper = eng.Hyper(
+        activation="relu", loss="squared_error", solver="adam", alpha=0.1, batch_size=1
+    )
     _assert_same((3, *HIDDEN, 2), hyper, epochs=2, start_steps=[0, 5], M=5)
 
 
@@ -130,3 +140,11 @@ def test_rejects_non_contiguous_parameters():
     flat_t = flat.t().contiguous().t()  # same values, column-major
     with pytest.raises(ValueError, match="contiguous"):
         triton_gpu.epoch_triton(flat_t, state, steps, X, Y, sw, order, 0.01, hyper, layout)
+
+
+def test_rejects_feature_subsets():
+    hyper = eng.Hyper(batch_size=1)
+    layout, (flat, state, steps), X, Y, sw, order = _problem((3, 4, 1), hyper)
+    features = torch.zeros(2, 3, dtype=torch.int64, device=DEVICE)
+    with pytest.raises(ValueError, match="feature subsets"):
+        triton_gpu.epoch_triton(flat, state, steps, X, Y, sw, order, 0.01, hyper, layout, features)

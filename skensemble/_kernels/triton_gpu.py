@@ -31,6 +31,10 @@ of the delta of the layer below (from the *old* weights) and its gradient
 Weights and optimizer state are read from and written to global memory (a 100-100
 member is ~50 KB: L1/L2 resident).
 
+Adam's bias-corrected step size for each step count is computed on the host side with
+the reference's own torch expression (one small table per epoch; reading the range of
+``steps`` is the epoch's one host sync), so both engines take identical step sizes.
+
 ``tl.debug_barrier()`` (``__syncthreads``) separates every write of a scratch or weight
 block from reads by other threads: after each layer, and inside a fused update between
 reading a weight block (whose values feed a cross-thread reduction) and overwriting it.
@@ -38,8 +42,8 @@ reading a weight block (whose values feed a cross-thread reduction) and overwrit
 Shape legend
 ------------
 E members, N rows, M rows per member per epoch, B batch, F features, H hidden units,
-O outputs, P parameters per member, S optimizer slots (2 adam, 1 sgd);
-``*P`` suffix: padded to a power of two.
+O outputs (``NOUT`` in the kernel), P parameters per member, S optimizer slots (2 adam,
+1 sgd); ``*P`` suffix: padded to a power of two.
 """
 
 from __future__ import annotations
@@ -64,6 +68,9 @@ MAX_WIDTH = 1024
 MAX_BATCH = 16
 #: Hidden layers the kernel is compiled for.
 HIDDEN_LAYERS = (1, 2, 3)
+#: Oldest triton the compiled path accepts: tuples inside @jit functions arrived in 3.2;
+#: only 3.9 has been verified.
+MIN_TRITON = (3, 3)
 
 _ACT_CODE = {"identity": 0, "logistic": 1, "tanh": 2, "relu": 3}
 
@@ -73,15 +80,30 @@ def _jit(fn):
     return triton.jit(fn) if triton is not None else fn
 
 
-def _interpreted():
-    """True when the kernels were built for the Triton interpreter (``TRITON_INTERPRET=1``)."""
-    return triton is not None and not isinstance(_epoch_kernel, triton.runtime.JITFunction)
+def _build_mode():
+    """Say how the kernels run: ``"compiled"`` (GPU), ``"interpreted"`` (CPU) or ``None``.
+
+    ``None`` also for a triton older than :data:`MIN_TRITON`.
+
+    Triton reads ``TRITON_INTERPRET`` when it decorates a function, both its own standard
+    library (``tl.sum``...) at ``import triton`` and this module's kernels at import. Set
+    after ``import triton`` but before this module, the two disagree and nothing runs.
+    """
+    if triton is None:
+        return None
+    ours = isinstance(_epoch_kernel, triton.runtime.JITFunction)
+    theirs = isinstance(tl.standard.sum, triton.runtime.JITFunction)
+    if ours != theirs:
+        return None
+    if ours and tuple(int(v) for v in triton.__version__.split(".")[:2]) < MIN_TRITON:
+        return None
+    return "compiled" if ours else "interpreted"
 
 
 # ------------------------------------------------------------------ device functions
 @_jit
 def _activate(z, ACT: tl.constexpr):
-    """Hidden activation of ``z``; ACT 0 identity, 1 logistic, 2 tanh, 3 relu."""
+    """Apply the hidden activation to ``z``; ACT 0 identity, 1 logistic, 2 tanh, 3 relu."""
     if ACT == 1:
         a = 1.0 / (1.0 + tl.exp(-z))
     elif ACT == 2:
@@ -96,7 +118,7 @@ def _activate(z, ACT: tl.constexpr):
 
 @_jit
 def _activate_grad(a, ACT: tl.constexpr):
-    """Derivative of the activation through its output ``a`` (not called for identity)."""
+    """Return the activation's derivative through its output ``a`` (not for identity)."""
     if ACT == 1:
         g = a * (1.0 - a)
     elif ACT == 2:
@@ -107,14 +129,16 @@ def _activate_grad(a, ACT: tl.constexpr):
 
 
 @_jit
-def _optimizer_math(p, g, m, v, lr, lr_t, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
-                    SOLVER: tl.constexpr, NESTEROV: tl.constexpr):
-    """New ``(p, m, v)`` from parameters, gradient and state (any shape, elementwise).
+def _optimizer_math(p, g, m, v, opt, SOLVER: tl.constexpr, NESTEROV: tl.constexpr):
+    """Return new ``(p, m, v)`` from parameters, gradient and state (elementwise).
 
-    SOLVER 0 adam (``m``, ``v`` moments), 1 sgd (``m`` velocity, ``v`` passed through).
-    Operations in the order of :func:`skensemble._engine.apply_update`, IEEE sqrt and
-    division (Triton's defaults are approximate), so the two stay within a few ulp.
+    ``opt``: ``(lr, lr_t, beta_1, 1 - beta_1, beta_2, 1 - beta_2, epsilon, momentum)``,
+    ``lr_t`` adam's bias-corrected step size. SOLVER 0 adam (``m``, ``v`` moments), 1 sgd
+    (``m`` velocity, ``v`` passed through). Operations in the order of
+    :func:`skensemble._engine.apply_update`, IEEE sqrt and division (Triton's defaults
+    are approximate), so the two stay within a few ulp.
     """
+    lr, lr_t, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu = opt
     if SOLVER == 0:
         m = beta_1 * m + one_m_beta_1 * g
         v = beta_2 * v + one_m_beta_2 * (g * g)
@@ -129,9 +153,10 @@ def _optimizer_math(p, g, m, v, lr, lr_t, beta_1, one_m_beta_1, beta_2, one_m_be
 
 
 @_jit
-def _dense_forward(a_ptr, w_ptr, b_ptr,
-                   K: tl.constexpr, N: tl.constexpr, NP: tl.constexpr, BK: tl.constexpr):
-    """``z = a @ W + b`` for one row: a (K,) at a_ptr, W (K, N) row-major, b (N,) -> (NP,)."""
+def _dense_forward(
+    a_ptr, w_ptr, b_ptr, K: tl.constexpr, N: tl.constexpr, NP: tl.constexpr, BK: tl.constexpr
+):
+    """Return ``z = a @ W + b`` for one row: a (K,) at a_ptr, W (K, N) row-major, b (N,); (NP,)."""
     cols = tl.arange(0, NP)
     cmask = cols < N
     acc = tl.load(b_ptr + cols, mask=cmask, other=0.0)  # (NP,), 0 past N
@@ -139,25 +164,31 @@ def _dense_forward(a_ptr, w_ptr, b_ptr,
         rows = k0 + tl.arange(0, BK)
         rmask = rows < K
         a = tl.load(a_ptr + rows, mask=rmask, other=0.0)  # (BK,)
-        w = tl.load(w_ptr + rows[:, None] * N + cols[None, :],
-                    mask=rmask[:, None] & cmask[None, :], other=0.0)  # (BK, NP)
+        w = tl.load(
+            w_ptr + rows[:, None] * N + cols[None, :],
+            mask=rmask[:, None] & cmask[None, :],
+            other=0.0,
+        )  # (BK, NP)
         acc += tl.sum(a[:, None] * w, axis=0)
     return acc
 
 
+# fmt: off
 @_jit
-def _dense_backward(a_ptr, p_row, m_row, v_row, g_row, d, dprev_ptr, l2,
-                    lr, lr_t, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
-                    W0: tl.constexpr, B0: tl.constexpr,
-                    K: tl.constexpr, N: tl.constexpr, NP: tl.constexpr, BK: tl.constexpr,
-                    HAS_PREV: tl.constexpr, ACT: tl.constexpr, FUSED: tl.constexpr,
-                    SOLVER: tl.constexpr, NESTEROV: tl.constexpr):
-    """Backward through one layer for one row, given ``d (NP,)`` = dLoss/dz of its output.
+def _dense_backward(
+    a_ptr, mem, d, dprev_ptr, l2, opt,
+    W0: tl.constexpr, B0: tl.constexpr, K: tl.constexpr, N: tl.constexpr, NP: tl.constexpr,
+    BK: tl.constexpr, HAS_PREV: tl.constexpr, ACT: tl.constexpr, FUSED: tl.constexpr,
+    SOLVER: tl.constexpr, NESTEROV: tl.constexpr,
+):
+    """Back-propagate one row through one layer, given ``d (NP,)`` = dLoss/dz of its output.
 
     Writes dLoss/dz of the layer below to ``dprev_ptr`` (K,) when HAS_PREV (from the old
     weights). FUSED (batch 1): applies the optimizer step to W and b at once; otherwise
-    adds the gradient to the accumulator row ``g_row`` (L2 is added at the update).
+    adds the gradient to the accumulator row (L2 is added at the update). ``mem``:
+    ``(parameter, state slot 0, state slot 1, gradient)`` rows of the member.
     """
+    p_row, m_row, v_row, g_row = mem
     cols = tl.arange(0, NP)
     cmask = cols < N
     for k0 in range(0, K, BK):
@@ -180,8 +211,7 @@ def _dense_backward(a_ptr, p_row, m_row, v_row, g_row, d, dprev_ptr, l2,
                 v = tl.load(v_row + offs, mask=mask, other=0.0)
             else:
                 v = m
-            w, m, v = _optimizer_math(w, g, m, v, lr, lr_t, beta_1, one_m_beta_1, beta_2,
-                                      one_m_beta_2, eps, mu, SOLVER, NESTEROV)
+            w, m, v = _optimizer_math(w, g, m, v, opt, SOLVER, NESTEROV)
             # Threads holding replicas of this block must all have read the old weights
             # (for the reduction above) before any thread overwrites them.
             tl.debug_barrier()
@@ -200,8 +230,7 @@ def _dense_backward(a_ptr, p_row, m_row, v_row, g_row, d, dprev_ptr, l2,
             v = tl.load(v_row + boffs, mask=cmask, other=0.0)
         else:
             v = m
-        bias, m, v = _optimizer_math(bias, d, m, v, lr, lr_t, beta_1, one_m_beta_1, beta_2,
-                                     one_m_beta_2, eps, mu, SOLVER, NESTEROV)
+        bias, m, v = _optimizer_math(bias, d, m, v, opt, SOLVER, NESTEROV)
         tl.store(p_row + boffs, bias, mask=cmask)
         tl.store(m_row + boffs, m, mask=cmask)
         if SOLVER == 0:
@@ -209,13 +238,15 @@ def _dense_backward(a_ptr, p_row, m_row, v_row, g_row, d, dprev_ptr, l2,
     else:
         acc = tl.load(g_row + boffs, mask=cmask, other=0.0)
         tl.store(g_row + boffs, acc + d, mask=cmask)
+# fmt: on
 
 
 @_jit
-def _apply_accumulated(p_row, m_row, v_row, g_row, wmask_ptr, P, l2,
-                       lr, lr_t, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
-                       SOLVER: tl.constexpr, NESTEROV: tl.constexpr, BP: tl.constexpr):
-    """Optimizer step from the accumulated gradient row (+ L2 on weights); zero the row."""
+def _apply_accumulated(
+    mem, wmask_ptr, P, l2, opt, SOLVER: tl.constexpr, NESTEROV: tl.constexpr, BP: tl.constexpr
+):
+    """Take the optimizer step from the accumulated gradient row (+ L2 on weights); zero it."""
+    p_row, m_row, v_row, g_row = mem
     for p0 in range(0, P, BP):
         offs = p0 + tl.arange(0, BP)
         mask = offs < P
@@ -227,8 +258,7 @@ def _apply_accumulated(p_row, m_row, v_row, g_row, wmask_ptr, P, l2,
             v = tl.load(v_row + offs, mask=mask, other=0.0)
         else:
             v = m
-        p, m, v = _optimizer_math(p, g, m, v, lr, lr_t, beta_1, one_m_beta_1, beta_2,
-                                  one_m_beta_2, eps, mu, SOLVER, NESTEROV)
+        p, m, v = _optimizer_math(p, g, m, v, opt, SOLVER, NESTEROV)
         tl.store(p_row + offs, p, mask=mask)
         tl.store(m_row + offs, m, mask=mask)
         if SOLVER == 0:
@@ -236,37 +266,45 @@ def _apply_accumulated(p_row, m_row, v_row, g_row, wmask_ptr, P, l2,
         tl.store(g_row + offs, tl.zeros([BP], dtype=tl.float32), mask=mask)
 
 
+# fmt: off
 @_jit
-def _hidden_forward(in_ptr, p_row, out_ptr, W0: tl.constexpr, B0: tl.constexpr,
-                    K: tl.constexpr, N: tl.constexpr, NP: tl.constexpr, BK: tl.constexpr,
-                    ACT: tl.constexpr):
-    """One hidden layer for one row: activations (N,) from ``in_ptr`` (K,) to ``out_ptr``."""
+def _hidden_forward(
+    in_ptr, p_row, out_ptr, W0: tl.constexpr, B0: tl.constexpr,
+    K: tl.constexpr, N: tl.constexpr, NP: tl.constexpr, BK: tl.constexpr, ACT: tl.constexpr,
+):
+    """Run one hidden layer for one row: activations (N,) from ``in_ptr`` (K,) to ``out_ptr``."""
     z = _dense_forward(in_ptr, p_row + W0, p_row + B0, K, N, NP, BK)  # (NP,)
     h = _activate(z, ACT)
     cols = tl.arange(0, NP)
     tl.store(out_ptr + cols, h, mask=cols < N)
     tl.debug_barrier()  # the next layer reads these in blocks held by other threads
+# fmt: on
 
 
 # ----------------------------------------------------------------------------- kernel
+# fmt: off
 @_jit
 def _epoch_kernel(
     flat_ptr, state_ptr, steps_ptr, grad_ptr, scratch_ptr, wmask_ptr, loss_ptr,
-    x_ptr, y_ptr, sw_ptr, order_ptr,
-    lr_t_ptr, t_lo, E, M, P, n_steps,
+    x_ptr, y_ptr, sw_ptr, order_ptr, lr_t_ptr,
+    t_lo, E, M, P, n_steps,
     lr, alpha, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
-    F: tl.constexpr, O: tl.constexpr, OP: tl.constexpr,
+    # widths (H*P, NOUTP: padded to powers of two; HL: last hidden layer)
+    F: tl.constexpr, NOUT: tl.constexpr, NOUTP: tl.constexpr,
     H1: tl.constexpr, H1P: tl.constexpr, H2: tl.constexpr, H2P: tl.constexpr,
     H3: tl.constexpr, H3P: tl.constexpr, HL: tl.constexpr,
+    # offsets in a member's flat row
     W1: tl.constexpr, B1: tl.constexpr, W2: tl.constexpr, B2: tl.constexpr,
     W3: tl.constexpr, B3: tl.constexpr, WO: tl.constexpr, BO: tl.constexpr,
+    # offsets in a member's scratch row (length SCR)
     A1: tl.constexpr, A2: tl.constexpr, A3: tl.constexpr, AL: tl.constexpr,
     D1: tl.constexpr, D2: tl.constexpr, D3: tl.constexpr, DL: tl.constexpr, SCR: tl.constexpr,
+    # what to compute
     NH: tl.constexpr, BATCH: tl.constexpr, ACT: tl.constexpr, LOG_LOSS: tl.constexpr,
     SOLVER: tl.constexpr, NESTEROV: tl.constexpr, HAS_SW: tl.constexpr,
     BK: tl.constexpr, BP: tl.constexpr,
 ):
-    """One epoch of member ``program_id(0)``: all ``n_steps`` steps, then its mean loss.
+    """Train member ``program_id(0)`` for one epoch: all ``n_steps`` steps, then its mean loss.
 
     Offsets W*/B* (weights/bias of layers 1..3 and output) index the member's flat row;
     A*/D* (activations / deltas of hidden layers 1..3, L = last hidden) its scratch row.
@@ -280,9 +318,10 @@ def _epoch_kernel(
     g_row = grad_ptr + e * P  # gradient accumulator (batch > 1 only)
     s_row = scratch_ptr + e * SCR
     o_row = order_ptr + e * M
+    mem = (p_row, m_row, v_row, g_row)  # this member's parameters, state and gradient rows
     t0 = tl.load(steps_ptr + e)
-    cols_o = tl.arange(0, OP)
-    omask = cols_o < O
+    cols_o = tl.arange(0, NOUTP)
+    omask = cols_o < NOUT
     total = 0.0
     for s in range(0, n_steps):
         start = s * BATCH
@@ -293,6 +332,7 @@ def _epoch_kernel(
             lr_t = tl.load(lr_t_ptr + (t0 - t_lo) + s)  # step count t0 + s + 1
         else:
             lr_t = lr
+        opt = (lr, lr_t, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu)
         for r in range(0, nb):
             row = tl.load(o_row + start + r)  # int64 row of X
             x_row = x_ptr + row * F
@@ -302,8 +342,8 @@ def _epoch_kernel(
                 _hidden_forward(s_row + A1, p_row, s_row + A2, W2, B2, H1, H2, H2P, BK, ACT)
             if NH >= 3:
                 _hidden_forward(s_row + A2, p_row, s_row + A3, W3, B3, H2, H3, H3P, BK, ACT)
-            out = _dense_forward(s_row + AL, p_row + WO, p_row + BO, HL, O, OP, BK)  # (OP,)
-            y = tl.load(y_ptr + row * O + cols_o, mask=omask, other=0.0)  # (OP,)
+            out = _dense_forward(s_row + AL, p_row + WO, p_row + BO, HL, NOUT, NOUTP, BK)
+            y = tl.load(y_ptr + row * NOUT + cols_o, mask=omask, other=0.0)  # (NOUTP,)
             # ---- loss and dLoss/dout (residual for both losses)
             if LOG_LOSS:
                 zm = tl.where(omask, out, float("-inf"))
@@ -323,37 +363,32 @@ def _epoch_kernel(
             total += row_loss
             delta = delta * inv_b
             # ---- backward, output layer first; each layer leaves the delta below in scratch
-            _dense_backward(s_row + AL, p_row, m_row, v_row, g_row, delta, s_row + DL, l2,
-                            lr, lr_t, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
-                            WO, BO, HL, O, OP, BK, True, ACT, FUSED, SOLVER, NESTEROV)
+            _dense_backward(s_row + AL, mem, delta, s_row + DL, l2, opt,
+                            WO, BO, HL, NOUT, NOUTP, BK, True, ACT, FUSED, SOLVER, NESTEROV)
             tl.debug_barrier()
             if NH >= 3:
                 c3 = tl.arange(0, H3P)
                 d = tl.load(s_row + D3 + c3, mask=c3 < H3, other=0.0)
-                _dense_backward(s_row + A2, p_row, m_row, v_row, g_row, d, s_row + D2, l2,
-                                lr, lr_t, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
+                _dense_backward(s_row + A2, mem, d, s_row + D2, l2, opt,
                                 W3, B3, H2, H3, H3P, BK, True, ACT, FUSED, SOLVER, NESTEROV)
                 tl.debug_barrier()
             if NH >= 2:
                 c2 = tl.arange(0, H2P)
                 d = tl.load(s_row + D2 + c2, mask=c2 < H2, other=0.0)
-                _dense_backward(s_row + A1, p_row, m_row, v_row, g_row, d, s_row + D1, l2,
-                                lr, lr_t, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
+                _dense_backward(s_row + A1, mem, d, s_row + D1, l2, opt,
                                 W2, B2, H1, H2, H2P, BK, True, ACT, FUSED, SOLVER, NESTEROV)
                 tl.debug_barrier()
             c1 = tl.arange(0, H1P)
             d = tl.load(s_row + D1 + c1, mask=c1 < H1, other=0.0)
-            _dense_backward(x_row, p_row, m_row, v_row, g_row, d, s_row, l2,
-                            lr, lr_t, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
+            _dense_backward(x_row, mem, d, s_row, l2, opt,
                             W1, B1, F, H1, H1P, BK, False, ACT, FUSED, SOLVER, NESTEROV)
             tl.debug_barrier()  # next row / step reads the new weights and the scratch
         if not FUSED:
-            _apply_accumulated(p_row, m_row, v_row, g_row, wmask_ptr, P, l2,
-                               lr, lr_t, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
-                               SOLVER, NESTEROV, BP)
+            _apply_accumulated(mem, wmask_ptr, P, l2, opt, SOLVER, NESTEROV, BP)
             tl.debug_barrier()
     tl.store(steps_ptr + e, t0 + n_steps)
     tl.store(loss_ptr + e, total / M)
+# fmt: on
 
 
 # ----------------------------------------------------------------------------- host side
@@ -362,24 +397,23 @@ def _pow2(n):
 
 
 def supports(hyper, layout, device):
-    """Whether :func:`epoch_triton` handles this configuration on ``device``.
+    """Tell whether :func:`epoch_triton` handles this configuration on ``device``.
 
     Parameters
     ----------
     hyper : Hyper
     layout : Layout
     device : torch.device or str
-        CUDA devices need triton; the CPU only under the Triton interpreter
-        (``TRITON_INTERPRET=1`` set before this module was imported; for tests).
+        CUDA devices need triton; the CPU only under the Triton interpreter, for tests
+        (``TRITON_INTERPRET=1`` set before triton was first imported).
 
     Returns
     -------
     bool
     """
-    if triton is None:
-        return False
+    mode = _build_mode()
     device = torch.device(device)
-    if device.type != ("cpu" if _interpreted() else "cuda"):
+    if (device.type, mode) not in (("cuda", "compiled"), ("cpu", "interpreted")):
         return False
     hidden = layout.sizes[1:-1]
     return (
@@ -395,12 +429,16 @@ def supports(hyper, layout, device):
 
 def _require(t, name, dtype):
     if t.dtype != dtype or not t.is_contiguous():
-        raise ValueError(f"epoch_triton: {name} must be contiguous {dtype}, got "
-                         f"{t.dtype} with strides {tuple(t.stride())}")
+        raise ValueError(
+            f"epoch_triton: {name} must be contiguous {dtype}, got "
+            f"{t.dtype} with strides {tuple(t.stride())}"
+        )
 
 
-def epoch_triton(flat, state, steps, X, Y, sw, order, lr, hyper, layout, *, _block_k=None):
-    """One epoch for all members, one persistent Triton program per member.
+def epoch_triton(
+    flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None, *, _block_k=None
+):
+    """Run one epoch for all members, one persistent Triton program per member.
 
     Same contract as :func:`skensemble._engine.epoch_reference`.
 
@@ -414,6 +452,9 @@ def epoch_triton(flat, state, steps, X, Y, sw, order, lr, hyper, layout, *, _blo
     sw : Tensor (N,) float32 or None
     order : Tensor (E, M) int64
     lr : float
+    features : None
+        Per-member feature subsets are not supported (the dispatcher does not choose this
+        engine for them); anything but None raises.
     _block_k : int or None
         Rows per weight block (power of two); tests use it to force several blocks.
 
@@ -421,17 +462,23 @@ def epoch_triton(flat, state, steps, X, Y, sw, order, lr, hyper, layout, *, _blo
     -------
     Tensor (E,): per-member mean training loss over the epoch (data term only).
     """
+    if features is not None:
+        raise ValueError("epoch_triton does not support per-member feature subsets")
     if not supports(hyper, layout, flat.device):
-        raise ValueError(f"epoch_triton does not support sizes {layout.sizes}, "
-                         f"{hyper} on {flat.device}; check supports() first")
+        raise ValueError(
+            f"epoch_triton does not support sizes {layout.sizes}, "
+            f"{hyper} on {flat.device}; check supports() first"
+        )
     E, M = order.shape
     _require(flat, "flat", torch.float32)
     _require(state, "state", torch.float32)
     _require(steps, "steps", torch.int64)
-    if tuple(flat.shape) != (E, layout.n_params) or tuple(state.shape) != (hyper.n_state, E,
-                                                                            layout.n_params):
-        raise ValueError(f"epoch_triton: flat {tuple(flat.shape)} / state "
-                         f"{tuple(state.shape)} do not match E={E}, P={layout.n_params}")
+    P = layout.n_params
+    if tuple(flat.shape) != (E, P) or tuple(state.shape) != (hyper.n_state, E, P):
+        raise ValueError(
+            f"epoch_triton: flat {tuple(flat.shape)} / state "
+            f"{tuple(state.shape)} do not match E={E}, P={P}"
+        )
     dev = flat.device
     # Read-only inputs: convert once (no copy when they already are contiguous float32).
     X = X.to(device=dev, dtype=torch.float32).contiguous()  # (N, F)
@@ -443,11 +490,11 @@ def epoch_triton(flat, state, steps, X, Y, sw, order, lr, hyper, layout, *, _blo
         return torch.zeros(E, dtype=flat.dtype, device=dev) / M
 
     sizes = layout.sizes
-    F, O = sizes[0], sizes[-1]
+    F, n_out = sizes[0], sizes[-1]
     hidden = list(sizes[1:-1]) + [1] * (3 - (len(sizes) - 2))  # unused layers: width 1
     nh = len(sizes) - 2
     hp = [_pow2(h) for h in hidden]
-    op = _pow2(O)
+    op = _pow2(n_out)
     offs = list(layout.offsets)  # per layer (w0, b0, end)
     w_off = [offs[i][0] if i < nh else 0 for i in range(3)]
     b_off = [offs[i][1] if i < nh else 0 for i in range(3)]
@@ -471,21 +518,23 @@ def epoch_triton(flat, state, steps, X, Y, sw, order, lr, hyper, layout, *, _blo
     if hyper.solver == "adam":
         # Bias-corrected step sizes for every step count this epoch reaches, with the
         # reference's own expression (bit-identical on the same device). One host sync.
-        t_lo, t_hi = (int(v) for v in torch.aminmax(steps))
+        t_lo, t_hi = torch.stack(torch.aminmax(steps)).tolist()
         t = torch.arange(t_lo + 1, t_hi + n_steps + 1, device=dev).to(torch.float32)
-        lr_t = lr * torch.sqrt(1 - hyper.beta_2**t) / (1 - hyper.beta_1**t)  # (T,)
+        lr32 = torch.tensor(float(lr), dtype=torch.float32, device=dev)
+        lr_t = lr32 * torch.sqrt(1 - hyper.beta_2**t) / (1 - hyper.beta_1**t)  # (T,)
     else:
         t_lo, lr_t = 0, flat  # not read by sgd
     loss = torch.empty(E, dtype=torch.float32, device=dev)
+    # fmt: off
     _epoch_kernel[(E,)](
         flat, state, steps, grad, scratch, wmask, loss,
-        X, Y, sw if sw is not None else X, order,
-        lr_t, t_lo, E, M, layout.n_params, n_steps,
+        X, Y, sw if sw is not None else X, order, lr_t,
+        t_lo, E, M, P, n_steps,
         float(lr), float(hyper.alpha),
         float(hyper.beta_1), 1.0 - float(hyper.beta_1),
         float(hyper.beta_2), 1.0 - float(hyper.beta_2),
         float(hyper.epsilon), float(hyper.momentum),
-        F=F, O=O, OP=op,
+        F=F, NOUT=n_out, NOUTP=op,
         H1=hidden[0], H1P=hp[0], H2=hidden[1], H2P=hp[1], H3=hidden[2], H3P=hp[2],
         HL=hidden[nh - 1],
         W1=w_off[0], B1=b_off[0], W2=w_off[1], B2=b_off[1], W3=w_off[2], B3=b_off[2],
@@ -495,7 +544,7 @@ def epoch_triton(flat, state, steps, X, Y, sw, order, lr, hyper, layout, *, _blo
         NH=nh, BATCH=batch, ACT=_ACT_CODE[hyper.activation],
         LOG_LOSS=hyper.loss == "log_loss", SOLVER=0 if hyper.solver == "adam" else 1,
         NESTEROV=bool(hyper.nesterovs_momentum), HAS_SW=sw is not None,
-        BK=block_k, BP=1024,
-        num_warps=num_warps,
+        BK=block_k, BP=1024, num_warps=num_warps, enable_fp_fusion=True,
     )
+    # fmt: on
     return loss

@@ -1,0 +1,222 @@
+"""Bagging done properly: rows, features, out-of-bag, weights, stopping, warm start."""
+
+import numpy as np
+import pytest
+import sklearn
+from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
+
+from skensemble import NeuralBaggingClassifier, NeuralBaggingRegressor
+
+SMALL = dict(n_estimators=6, hidden_layer_sizes=(16,), max_iter=40, learning_rate_init=0.01,
+             random_state=0)
+
+
+@pytest.fixture(params=["regressor", "classifier"])
+def task(request, regression_data, classification_data):
+    if request.param == "regressor":
+        return NeuralBaggingRegressor, regression_data
+    return NeuralBaggingClassifier, classification_data
+
+
+def _members(est, X):
+    if hasattr(est, "predict_proba_members"):
+        return est.predict_proba_members(X)
+    return est.predict_members(X)
+
+
+def test_oob_equals_mean_of_members_that_did_not_draw(task):
+    Est, (X, y) = task
+    est = Est(**SMALL, bootstrap=True, oob_score=True).fit(X, y)
+    members = _members(est, X)  # (E, N) or (E, N, K)
+    oob = est.oob_prediction_ if hasattr(est, "oob_prediction_") else est.oob_decision_function_
+    for i in range(X.shape[0]):
+        outside = [e for e, rows in enumerate(est.estimators_samples_) if i not in rows]
+        if outside:
+            np.testing.assert_allclose(oob[i], members[outside, i].mean(0), rtol=1e-6)
+        else:
+            assert np.all(np.isnan(oob[i]))
+    assert 0.5 < est.oob_score_ <= 1.0
+
+
+def test_oob_score_tracks_held_out_score(regression_data):
+    X, y = regression_data
+    reg = NeuralBaggingRegressor(n_estimators=20, hidden_layer_sizes=(16,), max_iter=60,
+                                 learning_rate_init=0.01, bootstrap=True, oob_score=True,
+                                 random_state=0).fit(X, y)
+    train_score = reg.score(X, y)
+    assert reg.oob_score_ < train_score  # honest: below the optimistic training score
+    assert reg.oob_score_ > 0.8
+
+
+def test_oob_warns_when_rows_lack_members(regression_data):
+    X, y = regression_data
+    with pytest.warns(UserWarning, match="do not have OOB scores"):
+        NeuralBaggingRegressor(**{**SMALL, "n_estimators": 1}, bootstrap=True,
+                               oob_score=True).fit(X, y)
+    with pytest.raises(ValueError, match="bootstrap=True"):
+        NeuralBaggingRegressor(**SMALL, oob_score=True).fit(X, y)
+
+
+def test_estimators_samples_and_features(task):
+    Est, (X, y) = task
+    est = Est(**SMALL, bootstrap=True, max_samples=0.5, max_features=2).fit(X, y)
+    samples, features = est.estimators_samples_, est.estimators_features_
+    assert len(samples) == len(features) == 6
+    assert all(s.shape == (X.shape[0] // 2,) for s in samples)
+    assert all(f.shape == (2,) and len(set(f)) == 2 for f in features)
+    assert len({tuple(f) for f in features}) > 1  # members see different subsets
+    assert est.coefs_[0].shape == (6, 2, 16)  # first layer reads only the member's features
+    # recomputed from seeds: a refit with the same random_state draws the same
+    again = Est(**SMALL, bootstrap=True, max_samples=0.5, max_features=2).fit(X, y)
+    for a, b in zip(samples, again.estimators_samples_):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_member_blind_to_features_outside_its_subset(task):
+    Est, (X, y) = task
+    est = Est(**SMALL, max_features=2, bootstrap_features=False).fit(X, y)
+    before = _members(est, X)
+    for e, feats in enumerate(est.estimators_features_):
+        X2 = X.copy()
+        others = np.setdiff1d(np.arange(X.shape[1]), feats)
+        X2[:, others] = 1e3 * np.random.RandomState(e).normal(size=(X.shape[0], len(others)))
+        np.testing.assert_array_equal(_members(est, X2)[e], before[e])
+        changed = X.copy()
+        changed[:, feats[0]] += 5.0
+        assert not np.allclose(_members(est, changed)[e], before[e])
+
+
+def test_bootstrap_features_draws_with_replacement(regression_data):
+    X, y = regression_data
+    reg = NeuralBaggingRegressor(**{**SMALL, "n_estimators": 12}, max_features=1.0,
+                                 bootstrap_features=True).fit(X, y)
+    assert any(len(set(f)) < X.shape[1] for f in reg.estimators_features_)
+    assert np.all(np.isfinite(reg.predict(X)))
+
+
+def test_stopped_member_receives_no_updates(regression_data):
+    X, y = regression_data
+    params = dict(n_estimators=4, hidden_layer_sizes=(8,), learning_rate_init=0.01, tol=1e-3,
+                  n_iter_no_change=3, random_state=0, engine="batched", batch_size=16)
+    long = NeuralBaggingRegressor(**params, max_iter=400).fit(X, y)
+    n = long.n_iter_per_member_
+    first = int(np.argmin(n))
+    assert n[first] < n.max()  # members stopped at different epochs
+    # A fit cut at the first member's epoch count trained that member identically;
+    # the long fit then left it untouched while the others went on.
+    short = NeuralBaggingRegressor(**params, max_iter=int(n[first])).fit(X, y)
+    np.testing.assert_allclose(long.coefs_[0][first], short.coefs_[0][first], rtol=1e-5,
+                               atol=1e-6)
+    assert not np.allclose(long.coefs_[0][np.argmax(n)], short.coefs_[0][np.argmax(n)])
+
+
+def test_early_stopped_members_keep_best_validation_weights(regression_data):
+    X, y = regression_data
+    reg = NeuralBaggingRegressor(n_estimators=4, hidden_layer_sizes=(32,), max_iter=200,
+                                 learning_rate_init=0.01, early_stopping=True, bootstrap=True,
+                                 n_iter_no_change=5, random_state=0).fit(X, y)
+    members = reg.predict_members(X)  # (E, N)
+    for e, rows in enumerate(reg.estimators_samples_):
+        oob = np.setdiff1d(np.arange(len(y)), rows)
+        loss = 0.5 * np.mean(((members[e, oob] - y[oob]) / reg._y_scale[0]) ** 2)
+        np.testing.assert_allclose(loss, reg.best_validation_loss_[e], rtol=1e-4)
+
+
+def test_warm_start_trains_only_new_members(task):
+    Est, (X, y) = task
+    est = Est(**{**SMALL, "n_estimators": 3}, warm_start=True, bootstrap=True)
+    est.fit(X, y)
+    old = _members(est, X)
+    est.set_params(n_estimators=5)
+    est.fit(X, y)
+    new = _members(est, X)
+    assert new.shape[0] == 5
+    np.testing.assert_array_equal(new[:3], old)
+    assert not np.allclose(new[3], new[4])
+    assert est.loss_curve_.shape[1] == 5 and est.n_iter_per_member_.shape == (5,)
+    assert len(est.estimators_samples_) == 5
+    with pytest.warns(UserWarning, match="does not fit new"):
+        est.fit(X, y)
+    est.set_params(n_estimators=2)
+    with pytest.raises(ValueError, match="n_estimators"):
+        est.fit(X, y)
+
+
+def test_partial_fit_runs_one_epoch_per_call(task):
+    Est, (X, y) = task
+    kwargs = {"classes": np.unique(y)} if Est is NeuralBaggingClassifier else {}
+    est = Est(**SMALL)
+    est.partial_fit(X, y, **kwargs)
+    assert est.n_iter_ == 1 and est.loss_curve_.shape == (1, 6)
+    w1 = est.coefs_[0].copy()
+    est.partial_fit(X, y)
+    assert est.n_iter_ == 2 and est.t_ == 2 * X.shape[0]
+    assert not np.allclose(est.coefs_[0], w1)
+    for _ in range(30):
+        est.partial_fit(X, y)
+    assert np.nanmean(est.loss_curve_[-1]) < np.nanmean(est.loss_curve_[0])
+    # continuing a fitted ensemble
+    fitted = Est(**SMALL).fit(X, y)
+    n = fitted.n_iter_
+    fitted.partial_fit(X, y)
+    assert fitted.n_iter_ == n + 1
+
+
+def test_partial_fit_classifier_needs_known_labels(classification_data):
+    X, y = classification_data
+    clf = NeuralBaggingClassifier(**SMALL).partial_fit(X[:20], y[:20], classes=np.unique(y))
+    assert list(clf.classes_) == sorted(set(y))
+    with pytest.raises(ValueError, match="not seen"):
+        clf.partial_fit(X[:5], np.array(["zebra"] * 5, dtype=object))
+
+
+def test_zero_weight_rows_never_drawn_and_ignored(regression_data):
+    X, y = regression_data
+    w = np.ones(len(y))
+    w[::4] = 0
+    y_bad = y.copy()
+    y_bad[::4] = 1e6
+    reg = NeuralBaggingRegressor(**SMALL, bootstrap=True).fit(X, y_bad, sample_weight=w)
+    zero = set(np.flatnonzero(w == 0))
+    assert all(not zero & set(rows) for rows in reg.estimators_samples_)
+    keep = w > 0
+    clean = NeuralBaggingRegressor(**SMALL, bootstrap=True).fit(X[keep], y[keep])
+    assert abs(reg.score(X[keep], y[keep]) - clean.score(X[keep], y[keep])) < 0.05
+
+
+@pytest.fixture
+def routing():
+    sklearn.set_config(enable_metadata_routing=True)
+    yield
+    sklearn.set_config(enable_metadata_routing=False)
+
+
+def test_sample_weight_routed_through_search_and_cv(regression_data, routing):
+    X, y = regression_data
+    w = np.ones(len(y))
+    w[::4] = 0
+    y_bad = y.copy()
+    y_bad[::4] = 1e4  # only harmless if the weights arrive
+    reg = NeuralBaggingRegressor(**SMALL).set_fit_request(sample_weight=True)
+    reg.set_score_request(sample_weight=True)
+    cv = KFold(3, shuffle=True, random_state=0)
+    routed = cross_val_score(reg, X, y_bad, cv=cv, params={"sample_weight": w})
+    assert routed.min() > 0.9
+    grid = GridSearchCV(reg, {"alpha": [1e-4, 1e-2]}, cv=cv).fit(X, y_bad, sample_weight=w)
+    assert grid.best_score_ > 0.9
+    unweighted = NeuralBaggingRegressor(**SMALL).fit(X, y_bad)
+    keep = w > 0
+    assert unweighted.score(X[keep], y[keep]) < 0.5 < grid.score(X[keep], y[keep])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_verbose_progress(regression_data, capsys):
+    X, y = regression_data
+    NeuralBaggingRegressor(**{**SMALL, "max_iter": 3}, verbose=0).fit(X, y)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+    NeuralBaggingRegressor(**{**SMALL, "max_iter": 3}, verbose=1).fit(X, y)
+    assert "epoch" in capsys.readouterr().err
+    NeuralBaggingRegressor(**{**SMALL, "max_iter": 3}, verbose=2).fit(X, y)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and "members training 6/6" in lines[0]
