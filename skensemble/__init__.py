@@ -2,6 +2,5 @@
 
 from ._classifier import NeuralBaggingClassifier
 from ._regressor import NeuralBaggingRegressor
-
-__version__ = "0.1.0"
+from ._version import __version__
 __all__ = ["NeuralBaggingClassifier", "NeuralBaggingRegressor", "__version__"]

@@ -19,7 +19,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import _dispatch, _engine, _sampling
+from . import _dispatch, _engine, _sampling, _version
 from ._progress import progress
 
 _FLOAT = (np.float64, np.float32)
@@ -695,6 +695,43 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
                 lambda out: reduce(self._transform_outputs(out)), features=features,
             )
         return torch.cat(parts, dim=0).cpu().numpy()
+
+    def to_torch(self):
+        """The fitted ensemble as a plain ``torch.nn.Module``.
+
+        The module applies the estimator's input scaling, every member and the
+        aggregation: ``module(torch.as_tensor(X, dtype=torch.float32))`` returns the mean
+        prediction (regressor) or the class probabilities in the order of ``classes_``
+        (classifier). It needs PyTorch only, and exports with ``torch.onnx.export``.
+
+        Returns
+        -------
+        torch.nn.Module
+            In eval mode, on the CPU; move it with ``.to(device)``.
+        """
+        check_is_fitted(self)
+        from ._export import to_torch
+
+        return to_torch(self)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if hasattr(self, "_flat"):
+            state["_skensemble_format"] = _version.FORMAT
+            state["_skensemble_version"] = _version.__version__
+        return state
+
+    def __setstate__(self, state):
+        if "_flat" in state:
+            fmt = state.get("_skensemble_format")
+            if fmt != _version.FORMAT:
+                raise ValueError(
+                    f"This {type(self).__name__} was saved by skensemble "
+                    f"{state.get('_skensemble_version', '< 0.1')} (model format {fmt}); this is "
+                    f"skensemble {_version.__version__} (format {_version.FORMAT}), which "
+                    "cannot read it. Load it with the version that saved it, or refit."
+                )
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
