@@ -294,12 +294,6 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
                     f"n_estimators={self.n_estimators} must be larger or equal to the "
                     f"{n_old} members already fitted when warm_start=True."
                 )
-            if self.n_estimators == n_old:
-                warnings.warn(
-                    "Warm-start fitting without increasing n_estimators does not fit new "
-                    "members."
-                )
-                return self
             if self._layout_sizes[1:-1] != hidden:
                 raise ValueError(
                     "warm_start=True adds members of the same architecture; "
@@ -318,15 +312,23 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         shuffle_seed = int(rng.randint(_sampling.MAX_SEED))
         plan = self._plan(*X.shape)
         stratify = self._stratify_labels(y)
-        new_seeds = seeds[n_old:]
+        # Warm start with more members trains only the new ones (bagging's meaning);
+        # with the same number it continues training all of them (the MLP's meaning).
+        resume = warm and self.n_estimators == n_old
+        new_seeds = seeds if resume else seeds[n_old:]
         rows, held, feats = _sampling.member_samples(
             new_seeds, plan, sw if plan.bootstrap else None, stratify
         )
+        if resume and self._features is not None:
+            feats = self._features  # members keep the features their first layer reads
         hyper = self._hyper(plan.n_draw)
         layout = _engine.Layout((plan.n_feat, *hidden, Y.shape[1]))
+        init = None
+        if resume:
+            init = (self._flat, self._opt_state, self._steps, self._lr)
         flat, state, steps, lr, history, engine, device = self._train_new(
             X, Y, sw, plan, rows, held, feats, new_seeds, hyper, layout, shuffle_seed,
-            self.max_iter,
+            self.max_iter, init,
         )
 
         self._seeds = seeds
@@ -335,7 +337,7 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         new_features = None if self._uses_all_features(plan) else feats
         if warm and (new_features is None) != (self._features is None):
             raise ValueError("warm_start=True cannot change max_features or bootstrap_features.")
-        if warm and new_features is not None:
+        if warm and not resume and new_features is not None:
             new_features = np.concatenate([self._features, new_features])
         self._features = new_features
         self._sample_weight = sw
@@ -343,7 +345,10 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         self._layout_sizes = layout.sizes
         self.engine_ = engine
         self.device_ = str(device)
-        if warm:
+        if resume:
+            history = _continue_history(self, history)
+            self._flat, self._opt_state, self._steps, self._lr = flat, state, steps, lr
+        elif warm:
             self._flat = np.concatenate([self._flat, flat])
             self._opt_state = np.concatenate([self._opt_state, state], axis=1)
             self._steps = np.concatenate([self._steps, steps])
@@ -375,8 +380,11 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
             self.best_validation_loss_ = history["best"]
 
     def _train_new(self, X, Y, sw, plan, rows, held, feats, seeds, hyper, layout, shuffle_seed,
-                   max_iter):
-        """Initialise members from ``seeds`` and train them; returns numpy state + history."""
+                   max_iter, init=None):
+        """Train members from ``seeds`` (or from ``init`` state); numpy state + history out.
+
+        ``init``: ``(flat, opt_state, steps, lr)`` numpy arrays to continue from.
+        """
         device = _dispatch.resolve_device(self.device)
         all_features = self._uses_all_features(plan)
         engine = _dispatch.select_engine(self.engine, hyper, layout, device, not all_features)
@@ -404,11 +412,17 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
             vidx = torch.from_numpy(vrows).to(device)
             val = {"X": data["X"][vidx], "Y": data["Y"][vidx],
                    "w": torch.from_numpy(vw).to(device)}  # (E, Nv) zero where not validating
-        flat = _engine.init_parameters(
-            layout, [_sampling.init_seed(s) for s in seeds], self.activation, device
-        )
-        state, steps = _engine.init_state(flat, hyper)
-        lr = np.full(len(seeds), float(self.learning_rate_init))
+        if init is None:
+            flat = _engine.init_parameters(
+                layout, [_sampling.init_seed(s) for s in seeds], self.activation, device
+            )
+            state, steps = _engine.init_state(flat, hyper)
+            lr = np.full(len(seeds), float(self.learning_rate_init))
+        else:
+            flat, state, steps = (torch.from_numpy(a.copy()).to(device) for a in init[:3])
+            lr = init[3].copy()
+            if state.shape[0] != hyper.n_state:
+                raise ValueError("warm_start=True cannot change the solver of fitted members.")
         per_step = len(seeds) * layout.n_params * (
             hyper.batch_size if engine in ("batched", "reference", "graphed") else M_ROWS_PER_THREAD
         )
@@ -444,64 +458,78 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         M = rows.shape[1]
         t_seen = int(getattr(self, "t_", 0)) if not stop else 0
         bar = progress(max_iter, self.verbose)
+        interrupted = False
         for epoch in range(max_iter):
-            order = _sampling.epoch_order(rows, gen, self.shuffle).to(device)  # (E, M)
-            if self.solver == "sgd" and self.learning_rate == "invscaling":
-                lr[:] = self.learning_rate_init / (t_seen + 1) ** self.power_t
-            epoch_loss = torch.full((E,), float("nan"), device=device)
-            for rate in np.unique(lr[active]):
-                members = np.flatnonzero(active & (lr == rate))
-                epoch_loss[torch.from_numpy(members).to(device)] = self._epoch_subset(
-                    epoch_fn, members, flat, state, steps, data, order, float(rate), hyper,
-                    layout,
+            try:
+                order = _sampling.epoch_order(rows, gen, self.shuffle).to(device)  # (E, M)
+                if self.solver == "sgd" and self.learning_rate == "invscaling":
+                    lr[:] = self.learning_rate_init / (t_seen + 1) ** self.power_t
+                epoch_loss = torch.full((E,), float("nan"), device=device)
+                for rate in np.unique(lr[active]):
+                    members = np.flatnonzero(active & (lr == rate))
+                    epoch_loss[torch.from_numpy(members).to(device)] = self._epoch_subset(
+                        epoch_fn, members, flat, state, steps, data, order, float(rate), hyper,
+                        layout,
+                    )
+                t_seen += M
+                n_iter[active] += 1
+                if val is not None:
+                    vloss, vscore = self._validate(flat, val, hyper, layout, data["features"])
+                loss_np = epoch_loss.cpu().numpy().astype(np.float64)  # one sync per epoch
+                bad = active & ~np.isfinite(loss_np)
+                if bad.any():
+                    bar.close()
+                    raise ValueError(
+                        f"Training diverged: the loss of member(s) {np.flatnonzero(bad).tolist()} "
+                        f"became non-finite in epoch {epoch + 1} with solver={self.solver!r} and "
+                        f"learning_rate_init={self.learning_rate_init}. Lower learning_rate_init "
+                        "(e.g. by 10x), or use solver='adam'."
+                    )
+                losses.append(loss_np)
+                if val is not None:
+                    vloss_np = vloss.cpu().numpy().astype(np.float64)
+                    vloss_np[~active] = np.nan
+                    val_losses.append(vloss_np)
+                    val_scores.append(np.where(active, vscore.cpu().numpy(), np.nan))
+                    # Members without validation rows (tiny data) fall back to their training loss.
+                    crit = np.where(np.isfinite(vloss_np), vloss_np, loss_np)
+                else:
+                    crit = loss_np
+                if stop:
+                    worse = active & (crit > best - self.tol)
+                    no_improve[worse] += 1
+                    no_improve[active & ~worse] = 0
+                    improved = active & (crit < best)
+                    best[improved] = crit[improved]
+                    if val is not None and improved.any():
+                        keep = torch.from_numpy(np.flatnonzero(improved)).to(device)
+                        best_flat[keep] = flat[keep]
+                    patience_out = active & (no_improve >= self.n_iter_no_change)
+                    if adaptive:
+                        shrink = patience_out & (lr / 5.0 >= 1e-6)
+                        lr[shrink] /= 5.0
+                        no_improve[shrink] = 0
+                        patience_out &= ~shrink
+                    active &= ~patience_out
+                bar.update(float(np.nanmean(loss_np)), int(active.sum()), E,
+                           None if val is None else float(np.nanmean(val_losses[-1])))
+                if not active.any():
+                    break
+            except KeyboardInterrupt:
+                # Like scikit-learn's MLP: stop, keep what was learnt, leave a usable model.
+                warnings.warn(
+                    f"Training interrupted by the user in epoch {epoch + 1}; keeping the "
+                    "weights so far (each member's best with early_stopping). Call fit again "
+                    "with warm_start=True to continue.",
+                    UserWarning,
                 )
-            t_seen += M
-            n_iter[active] += 1
-            if val is not None:
-                vloss, vscore = self._validate(flat, val, hyper, layout, data["features"])
-            loss_np = epoch_loss.cpu().numpy().astype(np.float64)  # one sync per epoch
-            bad = active & ~np.isfinite(loss_np)
-            if bad.any():
-                bar.close()
-                raise ValueError(
-                    f"Training diverged: the loss of member(s) {np.flatnonzero(bad).tolist()} "
-                    f"became non-finite in epoch {epoch + 1} with solver={self.solver!r} and "
-                    f"learning_rate_init={self.learning_rate_init}. Lower learning_rate_init "
-                    "(e.g. by 10x), or use solver='adam'."
-                )
-            losses.append(loss_np)
-            if val is not None:
-                vloss_np = vloss.cpu().numpy().astype(np.float64)
-                vloss_np[~active] = np.nan
-                val_losses.append(vloss_np)
-                val_scores.append(np.where(active, vscore.cpu().numpy(), np.nan))
-                # Members without validation rows (tiny data) fall back to their training loss.
-                crit = np.where(np.isfinite(vloss_np), vloss_np, loss_np)
-            else:
-                crit = loss_np
-            if stop:
-                worse = active & (crit > best - self.tol)
-                no_improve[worse] += 1
-                no_improve[active & ~worse] = 0
-                improved = active & (crit < best)
-                best[improved] = crit[improved]
-                if val is not None and improved.any():
-                    keep = torch.from_numpy(np.flatnonzero(improved)).to(device)
-                    best_flat[keep] = flat[keep]
-                patience_out = active & (no_improve >= self.n_iter_no_change)
-                if adaptive:
-                    shrink = patience_out & (lr / 5.0 >= 1e-6)
-                    lr[shrink] /= 5.0
-                    no_improve[shrink] = 0
-                    patience_out &= ~shrink
-                active &= ~patience_out
-            bar.update(float(np.nanmean(loss_np)), int(active.sum()), E,
-                       None if val is None else float(np.nanmean(val_losses[-1])))
-            if not active.any():
+                interrupted = True
                 break
         bar.close()
         if val is not None:
             flat.copy_(best_flat)  # every member ends with its best-validation weights
+        if interrupted:
+            active[:] = False  # do not also warn about convergence
         history = {"loss": np.asarray(losses), "n_iter": n_iter, "unconverged": int(active.sum())}
         if val is not None:
             history.update(
@@ -779,4 +807,15 @@ def _merge_history(est, new, n_old):
         merged["val_loss"] = pad(est.validation_loss_curve_, new["val_loss"])
         merged["val_score"] = pad(est.validation_scores_, new["val_score"])
         merged["best"] = np.concatenate([est.best_validation_loss_, new["best"]])
+    return merged
+
+
+def _continue_history(est, new):
+    """Per-epoch curves of a resumed fit: the new epochs follow the old ones."""
+    merged = dict(new)
+    merged["loss"] = np.concatenate([est.loss_curve_, new["loss"]])
+    merged["n_iter"] = est.n_iter_per_member_ + new["n_iter"]
+    if "val_loss" in new and hasattr(est, "validation_loss_curve_"):
+        merged["val_loss"] = np.concatenate([est.validation_loss_curve_, new["val_loss"]])
+        merged["val_score"] = np.concatenate([est.validation_scores_, new["val_score"]])
     return merged

@@ -9,6 +9,8 @@ import contextlib
 import importlib.util
 import os
 import re
+import sys
+import threading
 
 import torch
 
@@ -153,22 +155,45 @@ def default_threads(work=None):
     return max(1, cores)
 
 
+_LIMIT_LOCK = threading.Lock()
+_LIMIT_DEPTH = 0
+_LIMIT_SAVED = None
+
+
 @contextlib.contextmanager
 def thread_limit(n_threads, engine):
-    """Run the block with ``n_threads`` torch (and numba) threads; restore afterwards."""
-    old_torch = torch.get_num_threads()
-    old_numba = None
-    if engine == "numba":
-        import numba
+    """Run the block with ``n_threads`` torch (and numba) threads; restore afterwards.
 
-        old_numba = numba.get_num_threads()
-        numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
-    torch.set_num_threads(n_threads)
+    Thread counts are process-wide, so concurrent blocks (predictions from several
+    threads) share one setting: the first to enter sets it, the last to leave restores
+    what was there before.
+    """
+    global _LIMIT_DEPTH, _LIMIT_SAVED
+    with _LIMIT_LOCK:
+        if _LIMIT_DEPTH == 0:
+            _LIMIT_SAVED = (torch.get_num_threads(), _numba_threads())
+            torch.set_num_threads(n_threads)
+            if engine == "numba":
+                _set_numba_threads(n_threads)
+        _LIMIT_DEPTH += 1
     try:
         yield
     finally:
-        torch.set_num_threads(old_torch)
-        if old_numba is not None:
-            import numba
+        with _LIMIT_LOCK:
+            _LIMIT_DEPTH -= 1
+            if _LIMIT_DEPTH == 0:
+                torch.set_num_threads(_LIMIT_SAVED[0])
+                if _LIMIT_SAVED[1] is not None:
+                    _set_numba_threads(_LIMIT_SAVED[1])
 
-            numba.set_num_threads(old_numba)
+
+def _numba_threads():
+    """numba's current thread count, or None when numba was never imported."""
+    numba = sys.modules.get("numba")
+    return None if numba is None else numba.get_num_threads()
+
+
+def _set_numba_threads(n):
+    import numba
+
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))

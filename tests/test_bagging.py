@@ -135,8 +135,11 @@ def test_warm_start_trains_only_new_members(task):
     assert not np.allclose(new[3], new[4])
     assert est.loss_curve_.shape[1] == 5 and est.n_iter_per_member_.shape == (5,)
     assert len(est.estimators_samples_) == 5
-    with pytest.warns(UserWarning, match="does not fit new"):
-        est.fit(X, y)
+    # the same n_estimators again: every member continues training
+    n_before = est.n_iter_per_member_.copy()
+    est.fit(X, y)
+    assert np.all(est.n_iter_per_member_ > n_before)
+    assert not np.allclose(_members(est, X)[:3], old)
     est.set_params(n_estimators=2)
     with pytest.raises(ValueError, match="n_estimators"):
         est.fit(X, y)

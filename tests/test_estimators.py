@@ -355,3 +355,44 @@ def test_cuda_matches_cpu(task):
     a = _outputs(Est(**FAST, device="cuda", engine="batched").fit(X, y), X)
     b = _outputs(Est(**FAST, device="cpu", engine="batched").fit(X, y), X)
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+def test_keyboard_interrupt_keeps_a_usable_model_and_resumes(regression_data, monkeypatch):
+    from skensemble import _base
+
+    X, y = regression_data
+    calls = {"n": 0}
+    real = NeuralBaggingRegressor._epoch_subset
+
+    def interrupt_in_epoch_4(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_base.BaseNeuralBagging, "_epoch_subset", staticmethod(interrupt_in_epoch_4))
+    reg = NeuralBaggingRegressor(**FAST, warm_start=True)
+    with pytest.warns(UserWarning, match="interrupted"):
+        reg.fit(X, y)
+    assert reg.n_iter_ == 3 and reg.loss_curve_.shape == (3, 4)
+    assert np.all(np.isfinite(reg.predict(X)))
+    monkeypatch.setattr(_base.BaseNeuralBagging, "_epoch_subset", staticmethod(real))
+    reg.fit(X, y)  # warm start continues from the interrupted weights
+    assert reg.n_iter_ > 3 and reg.loss_curve_.shape[0] == reg.n_iter_
+    assert reg.score(X, y) > 0.9
+
+
+def test_concurrent_predictions_are_consistent(task):
+    from concurrent.futures import ThreadPoolExecutor
+
+    Est, (X, y) = task
+    est = Est(**FAST).fit(X, y)
+    expected = _outputs(est, X)
+    state = pickle.dumps(est)
+    threads_before = torch.get_num_threads()
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: _outputs(est, X), range(32)))
+    for r in results:
+        np.testing.assert_array_equal(r, expected)
+    assert pickle.dumps(est) == state  # predicting changed nothing
+    assert torch.get_num_threads() == threads_before
