@@ -19,34 +19,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import _dispatch, _engine, _sampling, _version
+from . import _dispatch, _engine, _hetero, _sampling, _version
 from ._progress import progress
 
 _FLOAT = (np.float64, np.float32)
 # A member-major kernel hands each thread whole members for a whole epoch: worth a
 # thread as soon as one member's epoch is sizeable (counted as this many rows x P).
 M_ROWS_PER_THREAD = 1000
-
-
-def _check_hidden_layer_sizes(hidden_layer_sizes):
-    """Tuple of positive ints from an int or a sequence of ints."""
-    if isinstance(hidden_layer_sizes, Integral) and not isinstance(hidden_layer_sizes, bool):
-        sizes = (int(hidden_layer_sizes),)
-    else:
-        try:
-            sizes = tuple(hidden_layer_sizes)
-        except TypeError:
-            sizes = None
-        if sizes is None or not all(
-            isinstance(s, Integral) and not isinstance(s, bool) for s in sizes
-        ):
-            raise ValueError(
-                "hidden_layer_sizes must be an int or a sequence of ints (one width per "
-                f"hidden layer), got {hidden_layer_sizes!r}."
-            )
-    if any(s < 1 for s in sizes):
-        raise ValueError(f"hidden_layer_sizes must be positive widths, got {sizes}.")
-    return tuple(int(s) for s in sizes)
 
 
 def _weighted_standardisation(A, weight):
@@ -282,22 +261,22 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         self : object
             The fitted estimator.
         """
-        warm = self.warm_start and hasattr(self, "_flat")
+        warm = self.warm_start and hasattr(self, "_groups")
         if self.oob_score and not self.bootstrap:
             raise ValueError("Out of bag estimation only available if bootstrap=True.")
+        archs = _hetero.member_architectures(self.hidden_layer_sizes, self.n_estimators)
         X, y, sw = self._validate_fit_data(X, y, sample_weight, reset=True)
-        n_old = self._flat.shape[0] if warm else 0
-        hidden = _check_hidden_layer_sizes(self.hidden_layer_sizes)
+        n_old = len(self.hidden_layer_sizes_) if warm else 0
         if warm:
             if self.n_estimators < n_old:
                 raise ValueError(
                     f"n_estimators={self.n_estimators} must be larger or equal to the "
                     f"{n_old} members already fitted when warm_start=True."
                 )
-            if self._layout_sizes[1:-1] != hidden:
+            if archs[:n_old] != self.hidden_layer_sizes_:
                 raise ValueError(
-                    "warm_start=True adds members of the same architecture; "
-                    f"hidden_layer_sizes changed from {self._layout_sizes[1:-1]} to {hidden}."
+                    "warm_start=True keeps the fitted members: hidden_layer_sizes must give "
+                    f"them the same architectures ({self.hidden_layer_sizes_[:3]}...)."
                 )
             if X.shape[1] != self._plan_.n_features:
                 raise ValueError("warm_start=True needs the same features as the first fit.")
@@ -312,61 +291,90 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         shuffle_seed = int(rng.randint(_sampling.MAX_SEED))
         plan = self._plan(*X.shape)
         stratify = self._stratify_labels(y)
+        all_features = self._uses_all_features(plan)
+        if warm and (self._features is None) != all_features:
+            raise ValueError("warm_start=True cannot change max_features or bootstrap_features.")
         # Warm start with more members trains only the new ones (bagging's meaning);
         # with the same number it continues training all of them (the MLP's meaning).
         resume = warm and self.n_estimators == n_old
-        new_seeds = seeds if resume else seeds[n_old:]
+        train = np.arange(n_old if warm and not resume else 0, self.n_estimators)
         rows, held, feats = _sampling.member_samples(
-            new_seeds, plan, sw if plan.bootstrap else None, stratify
+            seeds[train], plan, sw if plan.bootstrap else None, stratify
         )
         if resume and self._features is not None:
             feats = self._features  # members keep the features their first layer reads
         hyper = self._hyper(plan.n_draw)
-        layout = _engine.Layout((plan.n_feat, *hidden, Y.shape[1]))
-        init = None
+        n_out = Y.shape[1]
         if resume:
-            init = (self._flat, self._opt_state, self._steps, self._lr)
-        flat, state, steps, lr, history, engine, device = self._train_new(
-            X, Y, sw, plan, rows, held, feats, new_seeds, hyper, layout, shuffle_seed,
-            self.max_iter, init,
-        )
+            jobs = [(g["members"], g["sizes"], g) for g in self._groups]
+        else:
+            init_rows = self._initial_rows(X, y, sw, [archs[e] for e in train], seeds[train],
+                                           plan, n_out)
+            jobs = []
+            for local, widths in _hetero.group_by_depth([archs[e] for e in train]):
+                sizes = (plan.n_feat, *widths, n_out)
+                flat = np.concatenate([
+                    _hetero.pad_rows(init_rows[i][None], (plan.n_feat, *archs[train[i]], n_out),
+                                     sizes, self.activation)
+                    for i in local
+                ])
+                jobs.append((train[local], sizes, {"flat": flat}))
+
+        groups, histories, engines = [], [], []
+        for k, (members, sizes, init) in enumerate(jobs):
+            loc = np.searchsorted(train, members)
+            group, history, engine, device = self._train_group(
+                X, Y, sw, plan, rows[loc], None if held is None else [held[i] for i in loc],
+                None if all_features else feats[loc], hyper, _engine.Layout(sizes),
+                shuffle_seed + k, self.max_iter, init,
+            )
+            group["members"] = members
+            groups.append(group)
+            histories.append((loc, history))
+            engines.append(engine)
+        history = _combine_histories(histories, len(train))
 
         self._seeds = seeds
         self._plan_ = plan
         self._partial_calls = 0
-        new_features = None if self._uses_all_features(plan) else feats
-        if warm and (new_features is None) != (self._features is None):
-            raise ValueError("warm_start=True cannot change max_features or bootstrap_features.")
+        self._sample_weight = sw
+        self._stratify = stratify
+        self.hidden_layer_sizes_ = archs
+        self.engine_ = engines[0] if len(set(engines)) == 1 else tuple(engines)
+        self.device_ = str(device)
+        new_features = None if all_features else feats
         if warm and not resume and new_features is not None:
             new_features = np.concatenate([self._features, new_features])
         self._features = new_features
-        self._sample_weight = sw
-        self._stratify = stratify
-        self._layout_sizes = layout.sizes
-        self.engine_ = engine
-        self.device_ = str(device)
         if resume:
             history = _continue_history(self, history)
-            self._flat, self._opt_state, self._steps, self._lr = flat, state, steps, lr
+            self._groups = groups
         elif warm:
-            self._flat = np.concatenate([self._flat, flat])
-            self._opt_state = np.concatenate([self._opt_state, state], axis=1)
-            self._steps = np.concatenate([self._steps, steps])
-            self._lr = np.concatenate([self._lr, lr])
             history = _merge_history(self, history, n_old)
+            self._groups = _merge_groups(self._groups, groups, self.activation)
         else:
-            self._flat, self._opt_state, self._steps, self._lr = flat, state, steps, lr
+            self._groups = groups
         self._set_history(history, plan.n_draw)
         if self.oob_score:
             self._compute_oob(X, y)
         if history["unconverged"] and not self.early_stopping:
             warnings.warn(
-                f"{history['unconverged']} of {len(new_seeds)} members reached max_iter="
+                f"{history['unconverged']} of {len(train)} members reached max_iter="
                 f"{self.max_iter} before their training loss stopped improving by tol="
                 f"{self.tol}; raise max_iter or tol to silence this.",
                 ConvergenceWarning,
             )
         return self
+
+    def _initial_rows(self, X, y, sw, archs, seeds, plan, n_out):
+        """Each member's initial parameters at its own architecture: list of (P_e,) arrays."""
+        return [
+            _engine.init_parameters(
+                _engine.Layout((plan.n_feat, *arch, n_out)), [_sampling.init_seed(seed)],
+                self.activation,
+            )[0].numpy()
+            for arch, seed in zip(archs, seeds)  # set-up: one small draw per member
+        ]
 
     def _set_history(self, history, n_draw):
         self.loss_curve_ = history["loss"]
@@ -379,15 +387,18 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
             self.validation_scores_ = history["val_score"]
             self.best_validation_loss_ = history["best"]
 
-    def _train_new(self, X, Y, sw, plan, rows, held, feats, seeds, hyper, layout, shuffle_seed,
-                   max_iter, init=None):
-        """Train members from ``seeds`` (or from ``init`` state); numpy state + history out.
+    def _train_group(self, X, Y, sw, plan, rows, held, feats, hyper, layout, shuffle_seed,
+                     max_iter, init, stop=True):
+        """Train one group of members sharing a (padded) layout.
 
-        ``init``: ``(flat, opt_state, steps, lr)`` numpy arrays to continue from.
+        ``init`` holds numpy arrays: ``flat (G, P)`` and, to continue a fit, ``opt_state``,
+        ``steps`` and ``lr``. Returns the group's state as numpy arrays, its history, the
+        engine and the device.
         """
         device = _dispatch.resolve_device(self.device)
         all_features = self._uses_all_features(plan)
         engine = _dispatch.select_engine(self.engine, hyper, layout, device, not all_features)
+        G = rows.shape[0]
         Xs = ((X - self._x_mean) / self._x_scale).astype(np.float32)
         loss_weight = None if (sw is None or plan.bootstrap) else sw
         data = {
@@ -398,11 +409,11 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
             "features": None if all_features else torch.from_numpy(feats).to(device),
         }
         val = None
-        if self.early_stopping:
+        if self.early_stopping and stop:
             if plan.bootstrap:  # each member validates on its own out-of-bag rows
                 vmask = ~_sampling.in_bag_mask(rows, plan.n_samples)
             else:  # ... or on the rows it held out
-                vmask = np.zeros((len(seeds), plan.n_samples), dtype=bool)
+                vmask = np.zeros((G, plan.n_samples), dtype=bool)
                 for e, h in enumerate(held):
                     vmask[e, h] = True
             vrows = np.flatnonzero(vmask.any(0))  # forward only rows someone validates on
@@ -412,29 +423,30 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
             vidx = torch.from_numpy(vrows).to(device)
             val = {"X": data["X"][vidx], "Y": data["Y"][vidx],
                    "w": torch.from_numpy(vw).to(device)}  # (E, Nv) zero where not validating
-        if init is None:
-            flat = _engine.init_parameters(
-                layout, [_sampling.init_seed(s) for s in seeds], self.activation, device
-            )
-            state, steps = _engine.init_state(flat, hyper)
-            lr = np.full(len(seeds), float(self.learning_rate_init))
-        else:
-            flat, state, steps = (torch.from_numpy(a.copy()).to(device) for a in init[:3])
-            lr = init[3].copy()
+        flat = torch.from_numpy(np.ascontiguousarray(init["flat"], dtype=np.float32)).to(device)
+        if "opt_state" in init:
+            state = torch.from_numpy(init["opt_state"].copy()).to(device)
+            steps = torch.from_numpy(init["steps"].copy()).to(device)
+            lr = init["lr"].copy()
             if state.shape[0] != hyper.n_state:
                 raise ValueError("warm_start=True cannot change the solver of fitted members.")
-        per_step = len(seeds) * layout.n_params * (
+        else:
+            state, steps = _engine.init_state(flat, hyper)
+            lr = np.full(G, float(self.learning_rate_init))
+        per_step = G * layout.n_params * (
             hyper.batch_size if engine in ("batched", "reference", "graphed") else M_ROWS_PER_THREAD
         )
         start = time.perf_counter()
         with _dispatch.thread_limit(_dispatch.default_threads(per_step), engine):
             history = self._train(
                 flat, state, steps, lr, data, val, torch.from_numpy(rows), shuffle_seed,
-                hyper, layout, engine, max_iter, stop=True,
+                hyper, layout, engine, max_iter, stop=stop,
             )
         history["seconds"] = time.perf_counter() - start
-        return (flat.cpu().numpy().copy(), state.cpu().numpy().copy(),
-                steps.cpu().numpy().copy(), lr, history, engine, device)
+        group = {"sizes": layout.sizes, "flat": flat.cpu().numpy().copy(),
+                 "opt_state": state.cpu().numpy().copy(), "steps": steps.cpu().numpy().copy(),
+                 "lr": lr}
+        return group, history, engine, device
 
     def _train(self, flat, state, steps, lr, data, val, rows, shuffle_seed, hyper, layout,
                engine, max_iter, stop):
@@ -571,8 +583,7 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
     # ------------------------------------------------------- partial_fit
     def _partial_fit(self, X, y, sample_weight, classes=None):
         """One more epoch for every member on ``(X, y)``; initialises on the first call."""
-        first = not hasattr(self, "_flat")
-        if first:
+        if not hasattr(self, "_groups"):
             X, y, sw = self._validate_fit_data(X, y, sample_weight, reset=True)
             self._x_mean, self._x_scale = _weighted_standardisation(X, sw)
             if classes is not None:
@@ -580,16 +591,28 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
             Y = self._encode_targets(y, sw, reset=classes is None)
             rng = check_random_state(self.random_state)
             self._seeds = _sampling.draw_seeds(rng, self.n_estimators)
+            archs = _hetero.member_architectures(self.hidden_layer_sizes, self.n_estimators)
+            self.hidden_layer_sizes_ = archs
+            F, n_out = X.shape[1], Y.shape[1]
+            init_rows = self._initial_rows(X, y, sw, archs, self._seeds,
+                                           _sampling.Plan(len(X), F, len(X), F, False, False),
+                                           n_out)
+            n_state = self._hyper(X.shape[0]).n_state
+            self._groups = []
+            for members, widths in _hetero.group_by_depth(archs):
+                sizes = (F, *widths, n_out)
+                flat = np.concatenate([
+                    _hetero.pad_rows(init_rows[e][None], (F, *archs[e], n_out), sizes,
+                                     self.activation)
+                    for e in members
+                ])
+                self._groups.append({
+                    "members": members, "sizes": sizes, "flat": flat,
+                    "opt_state": np.zeros((n_state, *flat.shape), dtype=np.float32),
+                    "steps": np.zeros(len(members), dtype=np.int64),
+                    "lr": np.full(len(members), float(self.learning_rate_init)),
+                })
             self._partial_calls = 0
-            layout = _engine.Layout((X.shape[1], *_check_hidden_layer_sizes(
-                self.hidden_layer_sizes), Y.shape[1]))
-            self._layout_sizes = layout.sizes
-            flat = _engine.init_parameters(
-                layout, [_sampling.init_seed(s) for s in self._seeds], self.activation)
-            state, steps = _engine.init_state(flat, self._hyper(X.shape[0]))
-            self._flat, self._opt_state = flat.numpy(), state.numpy()
-            self._steps = steps.numpy()
-            self._lr = np.full(self.n_estimators, float(self.learning_rate_init))
             self._sample_weight, self._stratify, self._features = None, None, None
             self._plan_ = None
             self.loss_curve_ = np.empty((0, self.n_estimators))
@@ -607,33 +630,22 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
                       for s in self._seeds]
         rows, _, _ = _sampling.member_samples(call_seeds, plan, sw if plan.bootstrap else None)
         hyper = self._hyper(plan.n_draw)
-        layout = _engine.Layout(self._layout_sizes)
-        device = _dispatch.resolve_device(self.device)
-        engine = _dispatch.select_engine(self.engine, hyper, layout, device,
-                                         self._features is not None)
-        Xs = ((X - self._x_mean) / self._x_scale).astype(np.float32)
-        loss_weight = None if (sw is None or plan.bootstrap) else sw
-        data = {"X": torch.from_numpy(Xs).to(device),
-                "Y": torch.from_numpy(Y.astype(np.float32)).to(device),
-                "sw": None if loss_weight is None else torch.from_numpy(
-                    loss_weight.astype(np.float32)).to(device),
-                "features": None if self._features is None else torch.from_numpy(
-                    self._features).to(device)}
-        flat = torch.from_numpy(self._flat).to(device)
-        state = torch.from_numpy(self._opt_state).to(device)
-        steps = torch.from_numpy(self._steps).to(device)
-        per_step = self.n_estimators * layout.n_params * hyper.batch_size
-        start = time.perf_counter()
-        with _dispatch.thread_limit(_dispatch.default_threads(per_step), engine):
-            history = self._train(flat, state, steps, self._lr, data, None,
-                                  torch.from_numpy(rows), call_seeds[0], hyper, layout,
-                                  engine, 1, stop=False)
-        self._flat = flat.cpu().numpy().copy()
-        self._opt_state = state.cpu().numpy().copy()
-        self._steps = steps.cpu().numpy().copy()
-        self.engine_, self.device_ = engine, str(device)
-        self.fit_time_ = time.perf_counter() - start
-        self.loss_curve_ = np.concatenate([self.loss_curve_, history["loss"]])
+        losses = np.full(self.n_estimators, np.nan)
+        engines, seconds = [], 0.0
+        for k, g in enumerate(self._groups):
+            m = g["members"]
+            group, history, engine, device = self._train_group(
+                X, Y, sw, plan, rows[m], None, None if self._features is None else self._features[m],
+                hyper, _engine.Layout(g["sizes"]), call_seeds[0] + k, 1, g, stop=False,
+            )
+            g.update(group)
+            losses[m] = history["loss"][0]
+            engines.append(engine)
+            seconds += history["seconds"]
+        self.engine_ = engines[0] if len(set(engines)) == 1 else tuple(engines)
+        self.device_ = str(device)
+        self.fit_time_ = seconds
+        self.loss_curve_ = np.concatenate([self.loss_curve_, losses[None]])
         self.n_iter_per_member_ = self.n_iter_per_member_ + 1
         self.n_iter_ = int(self.n_iter_per_member_.max())
         self.t_ = int(self.t_ + plan.n_draw)
@@ -642,7 +654,7 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
     # ----------------------------------------------------------- bagging
     def _member_draws(self):
         """Recompute every member's rows and features from the stored seeds."""
-        check_is_fitted(self, "_flat")
+        check_is_fitted(self, "_groups")
         if getattr(self, "_partial_calls", 0):
             raise AttributeError(
                 "estimators_samples_ is not defined for ensembles trained by partial_fit.")
@@ -659,9 +671,9 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
     @property
     def estimators_features_(self):
         """Features each member sees, in the order its first layer reads them."""
-        check_is_fitted(self, "_flat")
+        check_is_fitted(self, "_groups")
         if self._features is None:
-            return [np.arange(self.n_features_in_) for _ in range(self._flat.shape[0])]
+            return [np.arange(self.n_features_in_) for _ in range(len(self._seeds))]
         return list(self._features)
 
     @torch.no_grad()
@@ -670,17 +682,12 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         rows = self._member_draws()[0]
         out_of_bag = ~_sampling.in_bag_mask(rows, X.shape[0])  # (E, N)
         device = _dispatch.resolve_device(self.device)
-        layout = _engine.Layout(self._layout_sizes)
-        flat = torch.from_numpy(self._flat).to(device)
-        features = None if self._features is None else torch.from_numpy(
-            self._features).to(device)
+        groups = self._device_groups(device)
         Xt = torch.from_numpy(((X - self._x_mean) / self._x_scale).astype(np.float32)).to(device)
-        total = np.zeros((X.shape[0], layout.sizes[-1]))
-        chunk = max(1, (16 * 2**20) // max(1, flat.shape[0] * max(layout.sizes)))
+        total = np.zeros((X.shape[0], self._groups[0]["sizes"][-1]))
+        chunk = self._chunk_rows()
         for s in range(0, X.shape[0], chunk):
-            out = self._transform_outputs(
-                _engine.forward(flat, layout, Xt[s : s + chunk], self.activation, features)
-            )  # (E, n, O)
+            out = self._forward_all(groups, Xt[s : s + chunk])  # (E, n, O) float64
             m = torch.from_numpy(out_of_bag[:, s : s + chunk]).to(out)  # (E, n)
             total[s : s + chunk] = (out * m.unsqueeze(-1)).sum(0).cpu().numpy()
         count = out_of_bag.sum(0)  # (N,)
@@ -710,19 +717,68 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
                 "X has values too large for the network's float32 arithmetic after "
                 "standardisation with the training data's mean and scale."
             )
-        layout = _engine.Layout(self._layout_sizes)
-        flat = torch.from_numpy(self._flat).to(device)
+        groups = self._device_groups(device)
         Xt = torch.from_numpy(Xs.astype(np.float32)).to(device)
-        features = None
-        if self._features is not None:
-            features = torch.from_numpy(self._features).to(device)
-        work = X.shape[0] * flat.shape[0] * layout.n_params
-        with _dispatch.thread_limit(_dispatch.default_threads(work), "batched"):
-            parts = _engine.predict_chunked(
-                flat, layout, Xt, self.activation,
-                lambda out: reduce(self._transform_outputs(out)), features=features,
-            )
+        work = X.shape[0] * sum(g["flat"].size for g in self._groups)
+        chunk = self._chunk_rows()
+        with _dispatch.thread_limit(_dispatch.default_threads(work), "batched"), torch.no_grad():
+            parts = [reduce(self._forward_all(groups, Xt[s : s + chunk]))
+                     for s in range(0, X.shape[0], chunk)]
         return torch.cat(parts, dim=0).cpu().numpy()
+
+    def _chunk_rows(self):
+        """Rows per prediction chunk: activations of all members stay ~64 MB."""
+        widest = max(max(g["sizes"]) for g in self._groups)
+        return max(1, (16 * 2**20) // max(1, len(self._seeds) * widest))
+
+    def _device_groups(self, device):
+        """The fitted groups on ``device``: ``(members, flat, layout, features)`` each."""
+        out = []
+        for g in self._groups:
+            feats = None
+            if self._features is not None:
+                feats = torch.from_numpy(self._features[g["members"]]).to(device)
+            out.append((torch.from_numpy(g["members"]).to(device),
+                        torch.from_numpy(g["flat"]).to(device), _engine.Layout(g["sizes"]), feats))
+        return out
+
+    def _forward_all(self, groups, Xt):
+        """Transformed outputs of every member on ``Xt (n, F)``: ``(E, n, O)``, member order."""
+        parts = [(m, self._transform_outputs(_engine.forward(flat, layout, Xt, self.activation, f)))
+                 for m, flat, layout, f in groups]
+        if len(parts) == 1 and bool((parts[0][0] == torch.arange(len(parts[0][0]),
+                                                                 device=Xt.device)).all()):
+            return parts[0][1]
+        E, O = len(self._seeds), parts[0][1].shape[-1]
+        out = torch.empty((E, Xt.shape[0], O), dtype=parts[0][1].dtype, device=Xt.device)
+        for m, o in parts:
+            out[m] = o
+        return out
+
+    def get_member_params(self, member):
+        """Weights and biases of one member, at its own architecture.
+
+        Parameters
+        ----------
+        member : int
+            Index of the member, in ``range(n_estimators)``.
+
+        Returns
+        -------
+        coefs : list of ndarray
+            ``coefs[i]`` has shape ``(fan_in, fan_out)`` (internally standardised units).
+        intercepts : list of ndarray
+            ``intercepts[i]`` has shape ``(fan_out,)``.
+        """
+        check_is_fitted(self, "_groups")
+        for g in self._groups:
+            pos = np.flatnonzero(g["members"] == member)
+            if pos.size:
+                sizes = (g["sizes"][0], *self.hidden_layer_sizes_[member], g["sizes"][-1])
+                row = _hetero.unpad_row(g["flat"][pos[0]], g["sizes"], sizes)
+                layers = _engine.Layout(sizes).views(torch.from_numpy(row[None]))
+                return [W[0].numpy() for W, _ in layers], [b[0, 0].numpy() for _, b in layers]
+        raise IndexError(f"member={member} is out of range for {len(self._seeds)} members.")
 
     def to_torch(self):
         """The fitted ensemble as a plain ``torch.nn.Module``.
@@ -744,13 +800,13 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
 
     def __getstate__(self):
         state = super().__getstate__()
-        if hasattr(self, "_flat"):
+        if hasattr(self, "_groups"):
             state["_skensemble_format"] = _version.FORMAT
             state["_skensemble_version"] = _version.__version__
         return state
 
     def __setstate__(self, state):
-        if "_flat" in state:
+        if "_groups" in state:
             fmt = state.get("_skensemble_format")
             if fmt != _version.FORMAT:
                 raise ValueError(
@@ -776,19 +832,71 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
                 "outside the range seen in training or the members' weights overflowed."
             )
 
+    def _stacked_layers(self):
+        check_is_fitted(self, "_groups")
+        if len(self._groups) != 1 or len(set(self.hidden_layer_sizes_)) != 1:
+            raise AttributeError(
+                "coefs_ and intercepts_ stack members of one architecture; this ensemble has "
+                "several: use get_member_params(member)."
+            )
+        g = self._groups[0]
+        flat = np.ascontiguousarray(g["flat"][np.argsort(g["members"])])
+        return _engine.Layout(g["sizes"]).views(torch.from_numpy(flat))
+
     @property
     def coefs_(self):
         """Per layer, weights of every member: ``(n_estimators, fan_in, fan_out)``."""
-        check_is_fitted(self, "_flat")
-        layout = _engine.Layout(self._layout_sizes)
-        return [W.numpy() for W, _ in layout.views(torch.from_numpy(self._flat))]
+        return [W.numpy() for W, _ in self._stacked_layers()]
 
     @property
     def intercepts_(self):
         """Per layer, biases of every member: ``(n_estimators, fan_out)``."""
-        check_is_fitted(self, "_flat")
-        layout = _engine.Layout(self._layout_sizes)
-        return [b.numpy()[:, 0, :] for _, b in layout.views(torch.from_numpy(self._flat))]
+        return [b.numpy()[:, 0, :] for _, b in self._stacked_layers()]
+
+
+def _combine_histories(histories, n_members):
+    """One history for members trained in groups: ``[(positions, history), ...]``."""
+    T = max(h["loss"].shape[0] for _, h in histories)
+    out = {"loss": np.full((T, n_members), np.nan),
+           "n_iter": np.zeros(n_members, dtype=np.int64),
+           "unconverged": sum(h["unconverged"] for _, h in histories),
+           "seconds": sum(h["seconds"] for _, h in histories)}
+    if "val_loss" in histories[0][1]:
+        out.update(val_loss=np.full((T, n_members), np.nan),
+                   val_score=np.full((T, n_members), np.nan), best=np.full(n_members, np.nan))
+    for loc, h in histories:
+        out["loss"][: h["loss"].shape[0], loc] = h["loss"]
+        out["n_iter"][loc] = h["n_iter"]
+        if "val_loss" in h:
+            out["val_loss"][: h["val_loss"].shape[0], loc] = h["val_loss"]
+            out["val_score"][: h["val_score"].shape[0], loc] = h["val_score"]
+            out["best"][loc] = h["best"]
+    return out
+
+
+def _merge_groups(old, new, activation):
+    """Groups of a warm start: new members join the old group of their depth (re-padded)."""
+    groups = [dict(g) for g in old]
+    for g in new:
+        same = [o for o in groups if len(o["sizes"]) == len(g["sizes"])]
+        if not same:
+            groups.append(g)
+            continue
+        o = same[0]
+        sizes = tuple(max(a, b) for a, b in zip(o["sizes"], g["sizes"]))
+
+        def widen(grp):
+            flat = _hetero.pad_rows(grp["flat"], grp["sizes"], sizes, activation)
+            state = np.stack([_hetero.pad_rows(s, grp["sizes"], sizes, activation, False)
+                              for s in grp["opt_state"]])
+            return flat, state
+
+        (f_old, s_old), (f_new, s_new) = widen(o), widen(g)
+        o.update(sizes=sizes, members=np.concatenate([o["members"], g["members"]]),
+                 flat=np.concatenate([f_old, f_new]), opt_state=np.concatenate([s_old, s_new], 1),
+                 steps=np.concatenate([o["steps"], g["steps"]]),
+                 lr=np.concatenate([o["lr"], g["lr"]]))
+    return groups
 
 
 def _merge_history(est, new, n_old):

@@ -279,7 +279,7 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         self : object
             The updated estimator.
         """
-        if not hasattr(self, "_flat"):
+        if not hasattr(self, "_groups"):
             self._validate_params()
         return self._partial_fit(X, y, sample_weight, classes=classes)
 

@@ -275,7 +275,7 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         self : object
             The updated estimator.
         """
-        if not hasattr(self, "_flat"):
+        if not hasattr(self, "_groups"):
             self._validate_params()
         return self._partial_fit(X, y, sample_weight)
 
