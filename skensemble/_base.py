@@ -78,6 +78,9 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         "bootstrap_features": ["boolean"],
         "oob_score": ["boolean"],
         "warm_start": ["boolean"],
+        "init": [StrOptions({"random", "mothernet"})],
+        "n_mothernets": [Interval(Integral, 1, None, closed="left")],
+        "mothernet_noise": [Interval(Real, 0, None, closed="left")],
         "random_state": ["random_state"],
         "device": [str],
         "engine": [StrOptions({"auto", *_dispatch.ENGINES})],
@@ -116,6 +119,9 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         bootstrap_features=False,
         oob_score=False,
         warm_start=False,
+        init="random",
+        n_mothernets=1,
+        mothernet_noise=0.01,
         random_state=None,
         device="auto",
         engine="auto",
@@ -147,6 +153,9 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         self.bootstrap_features = bootstrap_features
         self.oob_score = oob_score
         self.warm_start = warm_start
+        self.init = init
+        self.n_mothernets = n_mothernets
+        self.mothernet_noise = mothernet_noise
         self.random_state = random_state
         self.device = device
         self.engine = engine
@@ -368,6 +377,8 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
 
     def _initial_rows(self, X, y, sw, archs, seeds, plan, n_out):
         """Each member's initial parameters at its own architecture: list of (P_e,) arrays."""
+        if self.init == "mothernet":
+            return self._hatch_from_mothernets(X, y, sw, archs, seeds, plan, n_out)
         return [
             _engine.init_parameters(
                 _engine.Layout((plan.n_feat, *arch, n_out)), [_sampling.init_seed(seed)],
@@ -386,6 +397,61 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
             self.validation_loss_curve_ = history["val_loss"]
             self.validation_scores_ = history["val_score"]
             self.best_validation_loss_ = history["best"]
+
+    def _hatch_from_mothernets(self, X, y, sw, archs, seeds, plan, n_out):
+        """MotherNets: train one small network per architecture cluster, grow every member.
+
+        The members are clustered by architecture (:func:`_growth.cluster_architectures`);
+        each cluster's MotherNet (:func:`_growth.mother_architecture`) is trained on all
+        training rows, with early stopping on a held-out fraction, as one heterogeneous
+        ensemble of ``n_mothernets`` networks; every member then starts from its
+        MotherNet grown to its own architecture by function-preserving widening and
+        deepening, plus ``mothernet_noise``.
+        """
+        from . import _growth
+
+        if plan.n_feat != plan.n_features or plan.bootstrap_features:
+            raise ValueError(
+                "init='mothernet' grows every member from a network that sees all features; "
+                "use max_features=1.0 and bootstrap_features=False with it."
+            )
+        if self.n_mothernets > len(archs):
+            raise ValueError(
+                f"n_mothernets={self.n_mothernets} is larger than the number of members to "
+                f"train ({len(archs)})."
+            )
+        labels = _growth.cluster_architectures(archs, self.n_mothernets, plan.n_features, n_out)
+        mothers = [
+            _growth.mother_architecture([a for a, lab in zip(archs, labels) if lab == k])
+            for k in range(self.n_mothernets)
+        ]
+        if any(len(m) == 0 for m in mothers):
+            raise ValueError("init='mothernet' needs members with at least one hidden layer.")
+        mother_est = type(self)(**{
+            **self.get_params(),
+            "n_estimators": self.n_mothernets, "hidden_layer_sizes": mothers,
+            "init": "random", "bootstrap": False, "max_samples": 1.0, "max_features": 1.0,
+            "bootstrap_features": False, "oob_score": False, "warm_start": False,
+            # early stopping on a held-out fraction, when there are rows enough to hold out
+            "early_stopping": X.shape[0] * self.validation_fraction >= 2,
+            "random_state": int(seeds[0]) ^ 0x5EED, "verbose": 0,
+        })
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            mother_est.fit(X, y, sample_weight=sw)
+        self.mothernet_hidden_layer_sizes_ = mothers
+        self.mothernet_labels_ = labels
+        self.mothernet_n_iter_ = mother_est.n_iter_per_member_
+        self.mothernet_fit_time_ = mother_est.fit_time_
+        F = plan.n_features
+        rows = []
+        for arch, lab, seed in zip(archs, labels, seeds):  # set-up: one hatch per member
+            mother_sizes = (F, *mothers[lab], n_out)
+            mother_flat = torch.from_numpy(mother_est._member_row(int(lab))[0])
+            gen = torch.Generator().manual_seed(_sampling.init_seed(seed))
+            rows.append(_growth.hatch(mother_flat, mother_sizes, (F, *arch, n_out),
+                                      self.activation, self.mothernet_noise, gen).numpy())
+        return rows
 
     def _train_group(self, X, Y, sw, plan, rows, held, feats, hyper, layout, shuffle_seed,
                      max_iter, init, stop=True):
@@ -755,6 +821,15 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
             out[m] = o
         return out
 
+    def _member_row(self, member):
+        """Flat parameters ``(P_e,)`` of one member at its own architecture."""
+        for g in self._groups:
+            pos = np.flatnonzero(g["members"] == member)
+            if pos.size:
+                sizes = (g["sizes"][0], *self.hidden_layer_sizes_[member], g["sizes"][-1])
+                return _hetero.unpad_row(g["flat"][pos[0]], g["sizes"], sizes), sizes
+        raise IndexError(f"member={member} is out of range for {len(self._seeds)} members.")
+
     def get_member_params(self, member):
         """Weights and biases of one member, at its own architecture.
 
@@ -771,14 +846,9 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
             ``intercepts[i]`` has shape ``(fan_out,)``.
         """
         check_is_fitted(self, "_groups")
-        for g in self._groups:
-            pos = np.flatnonzero(g["members"] == member)
-            if pos.size:
-                sizes = (g["sizes"][0], *self.hidden_layer_sizes_[member], g["sizes"][-1])
-                row = _hetero.unpad_row(g["flat"][pos[0]], g["sizes"], sizes)
-                layers = _engine.Layout(sizes).views(torch.from_numpy(row[None]))
-                return [W[0].numpy() for W, _ in layers], [b[0, 0].numpy() for _, b in layers]
-        raise IndexError(f"member={member} is out of range for {len(self._seeds)} members.")
+        row, sizes = self._member_row(member)
+        layers = _engine.Layout(sizes).views(torch.from_numpy(row[None]))
+        return [W[0].numpy() for W, _ in layers], [b[0, 0].numpy() for _, b in layers]
 
     def to_torch(self):
         """The fitted ensemble as a plain ``torch.nn.Module``.

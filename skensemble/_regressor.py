@@ -26,8 +26,12 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     n_estimators : int, default=10
         Number of members.
 
-    hidden_layer_sizes : int or tuple of int, default=(100,)
-        Width of each hidden layer, as in :class:`~sklearn.neural_network.MLPRegressor`.
+    hidden_layer_sizes : int, tuple of int, or list of tuples, default=(100,)
+        Width of each hidden layer. An int or a tuple of ints is one architecture for
+        every member, as in :class:`~sklearn.neural_network.MLPRegressor`. A list of tuples gives each member its own architecture
+        (cycled when shorter than ``n_estimators``), e.g. ``[(32,), (64, 32)]``;
+        members of equal depth train as one stacked computation, narrower layers padded
+        with units that stay exactly zero.
 
     activation : {"relu", "tanh", "logistic", "identity"}, default="relu"
         Activation of the hidden layers.
@@ -113,6 +117,24 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         When True and ``n_estimators`` has been raised, ``fit`` trains only the new
         members and keeps the existing ones unchanged (scikit-learn's bagging meaning).
 
+    init : {"random", "mothernet"}, default="random"
+        How members start. ``"mothernet"`` (MotherNets, Wasay et al. 2020) first trains
+        one small network per cluster of member architectures, with early stopping on a
+        held-out ``validation_fraction``, then grows every member from its cluster's
+        network by function-preserving widening (Net2WiderNet) and deepening
+        (Net2DeeperNet: identity layers, exact for relu and identity; for tanh and
+        logistic a near-linear layer whose error is about ``1 / (3 * 10**2)`` per unit),
+        adds ``mothernet_noise``, and trains the members as usual, typically for far
+        fewer epochs. Needs ``max_features=1.0``.
+
+    n_mothernets : int, default=1
+        Clusters of member architectures, one MotherNet each: 1 is cheapest;
+        ``n_estimators`` gives every member its own.
+
+    mothernet_noise : float, default=0.01
+        Standard deviation of the noise added to hatched members, relative to each
+        layer's weight scale, so that copied units and members diverge.
+
     random_state : int, RandomState instance or None, default=None
         Seeds every member's initialisation, rows and order. An int makes fits
         reproducible (identical predictions on the CPU).
@@ -159,6 +181,22 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     oob_prediction_ : ndarray of shape (n_samples,) or (n_samples, n_outputs)
         Mean prediction of the members that did not draw each training row; NaN for
         rows every member drew (a warning says so).
+
+    hidden_layer_sizes_ : list of tuple
+        Each member's hidden-layer widths.
+
+    mothernet_hidden_layer_sizes_ : list of tuple
+        With ``init="mothernet"``: each MotherNet's architecture.
+
+    mothernet_labels_ : ndarray of shape (n_estimators,)
+        With ``init="mothernet"``: the MotherNet (cluster) each member grew from.
+
+    mothernet_n_iter_ : ndarray of shape (n_mothernets,)
+        With ``init="mothernet"``: epochs each MotherNet trained.
+
+    mothernet_fit_time_ : float
+        With ``init="mothernet"``: seconds spent training the MotherNets (not included
+        in ``fit_time_``, which covers the members).
 
     n_iter_ : int
         Most epochs any member ran.

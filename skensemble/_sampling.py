@@ -58,8 +58,10 @@ def _holdout(seed, n_samples, fraction, stratify):
     """Rows member ``seed`` holds out for validation (stratified where possible)."""
     idx = np.arange(n_samples)
     if stratify is not None:
-        _, counts = np.unique(stratify, return_counts=True)
-        if counts.min() < 2:
+        classes, counts = np.unique(stratify, return_counts=True)
+        n_held = int(np.ceil(fraction * n_samples))
+        # Stratifying needs two rows of every class, and room for each class on both sides.
+        if counts.min() < 2 or n_held < classes.size or n_samples - n_held < classes.size:
             stratify = None
     _, held = train_test_split(
         idx, test_size=fraction, random_state=int(seed) % MAX_SEED, stratify=stratify

@@ -1,4 +1,4 @@
-"""scikit-learn's estimator checks on both estimators at their default parameters."""
+"""scikit-learn's estimator checks: both estimators at their defaults, heterogeneous, MotherNets."""
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -17,8 +17,14 @@ def _expected_failed_checks(estimator):
     return _XFAIL
 
 
+HETERO = dict(n_estimators=4, hidden_layer_sizes=[(16,), (12, 8)], learning_rate_init=0.01)
+MOTHER = dict(HETERO, init="mothernet", n_mothernets=2)
+
+
 @parametrize_with_checks(
-    [NeuralBaggingRegressor(), NeuralBaggingClassifier()],
+    [NeuralBaggingRegressor(), NeuralBaggingClassifier(),
+     NeuralBaggingRegressor(**HETERO), NeuralBaggingClassifier(**HETERO),
+     NeuralBaggingRegressor(**MOTHER), NeuralBaggingClassifier(**MOTHER)],
     expected_failed_checks=_expected_failed_checks,
 )
 def test_sklearn_compatible_estimator(estimator, check):
