@@ -28,15 +28,41 @@ _FLOAT = (np.float64, np.float32)
 M_ROWS_PER_THREAD = 1000
 
 
+_CHUNK = 65536  # rows per pass over big arrays: temporaries stay small
+
+
 def _weighted_standardisation(A, weight):
     """Column means and scales of ``A (N, D)`` under row weights (None: equal weights).
 
+    Two passes in row chunks, in float64, so no temporary of ``A``'s size is made.
     Constant columns keep scale 1: they carry no information, and dividing by ~0 would
     turn rounding noise into signal.
     """
-    mean = np.average(A, axis=0, weights=weight)
-    std = np.sqrt(np.average((A - mean) ** 2, axis=0, weights=weight))
+    n = A.shape[0]
+    w = np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64)
+    total = w.sum()
+    mean = np.zeros(A.shape[1])
+    for s in range(0, n, _CHUNK):
+        mean += w[s : s + _CHUNK] @ A[s : s + _CHUNK]
+    mean /= total
+    var = np.zeros(A.shape[1])
+    for s in range(0, n, _CHUNK):
+        d = A[s : s + _CHUNK] - mean
+        var += w[s : s + _CHUNK] @ (d * d)
+    std = np.sqrt(var / total)
     return mean, np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+
+
+def _standardised_float32(X, mean, scale):
+    """``(X - mean) / scale`` as a new float32 array, computed in row chunks.
+
+    This is the one copy of the training data a fit makes (half its size for float64
+    input); the engines read it in place.
+    """
+    out = np.empty(X.shape, dtype=np.float32)
+    for s in range(0, X.shape[0], _CHUNK):
+        out[s : s + _CHUNK] = (X[s : s + _CHUNK] - mean) / scale
+    return out
 
 
 class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
@@ -465,7 +491,7 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         all_features = self._uses_all_features(plan)
         engine = _dispatch.select_engine(self.engine, hyper, layout, device, not all_features)
         G = rows.shape[0]
-        Xs = ((X - self._x_mean) / self._x_scale).astype(np.float32)
+        Xs = _standardised_float32(X, self._x_mean, self._x_scale)
         loss_weight = None if (sw is None or plan.bootstrap) else sw
         data = {
             "X": torch.from_numpy(Xs).to(device),
@@ -749,7 +775,7 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         out_of_bag = ~_sampling.in_bag_mask(rows, X.shape[0])  # (E, N)
         device = _dispatch.resolve_device(self.device)
         groups = self._device_groups(device)
-        Xt = torch.from_numpy(((X - self._x_mean) / self._x_scale).astype(np.float32)).to(device)
+        Xt = torch.from_numpy(_standardised_float32(X, self._x_mean, self._x_scale)).to(device)
         total = np.zeros((X.shape[0], self._groups[0]["sizes"][-1]))
         chunk = self._chunk_rows()
         for s in range(0, X.shape[0], chunk):
@@ -777,14 +803,15 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=_FLOAT, reset=False)
         device = _dispatch.resolve_device(self.device)
-        Xs = (X - self._x_mean) / self._x_scale
-        if np.abs(Xs).max(initial=0.0) > np.finfo(np.float32).max:
+        with np.errstate(over="ignore", invalid="ignore"):
+            Xs = _standardised_float32(X, self._x_mean, self._x_scale)
+        if not np.isfinite(Xs).all():
             raise ValueError(
                 "X has values too large for the network's float32 arithmetic after "
                 "standardisation with the training data's mean and scale."
             )
         groups = self._device_groups(device)
-        Xt = torch.from_numpy(Xs.astype(np.float32)).to(device)
+        Xt = torch.from_numpy(Xs).to(device)
         work = X.shape[0] * sum(g["flat"].size for g in self._groups)
         chunk = self._chunk_rows()
         with _dispatch.thread_limit(_dispatch.default_threads(work), "batched"), torch.no_grad():
