@@ -32,36 +32,53 @@ _CHUNK = 65536  # rows per pass over big arrays: temporaries stay small
 
 
 def _weighted_standardisation(A, weight):
-    """Column means and scales of ``A (N, D)`` under row weights (None: equal weights).
+    """Column means, scales and units of ``A (N, D)`` under row weights (None: equal).
 
-    Two passes in row chunks, in float64, so no temporary of ``A``'s size is made.
-    Constant columns keep scale 1: they carry no information, and dividing by ~0 would
-    turn rounding noise into signal.
+    Standardised values are ``(A / unit - mean / unit) / (scale / unit)``. Working in
+    units of each column's largest magnitude keeps every intermediate finite for values
+    up to float64's limits, and keeps tiny columns (1e-30) from underflowing. Two passes
+    in row chunks, so no temporary of ``A``'s size is made.
+
+    A column whose spread is below 1e-12 of its magnitude is constant up to rounding:
+    it gets its magnitude as scale, so what remains after centring is ~1e-12 or less
+    instead of rounding noise blown up to signal.
+
+    Returns
+    -------
+    mean, scale, unit : ndarray (D,)
+    constant : ndarray (D,) bool
     """
     n = A.shape[0]
     w = np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64)
     total = w.sum()
-    mean = np.zeros(A.shape[1])
+    unit = np.zeros(A.shape[1])
     for s in range(0, n, _CHUNK):
-        mean += w[s : s + _CHUNK] @ A[s : s + _CHUNK]
-    mean /= total
-    var = np.zeros(A.shape[1])
+        unit = np.maximum(unit, np.abs(A[s : s + _CHUNK]).max(axis=0))
+    unit = np.where(unit > 0, unit, 1.0)
+    mean_u = np.zeros(A.shape[1])
     for s in range(0, n, _CHUNK):
-        d = A[s : s + _CHUNK] - mean
-        var += w[s : s + _CHUNK] @ (d * d)
-    std = np.sqrt(var / total)
-    return mean, np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+        mean_u += w[s : s + _CHUNK] @ (A[s : s + _CHUNK] / unit)
+    mean_u /= total
+    var_u = np.zeros(A.shape[1])
+    for s in range(0, n, _CHUNK):
+        d = A[s : s + _CHUNK] / unit - mean_u
+        var_u += w[s : s + _CHUNK] @ (d * d)
+    std_u = np.sqrt(var_u / total)
+    constant = std_u <= 1e-12
+    scale_u = np.where(constant, 1.0, std_u)
+    return mean_u * unit, scale_u * unit, unit, constant
 
 
-def _standardised_float32(X, mean, scale):
-    """``(X - mean) / scale`` as a new float32 array, computed in row chunks.
+def _standardised_float32(X, mean, scale, unit):
+    """Standardised ``X`` as a new float32 array, computed in row chunks (see above).
 
     This is the one copy of the training data a fit makes (half its size for float64
     input); the engines read it in place.
     """
     out = np.empty(X.shape, dtype=np.float32)
+    mean_u, scale_u = mean / unit, scale / unit
     for s in range(0, X.shape[0], _CHUNK):
-        out[s : s + _CHUNK] = (X[s : s + _CHUNK] - mean) / scale
+        out[s : s + _CHUNK] = (X[s : s + _CHUNK] / unit - mean_u) / scale_u
     return out
 
 
@@ -316,7 +333,7 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
             if X.shape[1] != self._plan_.n_features:
                 raise ValueError("warm_start=True needs the same features as the first fit.")
         else:
-            self._x_mean, self._x_scale = _weighted_standardisation(X, sw)
+            self._x_mean, self._x_scale, self._x_unit, _ = _weighted_standardisation(X, sw)
         Y = self._encode_targets(y, sw, reset=not warm)  # (N, O) float64
 
         rng = check_random_state(self.random_state)
@@ -488,10 +505,10 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         engine and the device.
         """
         device = _dispatch.resolve_device(self.device)
-        all_features = self._uses_all_features(plan)
+        all_features = feats is None
         engine = _dispatch.select_engine(self.engine, hyper, layout, device, not all_features)
         G = rows.shape[0]
-        Xs = _standardised_float32(X, self._x_mean, self._x_scale)
+        Xs = _standardised_float32(X, self._x_mean, self._x_scale, self._x_unit)
         loss_weight = None if (sw is None or plan.bootstrap) else sw
         data = {
             "X": torch.from_numpy(Xs).to(device),
@@ -509,12 +526,13 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
                 for e, h in enumerate(held):
                     vmask[e, h] = True
             vrows = np.flatnonzero(vmask.any(0))  # forward only rows someone validates on
-            vw = vmask[:, vrows].astype(np.float32)
-            if sw is not None:
-                vw = vw * sw[vrows].astype(np.float32)
-            vidx = torch.from_numpy(vrows).to(device)
-            val = {"X": data["X"][vidx], "Y": data["Y"][vidx],
-                   "w": torch.from_numpy(vw).to(device)}  # (E, Nv) zero where not validating
+            if vrows.size:  # (none at all: every member stops on its training loss)
+                vw = vmask[:, vrows].astype(np.float32)
+                if sw is not None:
+                    vw = vw * sw[vrows].astype(np.float32)
+                vidx = torch.from_numpy(vrows).to(device)
+                val = {"X": data["X"][vidx], "Y": data["Y"][vidx],
+                       "w": torch.from_numpy(vw).to(device)}  # (E, Nv) 0 where not validating
         flat = torch.from_numpy(np.ascontiguousarray(init["flat"], dtype=np.float32)).to(device)
         if "opt_state" in init:
             state = torch.from_numpy(init["opt_state"].copy()).to(device)
@@ -677,7 +695,7 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         """One more epoch for every member on ``(X, y)``; initialises on the first call."""
         if not hasattr(self, "_groups"):
             X, y, sw = self._validate_fit_data(X, y, sample_weight, reset=True)
-            self._x_mean, self._x_scale = _weighted_standardisation(X, sw)
+            self._x_mean, self._x_scale, self._x_unit, _ = _weighted_standardisation(X, sw)
             if classes is not None:
                 self.classes_ = np.unique(classes)
             Y = self._encode_targets(y, sw, reset=classes is None)
@@ -775,7 +793,7 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         out_of_bag = ~_sampling.in_bag_mask(rows, X.shape[0])  # (E, N)
         device = _dispatch.resolve_device(self.device)
         groups = self._device_groups(device)
-        Xt = torch.from_numpy(_standardised_float32(X, self._x_mean, self._x_scale)).to(device)
+        Xt = torch.from_numpy(_standardised_float32(X, self._x_mean, self._x_scale, self._x_unit)).to(device)
         total = np.zeros((X.shape[0], self._groups[0]["sizes"][-1]))
         chunk = self._chunk_rows()
         for s in range(0, X.shape[0], chunk):
@@ -795,16 +813,17 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         self._set_oob(mean, has, y)
 
     # ------------------------------------------------------------- predict
-    def _member_outputs(self, X, reduce):
+    def _member_outputs(self, X, reduce, transform=True):
         """Validate ``X``, run all members in row chunks, concatenate ``reduce``d chunks.
 
-        ``reduce`` receives the members' transformed outputs ``(E, n, O)`` (float64).
+        ``reduce`` receives the members' transformed outputs ``(E, n, O)`` (float64), or
+        their raw outputs with ``transform=False``.
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=_FLOAT, reset=False)
         device = _dispatch.resolve_device(self.device)
         with np.errstate(over="ignore", invalid="ignore"):
-            Xs = _standardised_float32(X, self._x_mean, self._x_scale)
+            Xs = _standardised_float32(X, self._x_mean, self._x_scale, self._x_unit)
         if not np.isfinite(Xs).all():
             raise ValueError(
                 "X has values too large for the network's float32 arithmetic after "
@@ -815,7 +834,7 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         work = X.shape[0] * sum(g["flat"].size for g in self._groups)
         chunk = self._chunk_rows()
         with _dispatch.thread_limit(_dispatch.default_threads(work), "batched"), torch.no_grad():
-            parts = [reduce(self._forward_all(groups, Xt[s : s + chunk]))
+            parts = [reduce(self._forward_all(groups, Xt[s : s + chunk], transform))
                      for s in range(0, X.shape[0], chunk)]
         return torch.cat(parts, dim=0).cpu().numpy()
 
@@ -835,9 +854,10 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
                         torch.from_numpy(g["flat"]).to(device), _engine.Layout(g["sizes"]), feats))
         return out
 
-    def _forward_all(self, groups, Xt):
-        """Transformed outputs of every member on ``Xt (n, F)``: ``(E, n, O)``, member order."""
-        parts = [(m, self._transform_outputs(_engine.forward(flat, layout, Xt, self.activation, f)))
+    def _forward_all(self, groups, Xt, transform=True):
+        """Transformed (or raw float64) outputs of every member on ``Xt (n, F)``: ``(E, n, O)``."""
+        fn = self._transform_outputs if transform else (lambda out: out.double())
+        parts = [(m, fn(_engine.forward(flat, layout, Xt, self.activation, f)))
                  for m, flat, layout, f in groups]
         if len(parts) == 1 and bool((parts[0][0] == torch.arange(len(parts[0][0]),
                                                                  device=Xt.device)).all()):

@@ -5,6 +5,7 @@ import torch
 from sklearn.base import ClassifierMixin
 from sklearn.metrics import accuracy_score
 from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseNeuralBagging
 
@@ -358,10 +359,18 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         Returns
         -------
         ndarray of shape (n_samples, n_classes)
-            Log-probabilities (``-inf`` where every member gives probability 0).
+            Log-probabilities, computed in log space (finite even where every member's
+            probability underflows).
         """
-        with np.errstate(divide="ignore"):
-            return np.log(self.predict_proba(X))
+        check_is_fitted(self)
+        E = len(self._seeds)
+
+        def reduce(out):  # raw (E, n, K): log of the mean of softmaxes, in log space
+            return torch.logsumexp(torch.log_softmax(out, dim=-1), dim=0) - np.log(E)
+
+        logp = self._member_outputs(X, reduce, transform=False)  # (n, K)
+        self._check_finite(logp)
+        return logp
 
     def predict(self, X):
         """Most probable class under the averaged probabilities.

@@ -11,8 +11,9 @@ class EnsembleModule(nn.Module):
     """The fitted ensemble as one module: scaling, every member, and the aggregation.
 
     ``forward(X)`` takes a float tensor ``(n, n_features)`` in the original units and
-    returns the mean prediction ``(n,)`` / ``(n, n_outputs)`` (regression) or the
-    averaged class probabilities ``(n, n_classes)`` (classification), in float32. All
+    returns the mean prediction ``(n,)`` / ``(n, n_outputs)`` in float64 (regression;
+    targets may exceed float32's range) or the averaged class probabilities
+    ``(n, n_classes)`` in float32 (classification). All
     state is registered as buffers, so ``state_dict``, ``.to(device)``,
     ``torch.export.export`` and ONNX export work as for any module.
 
@@ -22,7 +23,7 @@ class EnsembleModule(nn.Module):
         Per group of members sharing a (padded) layout: ``members (G,)``, ``sizes``,
         ``flat (G, P)``.
     activation : str
-    x_mean, x_scale : ndarray (F,)
+    x_mean, x_scale, x_unit : ndarray (F,)
         The estimator's input standardisation, folded in.
     features : ndarray (E, k) or None
         Each member's feature subset.
@@ -33,7 +34,7 @@ class EnsembleModule(nn.Module):
         Return ``(n,)`` for a single-output regressor fitted on a 1-D ``y``.
     """
 
-    def __init__(self, groups, activation, x_mean, x_scale, features=None,
+    def __init__(self, groups, activation, x_mean, x_scale, x_unit, features=None,
                  classification=False, y_mean=None, y_scale=None, squeeze=False):
         super().__init__()
         self.layers_per_group = []
@@ -50,15 +51,17 @@ class EnsembleModule(nn.Module):
         members = np.concatenate([g["members"] for g in groups])
         # member e's output sits at row inverse[e] of the concatenated group outputs
         self.register_buffer("inverse", torch.as_tensor(np.argsort(members), dtype=torch.int64))
-        self.register_buffer("x_mean", torch.as_tensor(x_mean, dtype=torch.float32))
-        self.register_buffer("x_scale", torch.as_tensor(x_scale, dtype=torch.float32))
+        # the estimator's standardisation, in float64 as it computes it
+        self.register_buffer("x_unit", torch.as_tensor(x_unit, dtype=torch.float64))
+        self.register_buffer("x_mean", torch.as_tensor(x_mean / x_unit, dtype=torch.float64))
+        self.register_buffer("x_scale", torch.as_tensor(x_scale / x_unit, dtype=torch.float64))
         self.has_features = features is not None
         self.activation = activation
         self.classification = classification
         self.squeeze = squeeze
         if not classification:
-            self.register_buffer("y_mean", torch.as_tensor(y_mean, dtype=torch.float32))
-            self.register_buffer("y_scale", torch.as_tensor(y_scale, dtype=torch.float32))
+            self.register_buffer("y_mean", torch.as_tensor(y_mean, dtype=torch.float64))
+            self.register_buffer("y_scale", torch.as_tensor(y_scale, dtype=torch.float64))
 
     def _group(self, k, X):
         """Raw outputs ``(G, n, O)`` of group ``k`` on standardised ``X (n, F)``."""
@@ -76,12 +79,12 @@ class EnsembleModule(nn.Module):
 
     def forward(self, X):
         """Ensemble output for ``X (n, F)``."""
-        Xs = (X - self.x_mean) / self.x_scale  # the estimator's internal standardisation
+        Xs = ((X.double() / self.x_unit - self.x_mean) / self.x_scale).float()
         out = torch.cat([self._group(k, Xs) for k in range(len(self.layers_per_group))])
         out = out[self.inverse]  # (E, n, O) in member order
         if self.classification:
             return torch.softmax(out, dim=-1).mean(0)  # (n, K)
-        out = out.mean(0) * self.y_scale + self.y_mean  # (n, O)
+        out = out.double().mean(0) * self.y_scale + self.y_mean  # (n, O) float64
         return out[:, 0] if self.squeeze else out
 
 
@@ -89,7 +92,8 @@ def to_torch(est):
     """Build the :class:`EnsembleModule` of a fitted estimator (weights copied)."""
     classification = hasattr(est, "classes_")
     return EnsembleModule(
-        est._groups, est.activation, est._x_mean, est._x_scale, features=est._features,
+        est._groups, est.activation, est._x_mean, est._x_scale, est._x_unit,
+        features=est._features,
         classification=classification,
         y_mean=None if classification else est._y_mean,
         y_scale=None if classification else est._y_scale,

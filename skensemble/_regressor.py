@@ -269,12 +269,17 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         if reset:
             self._y_1d = y.ndim == 1
             self.n_outputs_ = Y.shape[1]
-            self._y_mean, self._y_scale = _weighted_standardisation(Y, sample_weight)
+            mean, scale, unit, constant = _weighted_standardisation(Y, sample_weight)
+            # Members learn constant columns as 0; mapping them back with scale 0 makes
+            # their predictions exactly the constant, whatever small output a member has.
+            self._y_mean, self._y_unit = mean, unit
+            self._y_scale = np.where(constant, 0.0, scale)
+            self._y_div = scale  # what targets are divided by (never 0)
         elif Y.shape[1] != self.n_outputs_:
             raise ValueError(
                 f"y has {Y.shape[1]} outputs but the ensemble was fitted with {self.n_outputs_}."
             )
-        return (Y - self._y_mean) / self._y_scale
+        return (Y / self._y_unit - self._y_mean / self._y_unit) / (self._y_div / self._y_unit)
 
     def _transform_outputs(self, out):
         return out.double()
@@ -293,6 +298,35 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         self.oob_prediction_ = pred[:, 0] if self._y_1d else pred
         y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
         self.oob_score_ = r2_score(y2[has_oob], pred[has_oob]) if has_oob.sum() > 1 else np.nan
+
+    def score(self, X, y, sample_weight=None):
+        """Coefficient of determination R^2 of :meth:`predict`.
+
+        Computed in the internally standardised target units (R^2 does not depend on
+        them), so targets of any magnitude score without overflow or underflow.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Test rows.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            True targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights.
+
+        Returns
+        -------
+        float
+            R^2 (uniform average over outputs).
+        """
+        pred = self.predict(X)
+        y = np.asarray(y, dtype=np.float64)
+        if y.shape[0] < 2:
+            raise ValueError("R^2 is not defined for fewer than 2 samples; score more rows.")
+        shape = (y.shape[0], -1)
+        unit = self._y_div
+        return r2_score(y.reshape(shape) / unit, pred.reshape(shape) / unit,
+                        sample_weight=sample_weight)
 
     def partial_fit(self, X, y, sample_weight=None):
         """Run one more epoch for every member on ``(X, y)``.
