@@ -130,9 +130,12 @@ def epoch_function(name):
     raise ValueError(f"unknown engine {name!r}; choose from {ENGINES}")
 
 
-# Below this many multiply-adds per step, thread start-up and synchronisation cost more
-# than they save: a step runs on one thread.
-MIN_WORK_PER_THREAD = 2_000_000
+# Below this many multiply-adds per step a torch step runs on one thread. Torch's
+# intra-op threads synchronise at every operation, so on a busy machine (a search with
+# n_jobs, another process) one descheduled thread stalls every step: measured here, a
+# 4M multiply-add step ran 25-60x slower on 2 threads than on 1 with other work on the
+# cores, and gained little when idle. Only big steps are worth that risk.
+MIN_WORK_PER_THREAD = 50_000_000
 
 
 def default_threads(work=None):

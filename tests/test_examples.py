@@ -27,3 +27,14 @@ def test_examples_say_what_they_show():
     for script in EXAMPLES.glob("*.py"):
         doc = script.read_text().split('"""')[1]
         assert len(doc.strip()) > 80, script.name
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("script", ["oob_vs_cv.py", "mothernets_pareto.py"])
+def test_plotting_examples_run(script, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "plot.png"
+    monkeypatch.setattr(sys, "argv", [script, str(out)])
+    runpy.run_path(str(EXAMPLES / script), run_name="__main__")
+    assert out.stat().st_size > 10_000
+    assert "saved" in capsys.readouterr().out
