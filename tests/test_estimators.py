@@ -396,3 +396,30 @@ def test_concurrent_predictions_are_consistent(task):
         np.testing.assert_array_equal(r, expected)
     assert pickle.dumps(est) == state  # predicting changed nothing
     assert torch.get_num_threads() == threads_before
+
+
+CPU_ENGINES = ["reference", "batched", "numba"]
+
+
+@pytest.mark.parametrize("engine", CPU_ENGINES)
+def test_divergence_raises_on_every_engine(regression_data, engine):
+    X, y = regression_data
+    est = NeuralBaggingRegressor(n_estimators=3, hidden_layer_sizes=(8,), solver="sgd",
+                                 learning_rate_init=1e6, batch_size=4, max_iter=20,
+                                 engine=engine, random_state=0)
+    with pytest.raises(ValueError, match=r"diverged.*learning_rate_init"):
+        est.fit(X, y)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_same_members_whichever_engine(task, solver):
+    Est, (X, y) = task
+    params = dict(n_estimators=3, hidden_layer_sizes=(8, 6), activation="tanh", solver=solver,
+                  batch_size=4, max_iter=5, learning_rate_init=0.01, random_state=0, tol=0.0)
+    outputs = {eng: _outputs(Est(**params, engine=eng).fit(X, y), X) for eng in CPU_ENGINES}
+    for eng in CPU_ENGINES[1:]:
+        np.testing.assert_allclose(outputs[eng], outputs["reference"], rtol=2e-4, atol=2e-4)
+    # and refits on one engine are bit-identical
+    for eng in CPU_ENGINES:
+        np.testing.assert_array_equal(_outputs(Est(**params, engine=eng).fit(X, y), X),
+                                      outputs[eng])
