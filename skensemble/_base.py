@@ -6,6 +6,7 @@ aggregated. Everything else (scaling, sampling, the epoch loop with per-member s
 device and engine choice, chunked prediction) lives here, once.
 """
 
+import functools
 import time
 import warnings
 from abc import ABCMeta, abstractmethod
@@ -496,6 +497,26 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
                                       self.activation, self.mothernet_noise, gen).numpy())
         return rows
 
+    # Batches per streamed chunk, forced (tests exercise streaming on the CPU this way).
+    _stream_chunk_steps_override = None
+
+    def _stream_chunk_steps(self, Xs, Y, device, hyper, n_members):
+        """Batches per chunk when the training data must stream from host memory, else None.
+
+        On CUDA the data stays on the device when it takes at most half its free memory;
+        otherwise it streams in chunks sized to a quarter of the free memory.
+        """
+        if self._stream_chunk_steps_override is not None:
+            return int(self._stream_chunk_steps_override)
+        if device.type != "cuda":
+            return None
+        free, _ = torch.cuda.mem_get_info(device)
+        data_bytes = Xs.nbytes + 4 * Y.size * 2
+        if data_bytes <= free // 2:
+            return None
+        row_bytes = 4 * (Xs.shape[1] + Y.shape[1] + 1)
+        return max(1, int(free // 4 // (n_members * hyper.batch_size * row_bytes)))
+
     def _train_group(self, X, Y, sw, plan, rows, held, feats, hyper, layout, shuffle_seed,
                      max_iter, init, stop=True):
         """Train one group of members sharing a (padded) layout.
@@ -510,12 +531,15 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         G = rows.shape[0]
         Xs = _standardised_float32(X, self._x_mean, self._x_scale, self._x_unit)
         loss_weight = None if (sw is None or plan.bootstrap) else sw
+        stream = self._stream_chunk_steps(Xs, Y, device, hyper, G)
+        home = torch.device("cpu") if stream else device  # where the training data lives
         data = {
-            "X": torch.from_numpy(Xs).to(device),
-            "Y": torch.from_numpy(Y.astype(np.float32)).to(device),
+            "X": torch.from_numpy(Xs).to(home),
+            "Y": torch.from_numpy(Y.astype(np.float32)).to(home),
             "sw": None if loss_weight is None else torch.from_numpy(
-                loss_weight.astype(np.float32)).to(device),
+                loss_weight.astype(np.float32)).to(home),
             "features": None if all_features else torch.from_numpy(feats).to(device),
+            "stream": stream,
         }
         val = None
         if self.early_stopping and stop:
@@ -531,7 +555,8 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
                 if sw is not None:
                     vw = vw * sw[vrows].astype(np.float32)
                 vidx = torch.from_numpy(vrows).to(device)
-                val = {"X": data["X"][vidx], "Y": data["Y"][vidx],
+                vidx = vidx.to(home)
+                val = {"X": data["X"][vidx], "Y": data["Y"][vidx].to(device),
                        "w": torch.from_numpy(vw).to(device)}  # (E, Nv) 0 where not validating
         flat = torch.from_numpy(np.ascontiguousarray(init["flat"], dtype=np.float32)).to(device)
         if "opt_state" in init:
@@ -547,11 +572,18 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
             hyper.batch_size if engine in ("batched", "reference", "graphed") else M_ROWS_PER_THREAD
         )
         start = time.perf_counter()
-        with _dispatch.thread_limit(_dispatch.default_threads(per_step), engine):
-            history = self._train(
-                flat, state, steps, lr, data, val, torch.from_numpy(rows), shuffle_seed,
-                hyper, layout, engine, max_iter, stop=stop,
-            )
+        try:
+            with _dispatch.thread_limit(_dispatch.default_threads(per_step), engine):
+                history = self._train(
+                    flat, state, steps, lr, data, val, torch.from_numpy(rows), shuffle_seed,
+                    hyper, layout, engine, max_iter, stop=stop,
+                )
+        except torch.cuda.OutOfMemoryError as exc:
+            raise MemoryError(
+                f"{device} ran out of memory training {G} members of {layout.n_params} "
+                f"parameters with batch_size={hyper.batch_size}. Lower n_estimators or "
+                "batch_size, free memory held by other processes, or use device='cpu'."
+            ) from exc
         history["seconds"] = time.perf_counter() - start
         group = {"sizes": layout.sizes, "flat": flat.cpu().numpy().copy(),
                  "opt_state": state.cpu().numpy().copy(), "steps": steps.cpu().numpy().copy(),
@@ -569,6 +601,11 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         E = flat.shape[0]
         device = flat.device
         epoch_fn = _dispatch.epoch_function(engine)
+        order_device = device
+        if data["stream"]:
+            epoch_fn = functools.partial(_engine.epoch_streamed, epoch_fn,
+                                         chunk_steps=data["stream"])
+            order_device = torch.device("cpu")  # the host gathers each chunk's rows
         gen = torch.Generator().manual_seed(shuffle_seed)
         adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
         active = np.ones(E, dtype=bool)
@@ -583,7 +620,7 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         interrupted = False
         for epoch in range(max_iter):
             try:
-                order = _sampling.epoch_order(rows, gen, self.shuffle).to(device)  # (E, M)
+                order = _sampling.epoch_order(rows, gen, self.shuffle).to(order_device)
                 if self.solver == "sgd" and self.learning_rate == "invscaling":
                     lr[:] = self.learning_rate_init / (t_seen + 1) ** self.power_t
                 epoch_loss = torch.full((E,), float("nan"), device=device)

@@ -465,6 +465,54 @@ def epoch_graphed(flat, state, steps, X, Y, sw, order, lr, hyper, layout, featur
     return runner.total / M
 
 
+# ---------------------------------------------------------------- streaming
+def epoch_streamed(epoch_fn, flat, state, steps, X, Y, sw, order, lr, hyper, layout,
+                   features=None, chunk_steps=64):
+    """One epoch of ``epoch_fn`` with the training data left in host memory.
+
+    For data larger than the device: the epoch's steps run in chunks of ``chunk_steps``
+    batches; for each chunk the rows every member visits are gathered on the host into
+    pinned memory, copied to the device without blocking, and handed to ``epoch_fn``
+    with a local order. The host gathers the next chunk while the device still runs
+    the last one's kernels. The steps, their order and their batches are exactly those
+    of an unstreamed epoch (chunks are whole batches), so the result is the same.
+
+    Parameters
+    ----------
+    epoch_fn : callable
+        Any engine's epoch function.
+    X, Y : Tensor (N, F), (N, O) on the CPU
+    sw : Tensor (N,) on the CPU, or None
+    order : Tensor (E, M) int64 on the CPU
+    chunk_steps : int
+        Batches per chunk; a chunk holds ``E * chunk_steps * B`` rows on the device.
+
+    Returns
+    -------
+    Tensor (E,) on ``flat``'s device: per-member mean training loss.
+    """
+    E, M = order.shape
+    rows_per_chunk = max(1, chunk_steps) * hyper.batch_size
+    device = flat.device
+    pin = device.type == "cuda"
+    total = torch.zeros(E, dtype=flat.dtype, device=device)
+    for start in range(0, M, rows_per_chunk):
+        idx = order[:, start : start + rows_per_chunk]  # (E, c) rows of this chunk
+        c = idx.shape[1]
+        flat_idx = idx.reshape(-1)  # (E * c,)
+
+        def move(t):
+            part = t[flat_idx]
+            return (part.pin_memory() if pin else part).to(device, non_blocking=True)
+
+        local = torch.arange(E * c, device=device).view(E, c)  # member e's rows, in order
+        extra = {} if features is None else {"features": features}
+        loss = epoch_fn(flat, state, steps, move(X), move(Y), None if sw is None else move(sw),
+                        local, lr, hyper, layout, **extra)
+        total += loss * c
+    return total / M
+
+
 # ---------------------------------------------------------------------- predict
 @torch.no_grad()
 def predict_chunked(flat, layout, X, activation, reduce, chunk_rows=None, features=None):
@@ -491,6 +539,7 @@ def predict_chunked(flat, layout, X, activation, reduce, chunk_rows=None, featur
         widest = max(layout.sizes)
         chunk_rows = max(1, (16 * 2**20) // max(1, E * widest))  # 16M floats = 64 MB
     return [
-        reduce(forward(flat, layout, X[s : s + chunk_rows], activation, features))
+        reduce(forward(flat, layout, X[s : s + chunk_rows].to(flat.device, non_blocking=True),
+                       activation, features))
         for s in range(0, X.shape[0], chunk_rows)
     ]

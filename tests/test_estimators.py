@@ -423,3 +423,32 @@ def test_same_members_whichever_engine(task, solver):
     for eng in CPU_ENGINES:
         np.testing.assert_array_equal(_outputs(Est(**params, engine=eng).fit(X, y), X),
                                       outputs[eng])
+
+
+@pytest.mark.parametrize("engine", ["batched", "numba"])
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_streamed_training_equals_resident(task, engine, early_stopping, monkeypatch):
+    # Data too big for the device streams from host memory in chunks; forced here on
+    # the CPU with tiny chunks, it must reproduce the resident fit.
+    from skensemble import _base
+
+    Est, (X, y) = task
+    params = dict(n_estimators=3, hidden_layer_sizes=(8,), batch_size=4, max_iter=4,
+                  engine=engine, early_stopping=early_stopping, bootstrap=True,
+                  max_features=3, learning_rate_init=0.01, random_state=0, tol=0.0)
+    resident = _outputs(Est(**params).fit(X, y), X)
+    monkeypatch.setattr(_base.BaseNeuralBagging, "_stream_chunk_steps_override", 3)
+    streamed = _outputs(Est(**params).fit(X, y), X)
+    np.testing.assert_allclose(streamed, resident, rtol=1e-5, atol=1e-6)
+
+
+def test_device_out_of_memory_says_what_to_change(regression_data, monkeypatch):
+    from skensemble import _engine
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(_engine, "epoch_batched", out_of_memory)
+    X, y = regression_data
+    with pytest.raises(MemoryError, match="n_estimators or batch_size"):
+        NeuralBaggingRegressor(**FAST, engine="batched").fit(X, y)
