@@ -1,4 +1,4 @@
-"""Member-major compiled CPU kernel (numba): one epoch of every member, in compiled code.
+"""Member-major compiled CPU kernel (numba): every member's whole epoch in compiled code.
 
 Same contract and mathematics as :func:`skensemble._engine.epoch_reference`; the
 equivalence tests in ``tests/test_kernels_numba.py`` bind it to that definition.
@@ -6,28 +6,39 @@ equivalence tests in ``tests/test_kernels_numba.py`` bind it to that definition.
 Why member-major
 ----------------
 At small batch sizes the batched torch path is dominated by per-step overhead: a
-handful of tiny ``bmm`` calls per layer, each dispatched from Python, for every step.
-Here one parallel loop runs over members and each member runs *all* the steps of its
-epoch inside compiled code. A member's parameters and optimizer state are one
-contiguous row of ``flat (E, P)`` and ``state (S, E, P)`` (a few hundred KB at most),
-so they stay in the core's L2 cache for the whole epoch; only the sampled rows of
-``X`` come from further away.
+handful of tiny ``bmm`` calls per layer, dispatched from Python, for every step. Here a
+parallel loop runs over members and each member runs *all* the steps of its epoch in
+compiled code. A member's parameters and optimizer state are one contiguous row of
+``flat (E, P)`` and of ``state (S, E, P)`` (a few hundred KB at most), so they stay in
+the core's L2 cache for the whole epoch; only the sampled rows of ``X`` come from
+further away.
 
-Per step and sample the kernel runs the forward pass layer by layer (``h_j += x_i W_ij``
-with ``i`` outer and ``j`` inner, so the inner loop walks a contiguous weight row),
-then the backward pass row by row. With a batch of one row the gradient is applied as
-it is computed: a single sweep over weight row ``i`` reads ``W_i.``, accumulates
-``sum_j W_ij delta_j`` (the error sent to the layer below, from the *old* weights),
-and writes the updated weights and optimizer state. Larger batches accumulate a
-per-member gradient buffer over the batch and apply it once.
+Per row, the forward pass runs layer by layer (``h_j += x_i W_ij``: ``i`` outer, ``j``
+inner, so the inner loop walks contiguous weight rows), the backward pass row by row of
+each weight matrix. With a batch of one row the gradient is applied as it is computed:
+one sweep over weight row ``i`` reads ``W_i.``, accumulates ``sum_j W_ij delta_j`` (the
+error sent to the layer below, from the weights *before* the update) and writes the
+updated weights and optimizer state. Larger batches accumulate a per-member gradient
+buffer over the batch and apply it once.
 
-Activations, errors and the gradient buffer live in scratch rows preallocated once per
-thread (indexed by ``numba.get_thread_id()``), so nothing is allocated inside the step
-loop. The thread count is the caller's: ``numba.set_num_threads``.
+Activations, errors and the gradient buffer live in scratch rows allocated once per
+epoch and thread (indexed by ``numba.get_thread_id()``); nothing is allocated in the
+step loop. The thread count is the caller's (``numba.set_num_threads``).
 
-tanh is a rational approximation (the one Eigen uses for float32) that vectorises,
-unlike a libm call; its absolute error is below 4e-7 (torch's own float32 ``tanh`` is
-within 6e-8 of the exact value).
+What makes it fast (each measured; see the comments at the definitions)
+-----------------------------------------------------------------------
+- hot loops index with unsigned integers (no negative-index wraparound select);
+- ``error_model="numpy"`` (no ZeroDivisionError branch in loops that divide);
+- ``_nrt=False`` on functions that only index arrays (no atomic reference counting per
+  call, which the threads would also contend on: all views share one refcount);
+- fastmath ``reassoc``/``contract`` so reductions vectorise and use FMA;
+- tanh as a rational function (vectorises; libm ``tanhf`` does not);
+- one parallel region per epoch (the prange): each costs milliseconds under numba's
+  omp threading layer once torch is loaded, microseconds under ``workqueue`` or with
+  ``OMP_WAIT_POLICY=passive``; the caller picks the layer.
+
+tanh is Eigen's float32 rational approximation: absolute error at most 3e-7 over the
+real line as compiled here (torch's own float32 tanh is within 3e-8 of the exact value).
 
 Shape legend
 ------------
@@ -35,7 +46,7 @@ E   members of the ensemble
 N   rows of the training set
 M   rows one member visits per epoch
 B   rows per step (batch size); the last batch may be shorter
-F   input features
+F   input features (k of them per member with feature subsets)
 O   outputs
 L   affine layers (hidden layers + output layer)
 P   parameters of one member
@@ -53,7 +64,7 @@ import torch
 from numba import njit, prange
 
 # Integer codes for the string hyper-parameters: one compiled kernel serves every
-# configuration (branches on these are outside the inner loops), so the JIT compiles once.
+# configuration (the branches on them sit outside the inner loops), so it compiles once.
 _ACT = {"identity": 0, "logistic": 1, "tanh": 2, "relu": 3}
 _LOSS = {"squared_error": 0, "log_loss": 1}
 _SOLVER = {"adam": 0, "sgd": 1}
@@ -61,19 +72,32 @@ _IDENTITY, _LOGISTIC, _TANH, _RELU = 0, 1, 2, 3
 _LOG_LOSS = 1
 _ADAM = 0
 
-# Reassociation lets LLVM vectorise the reductions (sum_j W_ij delta_j, dot products);
-# contraction lets it use FMA. No nnan/ninf: a diverging member must still show NaN/inf
-# exactly as the torch engines would.
+# Reassociation lets LLVM vectorise the reductions (sum_j W_ij d_j, dot products);
+# contraction lets it use FMA. No nnan/ninf: a diverging member must still show nan/inf
+# as the torch engines would.
 _FAST = {"contract", "reassoc", "nsz", "arcp"}
+# Functions that only index arrays they are given. error_model="numpy": float x/0 gives
+# inf/nan (as torch) instead of a ZeroDivisionError check, whose branch in every loop
+# iteration stops vectorisation. _nrt=False: no reference counting; with it each call
+# atomically increments and decrements the refcount of every array argument, which costs
+# more than a (10, 10) layer's arithmetic and makes the threads fight over one cache line.
+_HOT = dict(cache=True, fastmath=_FAST, error_model="numpy", _nrt=False)
+# Scalar helpers, inlined into the loops that call them (they share the caller's flags).
+_SCALAR = dict(cache=True, fastmath=_FAST, error_model="numpy", inline="always")
 
 _f32 = np.float32
+# Hot loops index with unsigned integers: a signed index makes numba emit a wraparound
+# select (negative index -> from the end) on every access, which stops LLVM vectorising.
+# (Mixed uint64/int64 arithmetic is float64 in numba, hence the unsigned constants.)
+_U = np.uint64
+_U1, _U2, _U3, _U4 = _U(1), _U(2), _U(3), _U(4)
 _ZERO = _f32(0.0)
 _ONE = _f32(1.0)
 _HALF = _f32(0.5)
 
 # Rational approximation of tanh on [-c, c] (Eigen's generic_fast_tanh_float): odd
 # numerator of degree 13, even denominator of degree 6; beyond c, tanh is 1 to float32
-# precision. Max absolute error < 4e-7 over the real line (float32 evaluation).
+# precision. Max absolute error 2.9e-7 over the real line (float32 evaluation, FMA).
 _T_CLAMP = _f32(7.90531110763549805)
 _TA1 = _f32(4.89352455891786e-03)
 _TA3 = _f32(6.37261928875436e-04)
@@ -89,10 +113,10 @@ _TB6 = _f32(1.19825839466702e-06)
 
 
 # ------------------------------------------------------------------- activations
-@njit(cache=True, fastmath=_FAST)
+@njit(**_SCALAR)
 def _tanh(x):
-    """float32 tanh by a branch-free rational approximation (vectorises in loops)."""
-    # min/max written as selects so that NaN propagates (as torch.tanh(nan) = nan).
+    """Compute float32 tanh by a branch-free rational approximation (vectorises in loops)."""
+    # Clamps written as selects so that nan propagates (torch.tanh(nan) = nan).
     x = _T_CLAMP if x > _T_CLAMP else x
     x = -_T_CLAMP if x < -_T_CLAMP else x
     x2 = x * x
@@ -110,25 +134,27 @@ def _tanh(x):
     return x * p / q
 
 
-@njit(cache=True, fastmath=_FAST)
+@njit(**_HOT)
 def _activate(h, lo, n, act):
-    """Apply the hidden activation to ``h[lo:lo + n]`` in place."""
+    """Apply the hidden activation to ``h[lo:lo+n]`` in place."""
+    lo = _U(lo)
+    # The branch on the activation sits outside the loops, so that each loop vectorises.
     if act == _TANH:
-        for j in range(lo, lo + n):
-            h[j] = _tanh(h[j])
+        for j in range(_U(n)):
+            h[lo + j] = _tanh(h[lo + j])
     elif act == _RELU:
-        for j in range(lo, lo + n):
-            z = h[j]
-            h[j] = _ZERO if z < _ZERO else z  # keeps NaN, as torch.relu
+        for j in range(_U(n)):
+            z = h[lo + j]
+            h[lo + j] = _ZERO if z < _ZERO else z  # keeps nan, as torch.relu
     elif act == _LOGISTIC:
-        # libm exp does not vectorise; logistic is not the hot configuration.
-        for j in range(lo, lo + n):
-            h[j] = _ONE / (_ONE + math.exp(-h[j]))
+        # libm exp does not vectorise; logistic is not the configuration we tune for.
+        for j in range(_U(n)):
+            h[lo + j] = _ONE / (_ONE + math.exp(-h[lo + j]))
 
 
-@njit(cache=True)
+@njit(**_SCALAR)
 def _dact(a, act):
-    """Derivative of the activation, from its output ``a`` (float32 scalar)."""
+    """Return the activation's derivative, computed from its output ``a`` (float32)."""
     if act == _TANH:
         return _ONE - a * a
     if act == _LOGISTIC:
@@ -138,167 +164,232 @@ def _dact(a, act):
     return _ONE
 
 
+# ------------------------------------------------------------------ optimizer
+# ``opt`` = (solver, nesterov, lr, lr_t, mu, b1, b2, eps): solver code, bool, float32 x6;
+# lr_t is adam's bias-corrected step size for the current step.
+@njit(**_SCALAR)
+def _sgd(w, vel, g, opt):
+    """Take one sgd step of one parameter: returns (new w, new velocity), as apply_update."""
+    _, nesterov, lr, _, mu, _, _, _ = opt
+    vel = mu * vel - lr * g
+    # Both candidates computed, one selected: a loop-invariant select still vectorises.
+    w_nesterov = w + mu * vel - lr * g
+    w_heavy_ball = w + vel
+    return (w_nesterov if nesterov else w_heavy_ball), vel
+
+
+@njit(**_SCALAR)
+def _adam(w, m, v, g, opt):
+    """Take one adam step of one parameter: returns (new w, m, v), as apply_update."""
+    _, _, _, lr_t, _, b1, b2, eps = opt
+    m = b1 * m + (_ONE - b1) * g
+    v = b2 * v + (_ONE - b2) * g * g
+    return w - lr_t * m / (np.sqrt(v) + eps), m, v
+
+
+@njit(**_HOT)
+def _apply(p, st0, st1, lo, n, g, gi, decay, opt):
+    """One optimizer step on ``p[lo:lo+n]`` with gradient ``g[gi:gi+n] + decay * p``.
+
+    adam: ``st0, st1`` are the first and second moments; sgd: ``st0`` is the velocity.
+    """
+    lo, gi = _U(lo), _U(gi)
+    # One loop per solver, not a branch inside one loop, so that each vectorises.
+    if opt[0] == _ADAM:
+        for k in range(_U(n)):
+            w = p[lo + k]
+            p[lo + k], st0[lo + k], st1[lo + k] = _adam(
+                w, st0[lo + k], st1[lo + k], g[gi + k] + decay * w, opt
+            )
+    else:
+        for k in range(_U(n)):
+            w = p[lo + k]
+            p[lo + k], st0[lo + k] = _sgd(w, st0[lo + k], g[gi + k] + decay * w, opt)
+
+
 # ----------------------------------------------------------------------- forward
-@njit(cache=True, fastmath=_FAST)
-def _affine(p, w0, b0, a, ai, fi, h, hi, fo):
-    """``h[hi:hi+fo] = a[ai:ai+fi] @ W + b``, W = ``p[w0:b0]`` as ``(fi, fo)`` row-major."""
+@njit(**_HOT)
+def _forward_layer(p, w0, b0, fi, fo, acts, ai, hi, act, hidden):
+    """``acts[hi:hi+fo] = act(acts[ai:ai+fi] @ W + b)`` with W = ``p[w0:b0]`` as (fi, fo).
+
+    ``hidden`` False: the output layer, no activation.
+    """
+    w0, b0, ai, hi, fi, fo = _U(w0), _U(b0), _U(ai), _U(hi), _U(fi), _U(fo)
     if fo == 1:
-        # One output (regression head): a dot product over a contiguous weight column.
+        # One output (regression head): a dot product with a contiguous weight column.
         s = p[b0]
         for i in range(fi):
-            s += a[ai + i] * p[w0 + i]
-        h[hi] = s
+            s += acts[ai + i] * p[w0 + i]
+        acts[hi] = s
+        if hidden:
+            _activate(acts, hi, fo, act)
         return
     for j in range(fo):
-        h[hi + j] = p[b0 + j]
-    # i outer, j inner: the inner loop streams one contiguous weight row.
-    for i in range(fi):
-        x = a[ai + i]
-        r = w0 + i * fo
+        acts[hi + j] = p[b0 + j]
+    # i outer, j inner: the inner loop streams contiguous weight rows. Four rows per
+    # pass, so that the output row is loaded and stored once per four inputs.
+    i = _U(0)
+    while i + _U4 <= fi:
+        x0 = acts[ai + i]
+        x1 = acts[ai + i + _U1]
+        x2 = acts[ai + i + _U2]
+        x3 = acts[ai + i + _U3]
+        r0 = w0 + i * fo
+        r1 = r0 + fo
+        r2 = r1 + fo
+        r3 = r2 + fo
         for j in range(fo):
-            h[hi + j] += x * p[r + j]
+            acts[hi + j] += x0 * p[r0 + j] + x1 * p[r1 + j] + x2 * p[r2 + j] + x3 * p[r3 + j]
+        i += _U4
+    while i < fi:
+        x0 = acts[ai + i]
+        r0 = w0 + i * fo
+        for j in range(fo):
+            acts[hi + j] += x0 * p[r0 + j]
+        i += _U1
+    if hidden:
+        _activate(acts, hi, fo, act)
 
 
-@njit(cache=True)
-def _loss_delta(out, oi, Y, r, O, loss, scale, d, di):
-    """Per-row loss of outputs ``out[oi:oi+O]`` against ``Y[r]``; writes ``scale * dl/dout`` to ``d[di:]``."""
+@njit(cache=True, error_model="numpy", _nrt=False)
+def _loss_delta(acts, oi, Y, r, n_out, loss, scale, d):
+    """Loss of outputs ``acts[oi:oi+O]`` against ``Y[r]``; ``d[:O] = scale * dl/dout``."""
     if loss == _LOG_LOSS:
-        # Stable softmax / log-softmax: shift by the max so exp never overflows.
-        mx = out[oi]
-        for k in range(1, O):
-            if out[oi + k] > mx:
-                mx = out[oi + k]
+        # Stable softmax / log-softmax: shift by the max so that exp never overflows.
+        mx = acts[oi]
+        for k in range(1, n_out):
+            if acts[oi + k] > mx:
+                mx = acts[oi + k]
         s = _ZERO
-        for k in range(O):
-            s += math.exp(out[oi + k] - mx)
+        for k in range(n_out):
+            s += math.exp(acts[oi + k] - mx)
         lse = mx + math.log(s)
-        inv = _ONE / s
         val = _ZERO
-        for k in range(O):
+        for k in range(n_out):
             y = Y[r, k]
-            z = out[oi + k]
+            z = acts[oi + k]
             val += y * (lse - z)
-            d[di + k] = (math.exp(z - mx) * inv - y) * scale
+            d[k] = (math.exp(z - mx) / s - y) * scale
         return val
     val = _ZERO
-    for k in range(O):
-        res = out[oi + k] - Y[r, k]
+    for k in range(n_out):
+        res = acts[oi + k] - Y[r, k]
         val += _HALF * res * res
-        d[di + k] = res * scale
+        d[k] = res * scale
     return val
 
 
-# ------------------------------------------------------------------ optimizer
-@njit(cache=True, fastmath=_FAST)
-def _apply(p, st0, st1, lo, n, g, gi, decay, solver, nesterov, lr, lr_t, mu, b1, b2, eps):
-    """One optimizer step on ``p[lo:lo+n]`` with gradient ``g[gi:gi+n] + decay * p``.
+# ---------------------------------------------------------------------- backward
+@njit(**_HOT)
+def _backward_update_layer(p, st0, st1, w0, b0, fi, fo, acts, ai, dbuf, cur, nxt, act, alpha, opt):
+    """Batch of one: backward through layer (w0, b0) and update it, one sweep per weight row.
 
-    adam: ``st0, st1`` are the first and second moments and ``lr_t`` the bias-corrected
-    step size; sgd: ``st0`` is the velocity. Matches ``_engine.apply_update``.
+    ``dbuf[cur:cur+fo]`` is dl/d(layer output), already scaled by sw / b. Writes dl/d(layer
+    input, pre-activation) to ``dbuf[nxt:nxt+fi]``, from the weights *before* the update
+    (the caller ignores it below the first layer). Gradients: ``a_i d_j + alpha W_ij`` for
+    ``W_ij``, ``d_j`` for ``b_j``.
     """
-    c1 = _ONE - b1
-    c2 = _ONE - b2
-    # One loop per solver (not a branch inside one loop) so each stays vectorisable.
-    if solver == _ADAM:
-        for k in range(n):
-            w = p[lo + k]
-            gk = g[gi + k] + decay * w
-            m = b1 * st0[lo + k] + c1 * gk
-            v = b2 * st1[lo + k] + c2 * gk * gk
-            st0[lo + k] = m
-            st1[lo + k] = v
-            p[lo + k] = w - lr_t * m / (np.sqrt(v) + eps)
-    elif nesterov:
-        for k in range(n):
-            w = p[lo + k]
-            gk = g[gi + k] + decay * w
-            vel = mu * st0[lo + k] - lr * gk
-            st0[lo + k] = vel
-            p[lo + k] = w + mu * vel - lr * gk
+    # The bias gradient is d itself; updating the bias first changes nothing below.
+    _apply(p, st0, st1, b0, fo, dbuf, cur, _ZERO, opt)
+    w0, ai, cur, nxt, fi, fo = _U(w0), _U(ai), _U(cur), _U(nxt), _U(fi), _U(fo)
+    if fo == 1:
+        # One output: the weight column is contiguous, so sweep it elementwise.
+        d0 = dbuf[cur]
+        if opt[0] == _ADAM:
+            for i in range(fi):
+                w = p[w0 + i]
+                a = acts[ai + i]
+                dbuf[nxt + i] = w * d0 * _dact(a, act)
+                p[w0 + i], st0[w0 + i], st1[w0 + i] = _adam(
+                    w, st0[w0 + i], st1[w0 + i], a * d0 + alpha * w, opt
+                )
+        else:
+            for i in range(fi):
+                w = p[w0 + i]
+                a = acts[ai + i]
+                dbuf[nxt + i] = w * d0 * _dact(a, act)
+                p[w0 + i], st0[w0 + i] = _sgd(w, st0[w0 + i], a * d0 + alpha * w, opt)
+    elif opt[0] == _ADAM:
+        for i in range(fi):
+            a = acts[ai + i]
+            r = w0 + i * fo
+            s = _ZERO
+            for j in range(fo):
+                w = p[r + j]
+                dj = dbuf[cur + j]
+                s += w * dj
+                p[r + j], st0[r + j], st1[r + j] = _adam(
+                    w, st0[r + j], st1[r + j], a * dj + alpha * w, opt
+                )
+            dbuf[nxt + i] = s * _dact(a, act)
     else:
-        for k in range(n):
-            w = p[lo + k]
-            gk = g[gi + k] + decay * w
-            vel = mu * st0[lo + k] - lr * gk
-            st0[lo + k] = vel
-            p[lo + k] = w + vel
+        for i in range(fi):
+            a = acts[ai + i]
+            r = w0 + i * fo
+            s = _ZERO
+            for j in range(fo):
+                w = p[r + j]
+                dj = dbuf[cur + j]
+                s += w * dj
+                p[r + j], st0[r + j] = _sgd(w, st0[r + j], a * dj + alpha * w, opt)
+            dbuf[nxt + i] = s * _dact(a, act)
 
 
-@njit(cache=True, fastmath=_FAST)
-def _row_fused(p, st0, st1, r, n, d, di, ai, alpha, solver, nesterov, lr, lr_t, mu, b1, b2, eps):
-    """Batch-of-one backward + update of weight row ``p[r:r+n]`` in one sweep.
+@njit(**_HOT)
+def _backward_accumulate_layer(p, gr, w0, b0, fi, fo, acts, ai, dbuf, cur, nxt, act):
+    """Batch > 1: backward through layer (w0, b0), adding this row's gradient to ``gr``.
 
-    The gradient of ``W_ij`` is ``ai * d_j + alpha * W_ij``; returns ``sum_j W_ij d_j``
-    computed from the weights *before* the update (the error for the layer below).
+    As :func:`_backward_update_layer` without the update: the weights stay fixed over
+    the batch, and the L2 term is added once per batch by :func:`_apply`.
     """
-    c1 = _ONE - b1
-    c2 = _ONE - b2
-    s = _ZERO
-    if solver == _ADAM:
-        for j in range(n):
-            w = p[r + j]
-            dj = d[di + j]
-            s += w * dj
-            g = ai * dj + alpha * w
-            m = b1 * st0[r + j] + c1 * g
-            v = b2 * st1[r + j] + c2 * g * g
-            st0[r + j] = m
-            st1[r + j] = v
-            p[r + j] = w - lr_t * m / (np.sqrt(v) + eps)
-    elif nesterov:
-        for j in range(n):
-            w = p[r + j]
-            dj = d[di + j]
-            s += w * dj
-            g = ai * dj + alpha * w
-            vel = mu * st0[r + j] - lr * g
-            st0[r + j] = vel
-            p[r + j] = w + mu * vel - lr * g
+    w0, b0, ai, cur, nxt, fi, fo = _U(w0), _U(b0), _U(ai), _U(cur), _U(nxt), _U(fi), _U(fo)
+    if fo == 1:
+        d0 = dbuf[cur]
+        for i in range(fi):
+            a = acts[ai + i]
+            dbuf[nxt + i] = p[w0 + i] * d0 * _dact(a, act)
+            gr[w0 + i] += a * d0
     else:
-        for j in range(n):
-            w = p[r + j]
-            dj = d[di + j]
-            s += w * dj
-            g = ai * dj + alpha * w
-            vel = mu * st0[r + j] - lr * g
-            st0[r + j] = vel
-            p[r + j] = w + vel
-    return s
-
-
-@njit(cache=True, fastmath=_FAST)
-def _row_accumulate(p, gr, r, n, d, di, ai):
-    """Batch > 1: ``gr[r:r+n] += ai * d``; returns ``sum_j W_ij d_j`` (weights unchanged)."""
-    s = _ZERO
-    for j in range(n):
-        dj = d[di + j]
-        s += p[r + j] * dj
-        gr[r + j] += ai * dj
-    return s
+        for i in range(fi):
+            a = acts[ai + i]
+            r = w0 + i * fo
+            s = _ZERO
+            for j in range(fo):
+                dj = dbuf[cur + j]
+                s += p[r + j] * dj
+                gr[r + j] += a * dj
+            dbuf[nxt + i] = s * _dact(a, act)
+    for j in range(fo):
+        gr[b0 + j] += dbuf[cur + j]
 
 
 # ------------------------------------------------------------------- one member
-@njit(cache=True)
+@njit(**_HOT)
 def _member_epoch(
-    p, st0, st1, X, Y, sw, has_sw, rows, offs, sizes, aoff, act, loss, solver, nesterov,
-    lr, alpha, bsz, mu, b1, b2, eps, t0, acts, dbuf, gr,
+    p, st0, st1, t0, X, Y, sw, has_sw, rows, feats, has_feats, offs, sizes, aoff, act, loss,
+    alpha, bsz, opt, acts, dbuf, gr,
 ):
     """All steps of one member's epoch; returns (sum_i sw_i l_i over the epoch, new step count).
 
     p, st0, st1 : (P,) the member's parameter and optimizer-state rows, updated in place
+    t0 : int, the member's step count before the epoch
     rows : (M,) int64, the member's sample order
-    acts : (>=A,) scratch, the activations of one row (input copy first)
-    dbuf : (>=2 * max(sizes),) scratch, errors of the current and the next-lower layer
-    gr : (>=P,) scratch, the batch gradient (batch > 1 only)
+    feats : (k,) int64, the member's feature subset (read only if has_feats)
+    acts : (>=A,) scratch: the activations of one row, the input first
+    dbuf : (2 * W,) scratch, W >= max(sizes): dl/d(output) of the current layer and of
+        the layer below, in alternating halves
+    gr : (>=P,) scratch: the batch gradient (batch > 1 only)
     """
     M = rows.shape[0]
     L = offs.shape[0]
     F = sizes[0]
-    O = sizes[L]
-    wmax = dbuf.shape[0] // 2
-    for k in range(offs[L - 1, 2]):
+    n_out = sizes[L]
+    P = offs[L - 1, 2]
+    half = dbuf.shape[0] // 2
+    solver, nesterov, lr, _, mu, b1, b2, eps = opt
+    for k in range(P):
         gr[k] = _ZERO
-    total = 0.0  # float64: the epoch sum over up to M rows
+    total = 0.0  # float64: a sum over up to M rows
     t = t0
     for start in range(0, M, bsz):
         stop = min(start + bsz, M)
@@ -306,126 +397,113 @@ def _member_epoch(
         t += 1
         lr_t = lr
         if solver == _ADAM:
-            # Each member's own step count, incremented before use (as apply_update), and
+            # The member's own step count, incremented before use (as apply_update), and
             # float32 arithmetic as there: 1 - b2^t loses ~1e-5 relative to cancellation
             # at small t, and the engines should lose the same.
             tf = _f32(t)
             lr_t = lr * np.sqrt(_ONE - b2**tf) / (_ONE - b1**tf)
-        alpha_b = _f32(alpha / b)
+        step_opt = (solver, nesterov, lr, lr_t, mu, b1, b2, eps)
         for n in range(start, stop):
             r = rows[n]
             # ---- forward: acts = [x, h_1, ..., h_{L-1}, out]
-            for f in range(F):
-                acts[f] = X[r, f]
+            if has_feats:
+                for f in range(F):
+                    acts[f] = X[r, feats[f]]
+            else:
+                for f in range(F):
+                    acts[f] = X[r, f]
             for li in range(L):
-                fi = sizes[li]
-                fo = sizes[li + 1]
-                _affine(p, offs[li, 0], offs[li, 1], acts, aoff[li], fi, acts, aoff[li + 1], fo)
-                if li < L - 1:
-                    _activate(acts, aoff[li + 1], fo, act)
+                _forward_layer(
+                    p, offs[li, 0], offs[li, 1], sizes[li], sizes[li + 1], acts, aoff[li],
+                    aoff[li + 1], act, li < L - 1,
+                )
             # ---- output error, pre-scaled by sw_r / b (the batch mean of the weighted loss)
             wr = sw[r] if has_sw else _ONE
-            cur = 0
-            total += wr * _loss_delta(acts, aoff[L], Y, r, O, loss, _f32(wr / b), dbuf, cur)
+            total += wr * _loss_delta(acts, aoff[L], Y, r, n_out, loss, _f32(wr / b), dbuf)
             # ---- backward, top layer first; dbuf[cur:] holds dl/d(output of layer li)
+            cur = np.int64(0)  # not a literal 0: one compiled signature of the callees
             for li in range(L - 1, -1, -1):
-                fi = sizes[li]
-                fo = sizes[li + 1]
-                w0 = offs[li, 0]
-                b0 = offs[li, 1]
-                ai = aoff[li]
-                nxt = wmax - cur  # the other half of dbuf
+                nxt = half - cur
                 if b == 1:
-                    # The gradient is applied as it is computed (one sweep per weight row).
-                    for i in range(fi):
-                        a_i = acts[ai + i]
-                        s = _row_fused(
-                            p, st0, st1, w0 + i * fo, fo, dbuf, cur, a_i, alpha, solver,
-                            nesterov, lr, lr_t, mu, b1, b2, eps,
-                        )
-                        if li > 0:
-                            dbuf[nxt + i] = s * _dact(a_i, act)
-                    _apply(
-                        p, st0, st1, b0, fo, dbuf, cur, _ZERO, solver, nesterov, lr, lr_t,
-                        mu, b1, b2, eps,
+                    # The gradient is applied as it is computed.
+                    _backward_update_layer(
+                        p, st0, st1, offs[li, 0], offs[li, 1], sizes[li], sizes[li + 1], acts,
+                        aoff[li], dbuf, cur, nxt, act, alpha, step_opt,
                     )
                 else:
-                    for i in range(fi):
-                        a_i = acts[ai + i]
-                        s = _row_accumulate(p, gr, w0 + i * fo, fo, dbuf, cur, a_i)
-                        if li > 0:
-                            dbuf[nxt + i] = s * _dact(a_i, act)
-                    for j in range(fo):
-                        gr[b0 + j] += dbuf[cur + j]
+                    _backward_accumulate_layer(
+                        p, gr, offs[li, 0], offs[li, 1], sizes[li], sizes[li + 1], acts,
+                        aoff[li], dbuf, cur, nxt, act,
+                    )
                 cur = nxt
         if b > 1:
+            alpha_b = _f32(alpha / b)  # L2 gradient alpha * W / b, with b the actual length
             for li in range(L):
-                w0 = offs[li, 0]
-                b0 = offs[li, 1]
-                end = offs[li, 2]
-                _apply(p, st0, st1, w0, b0 - w0, gr, w0, alpha_b, solver, nesterov, lr, lr_t,
-                       mu, b1, b2, eps)
-                _apply(p, st0, st1, b0, end - b0, gr, b0, _ZERO, solver, nesterov, lr, lr_t,
-                       mu, b1, b2, eps)
-            for k in range(offs[L - 1, 2]):
+                w0, b0, end = offs[li, 0], offs[li, 1], offs[li, 2]
+                _apply(p, st0, st1, w0, b0 - w0, gr, w0, alpha_b, step_opt)
+                _apply(p, st0, st1, b0, end - b0, gr, b0, _ZERO, step_opt)
+            for k in range(P):
                 gr[k] = _ZERO
     return total, t
 
 
-@njit(cache=True)
 def _pad(n):
-    """Round a scratch row up to 16 floats (64 bytes) so threads never share a cache line."""
-    return (n + 15) // 16 * 16
+    """Round a scratch row up to 16 floats (64 bytes) so that threads never share a line."""
+    return (int(n) + 15) // 16 * 16
 
 
 # ------------------------------------------------------------------ all members
 @njit(parallel=True, cache=True)
 def _epoch_kernel(
-    flat, state, steps, X, Y, sw, has_sw, order, offs, sizes, act, loss, solver, nesterov,
-    lr, alpha, bsz, mu, b1, b2, eps, n_threads, losses,
+    flat, state, steps, X, Y, sw, has_sw, order, feats, has_feats, offs, sizes, aoff, act, loss,
+    alpha, bsz, opt, acts, dbuf, gr, losses,
 ):
     """Run one epoch of every member, members in parallel (see :func:`epoch_numba`).
 
-    ``n_threads`` is ``numba.get_num_threads()`` read by the caller: reading it here would
-    make the function uncachable (it goes through a ctypes pointer).
+    The prange is this function's only parallel region: the scratch is allocated by the
+    caller because, with parallel=True, each np.zeros here would be a parallel region of
+    its own, and with numba's omp threading layer in a process that has loaded torch (and
+    its own copy of libgomp) a region costs 2-9 ms instead of microseconds.
     """
-    E = flat.shape[0]
-    P = flat.shape[1]
     M = order.shape[1]
-    L = offs.shape[0]
     S = state.shape[0]
-    aoff = np.zeros(L + 2, np.int64)  # where each layer's activations start in a scratch row
-    for li in range(L + 1):
-        aoff[li + 1] = aoff[li] + sizes[li]
-    wmax = _pad(sizes.max())
-    nt = n_threads
-    # Per-thread scratch, allocated once per epoch (never inside the step loop).
-    acts = np.zeros((nt, _pad(aoff[L + 1])), np.float32)
-    dbuf = np.zeros((nt, 2 * wmax), np.float32)
-    gr = np.zeros((nt, _pad(P)), np.float32)
-    lr32 = _f32(lr)
-    alpha32 = _f32(alpha)
-    mu32 = _f32(mu)
-    b1_32 = _f32(b1)
-    b2_32 = _f32(b2)
-    eps32 = _f32(eps)
-    for e in prange(E):
+    for e in prange(flat.shape[0]):
         tid = numba.get_thread_id()
         total, t = _member_epoch(
-            flat[e], state[0, e], state[S - 1, e], X, Y, sw, has_sw, order[e], offs, sizes,
-            aoff, act, loss, solver, nesterov, lr32, alpha32, bsz, mu32, b1_32, b2_32, eps32,
-            steps[e], acts[tid], dbuf[tid], gr[tid],
+            flat[e], state[0, e], state[S - 1, e], steps[e], X, Y, sw, has_sw, order[e],
+            feats[e], has_feats, offs, sizes, aoff, act, loss, alpha, bsz, opt, acts[tid],
+            dbuf[tid], gr[tid],
         )
         losses[e] = total / M
         steps[e] = t
 
 
 def _as_array(t, dtype):
-    """C-contiguous numpy view of CPU tensor ``t`` (a copy only if it is not already one)."""
+    """C-contiguous numpy array of CPU tensor ``t`` (a view unless a copy is needed)."""
     return np.ascontiguousarray(t.detach().numpy(), dtype=dtype)
 
 
-def epoch_numba(flat, state, steps, X, Y, sw, order, lr, hyper, layout):
+def _check_inputs(flat, X, Y, sw, order, layout, features):
+    """Raise ValueError where compiled code would read out of bounds (it does not check)."""
+    E, M = order.shape
+    N = X.shape[0]
+    k = layout.sizes[0]
+    if flat.shape != (E, layout.n_params):
+        raise ValueError(f"flat has shape {tuple(flat.shape)}, expected {(E, layout.n_params)}")
+    if Y.shape != (N, layout.sizes[-1]) or (sw is not None and sw.shape != (N,)):
+        raise ValueError("Y must be (N, O) and sw (N,) for X of N rows")
+    if features is None:
+        if X.shape[1] != k:
+            raise ValueError(f"X has {X.shape[1]} features, the first layer takes {k}")
+    elif features.shape != (E, k) or (
+        features.numel() and (features.min() < 0 or features.max() >= X.shape[1])
+    ):
+        raise ValueError(f"features must be (E, {k}) column indices of X")
+    if order.numel() and (order.min() < 0 or order.max() >= N):
+        raise ValueError(f"order must hold row indices in [0, {N})")
+
+
+def epoch_numba(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None):
     """One epoch for all members, member-major in compiled code (numba, CPU).
 
     Same contract and mathematics as :func:`skensemble._engine.epoch_reference`.
@@ -434,7 +512,7 @@ def epoch_numba(flat, state, steps, X, Y, sw, order, lr, hyper, layout):
     ----------
     flat : Tensor (E, P) float32, CPU, contiguous; updated in place
     state : Tensor (S, E, P) float32, CPU, contiguous; updated in place
-    steps : Tensor (E,) int64, CPU; updated in place
+    steps : Tensor (E,) int64, CPU, contiguous; updated in place
     X : Tensor (N, F) float32
     Y : Tensor (N, O) float32
     sw : Tensor (N,) float32 or None
@@ -444,48 +522,71 @@ def epoch_numba(flat, state, steps, X, Y, sw, order, lr, hyper, layout):
     lr : float
     hyper : Hyper
     layout : Layout
+    features : Tensor (E, k) int64 or None
+        Each member's feature subset (its first layer has ``k`` inputs); None: all.
 
     Returns
     -------
     Tensor (E,) float32: per-member mean training loss over the epoch (data term only).
     """
     for name, t in (("flat", flat), ("state", state), ("steps", steps)):
-        # Updated in place through zero-copy numpy views: a copy would silently drop the update.
+        # Updated in place through zero-copy numpy views: a copy would drop the update.
         if t.device.type != "cpu" or not t.is_contiguous():
             raise ValueError(f"epoch_numba needs {name} as a contiguous CPU tensor")
     if flat.dtype != torch.float32 or state.dtype != torch.float32 or steps.dtype != torch.int64:
         raise ValueError("epoch_numba needs float32 flat and state and int64 steps")
     E, M = order.shape
+    _check_inputs(flat, X, Y, sw, order, layout, features)
+    if state.shape != (hyper.n_state, *flat.shape) or steps.shape != (E,):
+        raise ValueError(f"state must be {(hyper.n_state, *flat.shape)} and steps {(E,)}")
     if E == 0 or M == 0:
-        # No batches: nothing to update; the mean loss over no rows is NaN, as the reference.
+        # No batches, so no update; the mean loss over no rows is nan, as in the reference.
         return torch.full((E,), float("nan"))
     losses = np.zeros(E, np.float64)  # (E,)
+    # Empty arrays for the absent options keep the argument types fixed: one compilation.
     has_sw = sw is not None
-    # An empty array keeps the argument types fixed, so sw=None reuses the same compilation.
-    sw_np = _as_array(sw, np.float32) if has_sw else np.zeros(0, np.float32)
+    sw_np = _as_array(sw, np.float32) if has_sw else np.zeros(0, np.float32)  # (N,) or (0,)
+    has_feats = features is not None
+    feats = _as_array(features, np.int64) if has_feats else np.zeros((E, 0), np.int64)  # (E, k)
+    sizes = np.asarray(layout.sizes, dtype=np.int64)  # (L + 1,)
+    aoff = np.concatenate([[0], np.cumsum(sizes)])  # (L + 2,): layer starts in an acts row
+    # Per-thread scratch, once per epoch; the kernel indexes it by numba.get_thread_id().
+    n_threads = numba.get_num_threads()
+    acts = np.zeros((n_threads, _pad(aoff[-1])), np.float32)
+    dbuf = np.zeros((n_threads, 2 * _pad(sizes.max())), np.float32)
+    gr = np.zeros((n_threads, _pad(layout.n_params)), np.float32)
+    opt = (
+        _SOLVER[hyper.solver],
+        bool(hyper.nesterovs_momentum),
+        _f32(lr),
+        _f32(lr),  # lr_t, set per step for adam
+        _f32(hyper.momentum),
+        _f32(hyper.beta_1),
+        _f32(hyper.beta_2),
+        _f32(hyper.epsilon),
+    )
     _epoch_kernel(
-        flat.numpy(),  # (E, P) view, written in place
-        state.numpy(),  # (S, E, P) view, written in place
+        flat.detach().numpy(),  # (E, P) view, written in place
+        state.detach().numpy(),  # (S, E, P) view, written in place
         steps.numpy(),  # (E,) view, written in place
         _as_array(X, np.float32),  # (N, F)
         _as_array(Y, np.float32),  # (N, O)
-        sw_np,  # (N,) or (0,)
+        sw_np,
         has_sw,
         _as_array(order, np.int64),  # (E, M)
+        feats,
+        has_feats,
         layout.offsets_array(),  # (L, 3)
-        np.asarray(layout.sizes, dtype=np.int64),  # (L + 1,)
+        sizes,
+        aoff,
         _ACT[hyper.activation],
         _LOSS[hyper.loss],
-        _SOLVER[hyper.solver],
-        bool(hyper.nesterovs_momentum),
-        float(lr),
-        float(hyper.alpha),
+        _f32(hyper.alpha),
         int(hyper.batch_size),
-        float(hyper.momentum),
-        float(hyper.beta_1),
-        float(hyper.beta_2),
-        float(hyper.epsilon),
-        numba.get_num_threads(),
+        opt,
+        acts,
+        dbuf,
+        gr,
         losses,
     )
     return torch.from_numpy(losses.astype(np.float32))
