@@ -24,9 +24,6 @@ from . import _dispatch, _engine, _hetero, _sampling, _version
 from ._progress import progress
 
 _FLOAT = (np.float64, np.float32)
-# A member-major kernel hands each thread whole members for a whole epoch: worth a
-# thread as soon as one member's epoch is sizeable (counted as this many rows x P).
-M_ROWS_PER_THREAD = 1000
 
 
 _CHUNK = 65536  # rows per pass over big arrays: temporaries stay small
@@ -568,12 +565,15 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         else:
             state, steps = _engine.init_state(flat, hyper)
             lr = np.full(G, float(self.learning_rate_init))
-        per_step = G * layout.n_params * (
-            hyper.batch_size if engine in ("batched", "reference", "graphed") else M_ROWS_PER_THREAD
-        )
+        if engine in ("numba", "triton"):
+            # Member-major: threads meet once per epoch, so busy cores cost little;
+            # one thread per member, up to the cores this fit may use.
+            n_threads = min(_dispatch.default_threads(), G)
+        else:  # torch steps synchronise per operation: only big steps get threads
+            n_threads = _dispatch.default_threads(G * layout.n_params * hyper.batch_size)
         start = time.perf_counter()
         try:
-            with _dispatch.thread_limit(_dispatch.default_threads(per_step), engine):
+            with _dispatch.thread_limit(n_threads, engine):
                 history = self._train(
                     flat, state, steps, lr, data, val, torch.from_numpy(rows), shuffle_seed,
                     hyper, layout, engine, max_iter, stop=stop,
