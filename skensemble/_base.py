@@ -356,7 +356,9 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         hyper = self._hyper(plan.n_draw)
         n_out = Y.shape[1]
         if resume:
-            jobs = [(g["members"], g["sizes"], g) for g in self._groups]
+            # Keep the weights; like scikit-learn's MLP, a new fit starts a new optimizer
+            # (so a changed learning_rate_init or solver takes effect).
+            jobs = [(g["members"], g["sizes"], {"flat": g["flat"]}) for g in self._groups]
         else:
             init_rows = self._initial_rows(X, y, sw, [archs[e] for e in train], seeds[train],
                                            plan, n_out)

@@ -210,7 +210,7 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         Epochs each member ran.
 
     t_ : int
-        Rows seen per member during training.
+        Rows seen by the longest-training member (``n_iter_`` epochs of its rows).
 
     loss_curve_ : ndarray of shape (n_iter_, n_estimators)
         Each member's mean training cross-entropy per epoch (without the L2 penalty);

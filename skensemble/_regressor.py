@@ -205,7 +205,7 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         Epochs each member ran.
 
     t_ : int
-        Rows seen per member during training.
+        Rows seen by the longest-training member (``n_iter_`` epochs of its rows).
 
     loss_curve_ : ndarray of shape (n_iter_, n_estimators)
         Each member's mean training loss per epoch (data term ``0.5 * squared error``

@@ -223,3 +223,13 @@ def test_verbose_progress(regression_data, capsys):
     NeuralBaggingRegressor(**{**SMALL, "max_iter": 3}, verbose=2).fit(X, y)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and "members training 6/6" in lines[0]
+
+
+def test_warm_start_resume_uses_new_learning_rate(regression_data):
+    X, y = regression_data
+    base = dict(n_estimators=2, hidden_layer_sizes=(8,), solver="sgd", max_iter=1,
+                warm_start=True, random_state=0)
+    a = NeuralBaggingRegressor(**base, learning_rate_init=0.05).fit(X, y)
+    w = a.coefs_[0].copy()
+    a.set_params(learning_rate_init=1e-9).fit(X, y)
+    np.testing.assert_allclose(a.coefs_[0], w, atol=1e-6)  # a tiny rate barely moves them
