@@ -3,4 +3,5 @@
 from ._classifier import NeuralBaggingClassifier
 from ._regressor import NeuralBaggingRegressor
 from ._version import __version__
+
 __all__ = ["NeuralBaggingClassifier", "NeuralBaggingRegressor", "__version__"]

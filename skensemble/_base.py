@@ -415,6 +415,7 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
                 f"{self.max_iter} before their training loss stopped improving by tol="
                 f"{self.tol}; raise max_iter or tol to silence this.",
                 ConvergenceWarning,
+                stacklevel=2,
             )
         return self
 
@@ -683,6 +684,7 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
                     "weights so far (each member's best with early_stopping). Call fit again "
                     "with warm_start=True to continue.",
                     UserWarning,
+                    stacklevel=2,
                 )
                 interrupted = True
                 break
@@ -784,7 +786,8 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         for k, g in enumerate(self._groups):
             m = g["members"]
             group, history, engine, device = self._train_group(
-                X, Y, sw, plan, rows[m], None, None if self._features is None else self._features[m],
+                X, Y, sw, plan, rows[m], None,
+                None if self._features is None else self._features[m],
                 hyper, _engine.Layout(g["sizes"]), call_seeds[0] + k, 1, g, stop=False,
             )
             g.update(group)
@@ -832,7 +835,8 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         out_of_bag = ~_sampling.in_bag_mask(rows, X.shape[0])  # (E, N)
         device = _dispatch.resolve_device(self.device)
         groups = self._device_groups(device)
-        Xt = torch.from_numpy(_standardised_float32(X, self._x_mean, self._x_scale, self._x_unit)).to(device)
+        Xs = _standardised_float32(X, self._x_mean, self._x_scale, self._x_unit)
+        Xt = torch.from_numpy(Xs).to(device)
         total = np.zeros((X.shape[0], self._groups[0]["sizes"][-1]))
         chunk = self._chunk_rows()
         for s in range(0, X.shape[0], chunk):
@@ -844,7 +848,8 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         if not has.all():
             warnings.warn(
                 "Some inputs do not have OOB scores. This probably means too few "
-                "estimators were used to compute any reliable oob estimates."
+                "estimators were used to compute any reliable oob estimates.",
+                stacklevel=2,
             )
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = total / count[:, None]

@@ -194,7 +194,7 @@ def thread_limit(n_threads, engine):
 
 
 def _numba_threads():
-    """numba's current thread count, or None when numba was never imported."""
+    """Numba's current thread count, or None when numba was never imported."""
     numba = sys.modules.get("numba")
     return None if numba is None else numba.get_num_threads()
 

@@ -73,7 +73,8 @@ def group_by_depth(archs):
         groups.setdefault(len(arch), []).append(e)
     out = []
     for members in groups.values():
-        widths = tuple(int(max(archs[e][i] for e in members)) for i in range(len(archs[members[0]])))
+        depth = len(archs[members[0]])
+        widths = tuple(int(max(archs[e][i] for e in members)) for i in range(depth))
         out.append((np.asarray(members, dtype=np.int64), widths))
     return out
 

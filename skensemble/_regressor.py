@@ -28,7 +28,8 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
 
     hidden_layer_sizes : int, tuple of int, or list of tuples, default=(100,)
         Width of each hidden layer. An int or a tuple of ints is one architecture for
-        every member, as in :class:`~sklearn.neural_network.MLPRegressor`. A list of tuples gives each member its own architecture
+        every member, as in :class:`~sklearn.neural_network.MLPRegressor`. A list of tuples
+        gives each member its own architecture
         (cycled when shorter than ``n_estimators``), e.g. ``[(32,), (64, 32)]``;
         members of equal depth train as one stacked computation, narrower layers padded
         with units that stay exactly zero.

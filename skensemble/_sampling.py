@@ -132,7 +132,7 @@ def in_bag_mask(rows, n_samples):
 
 
 def epoch_order(rows, generator, shuffle):
-    """This epoch's visiting order for every member.
+    """Visiting order of every member for one epoch.
 
     Parameters
     ----------

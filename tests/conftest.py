@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from skensemble import NeuralBaggingClassifier, NeuralBaggingRegressor
+
 torch.set_num_threads(1)
 if not torch.cuda.is_available():
     # Without a GPU, Triton kernels run in Triton's interpreter (must be set before
@@ -28,3 +30,11 @@ def classification_data():
     y = np.where(X[:, 0] + 0.5 * X[:, 1] > 0, "yes", "no").astype(object)
     y[X[:, 2] > 1.0] = "maybe"
     return X, y
+
+
+@pytest.fixture(params=["regressor", "classifier"])
+def task(request, regression_data, classification_data):
+    """(estimator class, its data): shared test bodies run for both estimators."""
+    if request.param == "regressor":
+        return NeuralBaggingRegressor, regression_data
+    return NeuralBaggingClassifier, classification_data

@@ -11,13 +11,6 @@ SMALL = dict(n_estimators=6, hidden_layer_sizes=(16,), max_iter=40, learning_rat
              random_state=0)
 
 
-@pytest.fixture(params=["regressor", "classifier"])
-def task(request, regression_data, classification_data):
-    if request.param == "regressor":
-        return NeuralBaggingRegressor, regression_data
-    return NeuralBaggingClassifier, classification_data
-
-
 def _members(est, X):
     if hasattr(est, "predict_proba_members"):
         return est.predict_proba_members(X)

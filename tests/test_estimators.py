@@ -20,13 +20,6 @@ FAST = dict(n_estimators=4, hidden_layer_sizes=(16,), max_iter=60, learning_rate
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-@pytest.fixture(params=["regressor", "classifier"])
-def task(request, regression_data, classification_data):
-    if request.param == "regressor":
-        return NeuralBaggingRegressor, regression_data
-    return NeuralBaggingClassifier, classification_data
-
-
 def _outputs(est, X):
     return est.predict_proba(X) if hasattr(est, "predict_proba") else est.predict(X)
 

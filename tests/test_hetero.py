@@ -5,8 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from skensemble import NeuralBaggingClassifier, NeuralBaggingRegressor
-from skensemble import _hetero
+from skensemble import NeuralBaggingClassifier, NeuralBaggingRegressor, _hetero
 
 ARCHS = [(12,), (8, 5), (16, 6), (4, 9, 3)]
 ACT = {"relu": nn.ReLU, "tanh": nn.Tanh, "logistic": nn.Sigmoid, "identity": nn.Identity}
