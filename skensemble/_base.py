@@ -887,6 +887,12 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         widest = max(max(g["sizes"]) for g in self._groups)
         return max(1, (16 * 2**20) // max(1, len(self._seeds) * widest))
 
+    @property
+    def _in_member_order(self):
+        """Whether the only group holds members 0..E-1 in order (no reordering needed)."""
+        m = self._groups[0]["members"]
+        return bool(np.array_equal(m, np.arange(m.size)))
+
     def _device_groups(self, device):
         """The fitted groups on ``device``: ``(members, flat, layout, features)`` each."""
         out = []
@@ -903,8 +909,7 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         fn = self._transform_outputs if transform else (lambda out: out.double())
         parts = [(m, fn(_engine.forward(flat, layout, Xt, self.activation, f)))
                  for m, flat, layout, f in groups]
-        if len(parts) == 1 and bool((parts[0][0] == torch.arange(len(parts[0][0]),
-                                                                 device=Xt.device)).all()):
+        if len(self._groups) == 1 and self._in_member_order:
             return parts[0][1]
         E, O = len(self._seeds), parts[0][1].shape[-1]
         out = torch.empty((E, Xt.shape[0], O), dtype=parts[0][1].dtype, device=Xt.device)
