@@ -838,7 +838,7 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         Xs = _standardised_float32(X, self._x_mean, self._x_scale, self._x_unit)
         Xt = torch.from_numpy(Xs).to(device)
         total = np.zeros((X.shape[0], self._groups[0]["sizes"][-1]))
-        chunk = self._chunk_rows()
+        chunk = self._chunk_rows(device)
         for s in range(0, X.shape[0], chunk):
             out = self._forward_all(groups, Xt[s : s + chunk])  # (E, n, O) float64
             m = torch.from_numpy(out_of_bag[:, s : s + chunk]).to(out)  # (E, n)
@@ -876,16 +876,24 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
         groups = self._device_groups(device)
         Xt = torch.from_numpy(Xs).to(device)
         work = X.shape[0] * sum(g["flat"].size for g in self._groups)
-        chunk = self._chunk_rows()
+        chunk = self._chunk_rows(device)
         with _dispatch.thread_limit(_dispatch.default_threads(work), "batched"), torch.no_grad():
             parts = [reduce(self._forward_all(groups, Xt[s : s + chunk], transform))
                      for s in range(0, X.shape[0], chunk)]
         return torch.cat(parts, dim=0).cpu().numpy()
 
-    def _chunk_rows(self):
-        """Rows per prediction chunk: activations of all members stay ~64 MB."""
+    def _chunk_rows(self, device=None):
+        """Rows per prediction chunk: all members' activations of a chunk stay ~64 MB.
+
+        On CUDA the budget also stays under a quarter of the device's free memory, so
+        predictions fit next to whatever else holds the GPU.
+        """
+        floats = 16 * 2**20  # 64 MB of float32
+        if device is not None and device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            floats = min(floats, free // 4 // 8)  # float64 outputs, a few live copies
         widest = max(max(g["sizes"]) for g in self._groups)
-        return max(1, (16 * 2**20) // max(1, len(self._seeds) * widest))
+        return max(1, int(floats) // max(1, len(self._seeds) * widest))
 
     @property
     def _in_member_order(self):
