@@ -108,13 +108,9 @@ epoch-equivalents do not depend on it.
 """
 
 import argparse
-import contextlib
-import datetime
 import json
 import math
 import os
-import platform
-import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -124,8 +120,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-import sklearn
 import torch
+from _machine import machine_info  # benchmarks/_machine.py
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 from sklearn.datasets import load_breast_cancer, load_digits, make_friedman1
 from sklearn.exceptions import ConvergenceWarning
@@ -773,36 +769,6 @@ def plot(summary, datasets, labels, path):
     fig.tight_layout(rect=(0, 0.06, 1, 0.95))
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def machine_info():
-    repo = Path(__file__).resolve().parents[1]
-
-    def git(*args):
-        try:
-            return subprocess.run(
-                ["git", *args], cwd=repo, capture_output=True, text=True, timeout=10
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    cpu_model = None
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        cpu_model = next((ln.split(":", 1)[1].strip() for ln in f if "model name" in ln), None)
-    return {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "load_average": os.getloadavg(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "sklearn": sklearn.__version__,
-        "numpy": np.__version__,
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--", "skensemble")),
-    }
 
 
 def warm_up(datasets):

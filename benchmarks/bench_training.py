@@ -46,22 +46,19 @@ meaningful on an otherwise idle machine.
 
 import argparse
 import contextlib
-import datetime
 import gc
 import json
 import math
 import os
-import platform
 import resource
-import subprocess
 import threading
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-import sklearn
 import torch
+from _machine import machine_info  # benchmarks/_machine.py
 from sklearn.ensemble import BaggingRegressor
 from sklearn.model_selection import GridSearchCV
 from sklearn.neural_network import MLPRegressor
@@ -460,46 +457,6 @@ def bench_prediction(device, n_predict):
 
 
 # ------------------------------------------------------------------------ report
-def machine_info(device):
-    repo = Path(__file__).resolve().parents[1]
-
-    def git(*args):
-        try:
-            return subprocess.run(
-                ["git", *args], cwd=repo, capture_output=True, text=True, timeout=10
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    cpu_model = None
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            cpu_model = next((ln.split(":", 1)[1].strip() for ln in f if "model name" in ln), None)
-    import numba
-
-    info = {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)),
-        "load_average": os.getloadavg(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "numba": numba.__version__,
-        "numba_threads": numba.config.NUMBA_NUM_THREADS,
-        "sklearn": sklearn.__version__,
-        "numpy": np.__version__,
-        "device": str(device),
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--", "skensemble")),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
 def _cell(entry):
     """Seconds per epoch, ``*`` when timed over part of an epoch and scaled."""
     mark = "*" if entry.get("partial") else " "
