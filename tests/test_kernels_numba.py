@@ -142,3 +142,17 @@ def test_feature_subsets(batch_size):
         ]
         runs.append((flat, state, steps, losses))
     _assert_same(*runs)
+
+
+@pytest.mark.parametrize("solver", list(SOLVERS))
+@pytest.mark.parametrize("batch_size", [4, 5, 9, 17])
+def test_blocked_batches(solver, batch_size):
+    # Batches of more than one row run four rows at a time, then row by row for the rest:
+    # N=17 gives full blocks only (4, last batch 1), blocks and remainders (5: 5,5,5,2;
+    # 9: 9,8), and one batch of the whole set (17). Wider layers than the other cases.
+    hyper = eng.Hyper(activation="tanh", alpha=1e-2, batch_size=batch_size, **SOLVERS[solver])
+    layout, params, X, Y, sw, orders = _problem((7, 9, 11, 2), hyper)
+    ref = _run(eng.epoch_reference, layout, params, X, Y, sw, orders, hyper, 0.01)
+    got = _run(epoch_numba, layout, params, X, Y, sw, orders, hyper, 0.01)
+    assert not torch.equal(got[0], params[0])
+    _assert_same(ref, got)

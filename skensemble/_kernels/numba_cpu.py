@@ -18,12 +18,14 @@ inner, so the inner loop walks contiguous weight rows), the backward pass row by
 each weight matrix. With a batch of one row the gradient is applied as it is computed:
 one sweep over weight row ``i`` reads ``W_i.``, accumulates ``sum_j W_ij delta_j`` (the
 error sent to the layer below, from the weights *before* the update) and writes the
-updated weights and optimizer state. Larger batches accumulate a per-member gradient
-buffer over the batch and apply it once.
+updated weights and optimizer state. Larger batches run the whole batch layer by layer,
+four rows at a time against each weight row (register blocking across rows: a weight is
+loaded once per four rows, a gradient entry updated once per four rows), accumulate a
+per-member gradient buffer over the batch and apply it once.
 
-Activations, errors and the gradient buffer live in scratch rows allocated once per
-epoch and thread (indexed by ``numba.get_thread_id()``); nothing is allocated in the
-step loop. The thread count is the caller's (``numba.set_num_threads``).
+Activations and errors (of a whole batch) and the gradient buffer live in scratch rows
+allocated once per epoch and thread (indexed by ``numba.get_thread_id()``); nothing is
+allocated in the step loop. The thread count is the caller's (``numba.set_num_threads``).
 
 What makes it fast (each measured; see the comments at the definitions)
 -----------------------------------------------------------------------
@@ -252,8 +254,8 @@ def _forward_layer(p, w0, b0, fi, fo, acts, ai, hi, act, hidden):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
-def _loss_delta(acts, oi, Y, r, n_out, loss, scale, d):
-    """Loss of outputs ``acts[oi:oi+O]`` against ``Y[r]``; ``d[:O] = scale * dl/dout``."""
+def _loss_delta(acts, oi, Y, r, n_out, loss, scale, d, di):
+    """Loss of outputs ``acts[oi:oi+O]`` against ``Y[r]``; ``d[di:di+O] = scale * dl/dout``."""
     if loss == _LOG_LOSS:
         # Stable softmax / log-softmax: shift by the max so that exp never overflows.
         mx = acts[oi]
@@ -269,13 +271,13 @@ def _loss_delta(acts, oi, Y, r, n_out, loss, scale, d):
             y = Y[r, k]
             z = acts[oi + k]
             val += y * (lse - z)
-            d[k] = (math.exp(z - mx) / s - y) * scale
+            d[di + k] = (math.exp(z - mx) / s - y) * scale
         return val
     val = _ZERO
     for k in range(n_out):
         res = acts[oi + k] - Y[r, k]
         val += _HALF * res * res
-        d[k] = res * scale
+        d[di + k] = res * scale
     return val
 
 
@@ -363,6 +365,129 @@ def _backward_accumulate_layer(p, gr, w0, b0, fi, fo, acts, ai, dbuf, cur, nxt, 
         gr[b0 + j] += dbuf[cur + j]
 
 
+# ------------------------------------------------------------- batch > 1, blocked
+# A batch of b > 1 rows runs layer by layer over all its rows (the weights are fixed
+# within a batch, so this is the same mathematics as row by row): activations and errors
+# of the whole batch live in scratch rows of stride ``sa`` / ``sw``. Rows go four at a
+# time against each weight row, so that each weight (and each gradient entry) is loaded
+# once per four rows instead of once per row (E=50, (100, 100), batch 32, 2 threads:
+# 0.69 s -> 0.35 s per epoch of 10,000 rows; the forward pass also takes four inputs
+# per pass, 16 products per output element loaded and stored).
+@njit(**_HOT)
+def _forward_rows4(p, w0, b0, fi, fo, acts, ai, hi, sa, act, hidden):
+    """:func:`_forward_layer` for the four rows at ``acts[ai + r*sa]``, r = 0..3 (fo > 1)."""
+    w0, b0, ai, hi, fi, fo, sa = _U(w0), _U(b0), _U(ai), _U(hi), _U(fi), _U(fo), _U(sa)
+    a0, a1, a2, a3 = ai, ai + sa, ai + _U2 * sa, ai + _U3 * sa
+    h0, h1, h2, h3 = hi, hi + sa, hi + _U2 * sa, hi + _U3 * sa
+    for j in range(fo):
+        bj = p[b0 + j]
+        acts[h0 + j] = bj
+        acts[h1 + j] = bj
+        acts[h2 + j] = bj
+        acts[h3 + j] = bj
+    i = _U(0)
+    while i + _U4 <= fi:
+        x00 = acts[a0 + i]
+        x10 = acts[a1 + i]
+        x20 = acts[a2 + i]
+        x30 = acts[a3 + i]
+        x01 = acts[a0 + i + _U1]
+        x11 = acts[a1 + i + _U1]
+        x21 = acts[a2 + i + _U1]
+        x31 = acts[a3 + i + _U1]
+        x02 = acts[a0 + i + _U2]
+        x12 = acts[a1 + i + _U2]
+        x22 = acts[a2 + i + _U2]
+        x32 = acts[a3 + i + _U2]
+        x03 = acts[a0 + i + _U3]
+        x13 = acts[a1 + i + _U3]
+        x23 = acts[a2 + i + _U3]
+        x33 = acts[a3 + i + _U3]
+        q0 = w0 + i * fo
+        q1 = q0 + fo
+        q2 = q1 + fo
+        q3 = q2 + fo
+        for j in range(fo):
+            u0 = p[q0 + j]
+            u1 = p[q1 + j]
+            u2 = p[q2 + j]
+            u3 = p[q3 + j]
+            acts[h0 + j] += x00 * u0 + x01 * u1 + x02 * u2 + x03 * u3
+            acts[h1 + j] += x10 * u0 + x11 * u1 + x12 * u2 + x13 * u3
+            acts[h2 + j] += x20 * u0 + x21 * u1 + x22 * u2 + x23 * u3
+            acts[h3 + j] += x30 * u0 + x31 * u1 + x32 * u2 + x33 * u3
+        i += _U4
+    while i < fi:
+        x0 = acts[a0 + i]
+        x1 = acts[a1 + i]
+        x2 = acts[a2 + i]
+        x3 = acts[a3 + i]
+        r0 = w0 + i * fo
+        for j in range(fo):
+            u = p[r0 + j]
+            acts[h0 + j] += x0 * u
+            acts[h1 + j] += x1 * u
+            acts[h2 + j] += x2 * u
+            acts[h3 + j] += x3 * u
+        i += _U1
+    if hidden:
+        _activate(acts, h0, fo, act)
+        _activate(acts, h1, fo, act)
+        _activate(acts, h2, fo, act)
+        _activate(acts, h3, fo, act)
+
+
+@njit(**_HOT)
+def _backward_rows4(p, gr, w0, b0, fi, fo, acts, ai, sa, dbuf, cur, nxt, sw, act, below):
+    """:func:`_backward_accumulate_layer` for four rows at once (fo > 1).
+
+    Row r's activations at ``acts[ai + r*sa]``, its errors at ``dbuf[cur + r*sw]`` and
+    ``dbuf[nxt + r*sw]``. ``below`` False (first layer): the error sent below is not needed.
+    """
+    w0, b0, ai, cur, nxt = _U(w0), _U(b0), _U(ai), _U(cur), _U(nxt)
+    fi, fo, sa, sw = _U(fi), _U(fo), _U(sa), _U(sw)
+    c0, c1, c2, c3 = cur, cur + sw, cur + _U2 * sw, cur + _U3 * sw
+    if below:
+        for i in range(fi):
+            e0 = acts[ai + i]
+            e1 = acts[ai + sa + i]
+            e2 = acts[ai + _U2 * sa + i]
+            e3 = acts[ai + _U3 * sa + i]
+            r = w0 + i * fo
+            s0 = _ZERO
+            s1 = _ZERO
+            s2 = _ZERO
+            s3 = _ZERO
+            for j in range(fo):
+                w = p[r + j]
+                d0 = dbuf[c0 + j]
+                d1 = dbuf[c1 + j]
+                d2 = dbuf[c2 + j]
+                d3 = dbuf[c3 + j]
+                s0 += w * d0
+                s1 += w * d1
+                s2 += w * d2
+                s3 += w * d3
+                gr[r + j] += e0 * d0 + e1 * d1 + e2 * d2 + e3 * d3
+            dbuf[nxt + i] = s0 * _dact(e0, act)
+            dbuf[nxt + sw + i] = s1 * _dact(e1, act)
+            dbuf[nxt + _U2 * sw + i] = s2 * _dact(e2, act)
+            dbuf[nxt + _U3 * sw + i] = s3 * _dact(e3, act)
+    else:
+        for i in range(fi):
+            e0 = acts[ai + i]
+            e1 = acts[ai + sa + i]
+            e2 = acts[ai + _U2 * sa + i]
+            e3 = acts[ai + _U3 * sa + i]
+            r = w0 + i * fo
+            for j in range(fo):
+                gr[r + j] += (
+                    e0 * dbuf[c0 + j] + e1 * dbuf[c1 + j] + e2 * dbuf[c2 + j] + e3 * dbuf[c3 + j]
+                )
+    for j in range(fo):
+        gr[b0 + j] += dbuf[c0 + j] + dbuf[c1 + j] + dbuf[c2 + j] + dbuf[c3 + j]
+
+
 # ------------------------------------------------------------------- one member
 @njit(**_HOT)
 def _member_epoch(
@@ -386,6 +511,9 @@ def _member_epoch(
     n_out = sizes[L]
     P = offs[L - 1, 2]
     half = dbuf.shape[0] // 2
+    rb = max(1, min(bsz, M))  # rows of scratch: a whole batch (as allocated by the caller)
+    sa = acts.shape[0] // rb  # stride of a row's activations in acts
+    sw_ = half // rb  # stride of a row's errors in each half of dbuf
     solver, nesterov, lr, _, mu, b1, b2, eps = opt
     for k in range(P):
         gr[k] = _ZERO
@@ -403,8 +531,8 @@ def _member_epoch(
             tf = _f32(t)
             lr_t = lr * np.sqrt(_ONE - b2**tf) / (_ONE - b1**tf)
         step_opt = (solver, nesterov, lr, lr_t, mu, b1, b2, eps)
-        for n in range(start, stop):
-            r = rows[n]
+        if b == 1:
+            r = rows[start]
             # ---- forward: acts = [x, h_1, ..., h_{L-1}, out]
             if has_feats:
                 for f in range(F):
@@ -419,24 +547,73 @@ def _member_epoch(
                 )
             # ---- output error, pre-scaled by sw_r / b (the batch mean of the weighted loss)
             wr = sw[r] if has_sw else _ONE
-            total += wr * _loss_delta(acts, aoff[L], Y, r, n_out, loss, _f32(wr / b), dbuf)
+            total += wr * _loss_delta(acts, aoff[L], Y, r, n_out, loss, _f32(wr), dbuf, 0)
             # ---- backward, top layer first; dbuf[cur:] holds dl/d(output of layer li)
             cur = np.int64(0)  # not a literal 0: one compiled signature of the callees
             for li in range(L - 1, -1, -1):
                 nxt = half - cur
-                if b == 1:
-                    # The gradient is applied as it is computed.
-                    _backward_update_layer(
-                        p, st0, st1, offs[li, 0], offs[li, 1], sizes[li], sizes[li + 1], acts,
-                        aoff[li], dbuf, cur, nxt, act, alpha, step_opt,
-                    )
-                else:
-                    _backward_accumulate_layer(
-                        p, gr, offs[li, 0], offs[li, 1], sizes[li], sizes[li + 1], acts,
-                        aoff[li], dbuf, cur, nxt, act,
-                    )
+                # The gradient is applied as it is computed.
+                _backward_update_layer(
+                    p, st0, st1, offs[li, 0], offs[li, 1], sizes[li], sizes[li + 1], acts,
+                    aoff[li], dbuf, cur, nxt, act, alpha, step_opt,
+                )
                 cur = nxt
-        if b > 1:
+            continue
+        # ---- batch > 1: the whole batch layer by layer; row q at acts[q*sa], dbuf[q*sw]
+        for q in range(b):
+            r = rows[start + q]
+            base = q * sa
+            if has_feats:
+                for f in range(F):
+                    acts[base + f] = X[r, feats[f]]
+            else:
+                for f in range(F):
+                    acts[base + f] = X[r, f]
+        for li in range(L):
+            w0, b0, fi, fo = offs[li, 0], offs[li, 1], sizes[li], sizes[li + 1]
+            hidden = li < L - 1
+            q = np.int64(0)
+            if fo > 1:
+                while q + 4 <= b:
+                    _forward_rows4(
+                        p, w0, b0, fi, fo, acts, aoff[li] + q * sa, aoff[li + 1] + q * sa, sa,
+                        act, hidden,
+                    )
+                    q += 4
+            while q < b:
+                _forward_layer(
+                    p, w0, b0, fi, fo, acts, aoff[li] + q * sa, aoff[li + 1] + q * sa, act,
+                    hidden,
+                )
+                q += 1
+        # ---- output errors, pre-scaled by sw_r / b (the batch mean of the weighted loss)
+        for q in range(b):
+            r = rows[start + q]
+            wr = sw[r] if has_sw else _ONE
+            total += wr * _loss_delta(
+                acts, q * sa + aoff[L], Y, r, n_out, loss, _f32(wr / b), dbuf, q * sw_
+            )
+        # ---- backward, top layer first, accumulating the batch gradient in gr
+        cur = np.int64(0)
+        for li in range(L - 1, -1, -1):
+            nxt = half - cur
+            w0, b0, fi, fo = offs[li, 0], offs[li, 1], sizes[li], sizes[li + 1]
+            q = np.int64(0)
+            if fo > 1:
+                while q + 4 <= b:
+                    _backward_rows4(
+                        p, gr, w0, b0, fi, fo, acts, aoff[li] + q * sa, sa, dbuf,
+                        cur + q * sw_, nxt + q * sw_, sw_, act, li > 0,
+                    )
+                    q += 4
+            while q < b:
+                _backward_accumulate_layer(
+                    p, gr, w0, b0, fi, fo, acts, aoff[li] + q * sa, dbuf, cur + q * sw_,
+                    nxt + q * sw_, act,
+                )
+                q += 1
+            cur = nxt
+        if b > 1:  # always true here (b == 1 continued above)
             alpha_b = _f32(alpha / b)  # L2 gradient alpha * W / b, with b the actual length
             for li in range(L):
                 w0, b0, end = offs[li, 0], offs[li, 1], offs[li, 2]
@@ -552,8 +729,9 @@ def epoch_numba(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features
     aoff = np.concatenate([[0], np.cumsum(sizes)])  # (L + 2,): layer starts in an acts row
     # Per-thread scratch, once per epoch; the kernel indexes it by numba.get_thread_id().
     n_threads = numba.get_num_threads()
-    acts = np.zeros((n_threads, _pad(aoff[-1])), np.float32)
-    dbuf = np.zeros((n_threads, 2 * _pad(sizes.max())), np.float32)
+    rb = max(1, min(int(hyper.batch_size), M))  # a whole batch's rows (as in the kernel)
+    acts = np.zeros((n_threads, rb * _pad(aoff[-1])), np.float32)
+    dbuf = np.zeros((n_threads, 2 * rb * _pad(sizes.max())), np.float32)
     gr = np.zeros((n_threads, _pad(layout.n_params)), np.float32)
     opt = (
         _SOLVER[hyper.solver],
