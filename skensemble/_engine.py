@@ -429,6 +429,14 @@ class _ChunkRunner:
 _RUNNER_CACHE = {}
 
 
+def release_graphs():
+    """Drop the cached CUDA-graph runner (its static buffers and memory pool).
+
+    Called when a group's training ends, so that a finished fit holds no device memory.
+    """
+    _RUNNER_CACHE.clear()
+
+
 def epoch_graphed(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None,
                   chunk=64, capture=None):
     """Batched epoch replayed from a CUDA graph of ``chunk`` steps at a time.

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import _engine
+from . import _predict
 
 
 class EnsembleModule(nn.Module):
@@ -19,9 +19,8 @@ class EnsembleModule(nn.Module):
 
     Parameters
     ----------
-    groups : list of dict
-        Per group of members sharing a (padded) layout: ``members (G,)``, ``sizes``,
-        ``flat (G, P)``.
+    groups : list of skensemble._training.Group
+        The fitted groups of members (weights are copied into buffers).
     activation : str
     x_mean, x_scale, x_unit : ndarray (F,)
         The estimator's input standardisation, folded in.
@@ -37,20 +36,16 @@ class EnsembleModule(nn.Module):
     def __init__(self, groups, activation, x_mean, x_scale, x_unit, features=None,
                  classification=False, y_mean=None, y_scale=None, squeeze=False):
         super().__init__()
-        self.layers_per_group = []
+        self.layouts = [g.layout for g in groups]
         for k, g in enumerate(groups):
-            layout = _engine.Layout(g["sizes"])
-            flat = torch.as_tensor(np.asarray(g["flat"], dtype=np.float32))
-            for i, (W, b) in enumerate(layout.views(flat)):
-                self.register_buffer(f"g{k}_weight{i}", W.contiguous())  # (G, fan_in, fan_out)
-                self.register_buffer(f"g{k}_bias{i}", b.contiguous())  # (G, 1, fan_out)
+            self.register_buffer(f"g{k}_flat", torch.as_tensor(g.flat, dtype=torch.float32))
             if features is not None:
                 self.register_buffer(f"g{k}_features",
-                                     torch.as_tensor(features[g["members"]], dtype=torch.int64))
-            self.layers_per_group.append(layout.n_layers)
-        members = np.concatenate([g["members"] for g in groups])
-        # member e's output sits at row inverse[e] of the concatenated group outputs
-        self.register_buffer("inverse", torch.as_tensor(np.argsort(members), dtype=torch.int64))
+                                     torch.as_tensor(features[g.members], dtype=torch.int64))
+        inverse = _predict.member_inverse(groups)
+        self.reorder = inverse is not None
+        if self.reorder:  # member e's output is row inverse[e] of the groups' outputs
+            self.register_buffer("inverse", torch.as_tensor(inverse, dtype=torch.int64))
         # the estimator's standardisation, in float64 as it computes it
         self.register_buffer("x_unit", torch.as_tensor(x_unit, dtype=torch.float64))
         self.register_buffer("x_mean", torch.as_tensor(x_mean / x_unit, dtype=torch.float64))
@@ -63,25 +58,15 @@ class EnsembleModule(nn.Module):
             self.register_buffer("y_mean", torch.as_tensor(y_mean, dtype=torch.float64))
             self.register_buffer("y_scale", torch.as_tensor(y_scale, dtype=torch.float64))
 
-    def _group(self, k, X):
-        """Raw outputs ``(G, n, O)`` of group ``k`` on standardised ``X (n, F)``."""
-        G = getattr(self, f"g{k}_weight0").shape[0]
-        if self.has_features:
-            h = X[:, getattr(self, f"g{k}_features")].permute(1, 0, 2)  # (n, G, k) -> (G, n, k)
-        else:
-            h = X.unsqueeze(0).expand(G, -1, -1)  # (G, n, F)
-        n_layers = self.layers_per_group[k]
-        for i in range(n_layers):
-            h = torch.baddbmm(getattr(self, f"g{k}_bias{i}"), h, getattr(self, f"g{k}_weight{i}"))
-            if i < n_layers - 1:
-                h = _engine.activate(h, self.activation)
-        return h
-
     def forward(self, X):
         """Ensemble output for ``X (n, F)``."""
         Xs = ((X.double() / self.x_unit - self.x_mean) / self.x_scale).float()
-        out = torch.cat([self._group(k, Xs) for k in range(len(self.layers_per_group))])
-        out = out[self.inverse]  # (E, n, O) in member order
+        groups = [(getattr(self, f"g{k}_flat"), layout,
+                   getattr(self, f"g{k}_features") if self.has_features else None)
+                  for k, layout in enumerate(self.layouts)]
+        # the same forward pass as the estimator's predict
+        out = _predict.forward_members(groups, Xs, self.activation,
+                                       self.inverse if self.reorder else None)  # (E, n, O)
         if self.classification:
             return torch.softmax(out, dim=-1).mean(0)  # (n, K)
         out = out.double().mean(0) * self.y_scale + self.y_mean  # (n, O) float64

@@ -5,7 +5,8 @@ import torch
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 
-from ._base import BaseNeuralBagging, _weighted_standardisation
+from ._base import BaseNeuralBagging
+from ._scaling import weighted_standardisation
 
 
 class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
@@ -270,7 +271,7 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         if reset:
             self._y_1d = y.ndim == 1
             self.n_outputs_ = Y.shape[1]
-            mean, scale, unit, constant = _weighted_standardisation(Y, sample_weight)
+            mean, scale, unit, constant = weighted_standardisation(Y, sample_weight)
             # Members learn constant columns as 0; mapping them back with scale 0 makes
             # their predictions exactly the constant, whatever small output a member has.
             self._y_mean, self._y_unit = mean, unit

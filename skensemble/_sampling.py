@@ -11,7 +11,6 @@ start adds members without disturbing the old ones). Per-epoch shuffles come fro
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from sklearn.model_selection import train_test_split
 
 MAX_SEED = np.iinfo(np.int32).max
@@ -52,6 +51,11 @@ class Plan:
     bootstrap: bool
     bootstrap_features: bool
     holdout: float = None
+
+    @property
+    def all_features(self):
+        """Whether every member reads every feature, in order (no feature subsets)."""
+        return self.n_feat == self.n_features and not self.bootstrap_features
 
 
 def _holdout(seed, n_samples, fraction, stratify):
@@ -131,21 +135,15 @@ def in_bag_mask(rows, n_samples):
     return mask
 
 
-def epoch_order(rows, generator, shuffle):
-    """Visiting order of every member for one epoch.
+def held_mask(held, n_samples):
+    """Boolean ``(E, n_samples)``: whether member e holds row i out (its validation rows)."""
+    mask = np.zeros((len(held), n_samples), dtype=bool)
+    for e, h in enumerate(held):  # set-up: one assignment per member
+        mask[e, h] = True
+    return mask
 
-    Parameters
-    ----------
-    rows : Tensor (E, M) int64
-        Each member's rows (on the CPU).
-    generator : torch.Generator (CPU)
-    shuffle : bool
 
-    Returns
-    -------
-    Tensor (E, M) int64: ``rows`` permuted independently within each member.
-    """
-    if not shuffle:
-        return rows
-    keys = torch.rand(rows.shape, generator=generator)  # (E, M) one key per visit
-    return torch.gather(rows, 1, torch.argsort(keys, dim=1))  # (E, M)
+def call_seeds(seeds, call):
+    """Per-member seeds of the ``call``-th partial_fit: independent streams, no ``hash()``."""
+    return np.array([np.random.SeedSequence([int(s), int(call)]).generate_state(1)[0]
+                     % MAX_SEED for s in seeds], dtype=np.int64)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from skensemble import _engine, _sampling
+from skensemble import _engine, _sampling, _training
 from skensemble._engine import Hyper, Layout
 
 ACT = {"relu": nn.ReLU, "tanh": nn.Tanh, "logistic": nn.Sigmoid, "identity": nn.Identity}
@@ -108,7 +108,7 @@ def test_stacked_engine_equals_loop_of_nn_models(engine, activation, solver, los
     gen = torch.Generator().manual_seed(5)
     plan = _sampling.Plan(X.shape[0], X.shape[1], 19, X.shape[1], True, False)
     rows = torch.from_numpy(_sampling.member_samples([1, 2, 3], plan)[0])
-    order = [_sampling.epoch_order(rows, gen, True) for _ in range(epochs)]
+    order = [_training.epoch_order(rows, gen, True) for _ in range(epochs)]
     fn = _engine.epoch_reference if engine == "reference" else _engine.epoch_batched
     for ep in range(epochs):
         fn(flat, state, steps, X, Y, sw, order[ep], lr, hyper, layout)

@@ -351,11 +351,11 @@ def test_cuda_matches_cpu(task):
 
 
 def test_keyboard_interrupt_keeps_a_usable_model_and_resumes(regression_data, monkeypatch):
-    from skensemble import _base
+    from skensemble import _training
 
     X, y = regression_data
     calls = {"n": 0}
-    real = NeuralBaggingRegressor._epoch_subset
+    real = _training._epoch_subset
 
     def interrupt_in_epoch_4(*args, **kwargs):
         calls["n"] += 1
@@ -363,13 +363,13 @@ def test_keyboard_interrupt_keeps_a_usable_model_and_resumes(regression_data, mo
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_base.BaseNeuralBagging, "_epoch_subset", staticmethod(interrupt_in_epoch_4))
+    monkeypatch.setattr(_training, "_epoch_subset", interrupt_in_epoch_4)
     reg = NeuralBaggingRegressor(**FAST, warm_start=True)
     with pytest.warns(UserWarning, match="interrupted"):
         reg.fit(X, y)
     assert reg.n_iter_ == 3 and reg.loss_curve_.shape == (3, 4)
     assert np.all(np.isfinite(reg.predict(X)))
-    monkeypatch.setattr(_base.BaseNeuralBagging, "_epoch_subset", staticmethod(real))
+    monkeypatch.setattr(_training, "_epoch_subset", real)
     reg.fit(X, y)  # warm start continues from the interrupted weights
     assert reg.n_iter_ > 3 and reg.loss_curve_.shape[0] == reg.n_iter_
     assert reg.score(X, y) > 0.9
@@ -423,14 +423,14 @@ def test_same_members_whichever_engine(task, solver):
 def test_streamed_training_equals_resident(task, engine, early_stopping, monkeypatch):
     # Data too big for the device streams from host memory in chunks; forced here on
     # the CPU with tiny chunks, it must reproduce the resident fit.
-    from skensemble import _base
+    from skensemble import _training
 
     Est, (X, y) = task
     params = dict(n_estimators=3, hidden_layer_sizes=(8,), batch_size=4, max_iter=4,
                   engine=engine, early_stopping=early_stopping, bootstrap=True,
                   max_features=3, learning_rate_init=0.01, random_state=0, tol=0.0)
     resident = _outputs(Est(**params).fit(X, y), X)
-    monkeypatch.setattr(_base.BaseNeuralBagging, "_stream_chunk_steps_override", 3)
+    monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", 3)
     streamed = _outputs(Est(**params).fit(X, y), X)
     np.testing.assert_allclose(streamed, resident, rtol=1e-5, atol=1e-6)
 

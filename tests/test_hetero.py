@@ -53,15 +53,15 @@ def test_padding_units_stay_inert_through_training(regression_data, activation):
                                  activation=activation, max_iter=20, learning_rate_init=0.05,
                                  solver="sgd", alpha=0.1, random_state=0).fit(X, y)
     (g,) = reg._groups
-    assert g["sizes"] == (4, 8, 9, 1)
-    for e, pos in zip(g["members"], range(2)):
+    assert g.sizes == (4, 8, 9, 1)
+    for e, pos in zip(g.members, range(2)):
         arch = reg.hidden_layer_sizes_[e]
         true = (4, *arch, 1)
-        back = _hetero.pad_rows(reg._member_row(e)[0][None], true, g["sizes"], activation)
-        np.testing.assert_array_equal(back[0], g["flat"][pos])  # padding exactly as placed
+        back = _hetero.pad_rows(reg._member_row(e)[0][None], true, g.sizes, activation)
+        np.testing.assert_array_equal(back[0], g.flat[pos])  # padding exactly as placed
         real = _hetero.pad_rows(np.ones((1, back.shape[1] - 0))[:, : reg._member_row(e)[0].size],
-                                true, g["sizes"], activation, fill_bias=False)[0] == 1
-        assert np.all(g["opt_state"][:, pos][:, ~real] == 0)  # no optimizer motion there
+                                true, g.sizes, activation, fill_bias=False)[0] == 1
+        assert np.all(g.opt_state[:, pos][:, ~real] == 0)  # no optimizer motion there
 
 
 def test_heterogeneous_classifier_and_warm_start(classification_data):

@@ -1,0 +1,576 @@
+"""The epoch loop of groups of members: pure torch and numpy, no scikit-learn.
+
+Owns
+----
+- groups of members that share one (padded) layout (:class:`Group`): building them from
+  initial weights, and merging new members into them (warm start);
+- per-member stopping (patience on each member's training or validation loss), keeping
+  each member's best weights, and the learning-rate schedules;
+- validation on each member's own rows;
+- whether the training data stays on the device or streams from host memory;
+- the thread scope of a fit and the translation of device out-of-memory errors;
+- per-epoch visiting orders.
+
+It takes standardised float32 arrays and small dataclasses and returns them. It must
+not validate user input, scale data, draw member seeds or know about estimators and
+labels: the facade (:mod:`._base`) does that and calls :func:`train_group` once per
+group. Everything here runs (and is tested) without scikit-learn.
+
+Shape legend (as in :mod:`._engine`): E members of a group, N rows, M rows one member
+visits per epoch, F features, k features one member reads, O outputs, P parameters of
+one member, S optimizer state slots, T epochs.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import warnings
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from . import _dispatch, _engine, _hetero
+from ._progress import progress
+
+_CPU = torch.device("cpu")
+
+
+# ------------------------------------------------------------------------- state
+@dataclass
+class Group:
+    """Members sharing one (padded) layout, and their training state, as numpy arrays.
+
+    Attributes
+    ----------
+    members : ndarray (E,) int64
+        Positions of the group's members in the ensemble.
+    sizes : tuple of int
+        Padded layout ``(F or k, H_1, ..., O)``.
+    flat : ndarray (E, P) float32
+        Parameters.
+    opt_state : ndarray (S, E, P) float32 or None
+        Optimizer state; None starts a new optimizer.
+    steps : ndarray (E,) int64 or None
+        Optimizer steps taken by each member.
+    lr : ndarray (E,) float64 or None
+        Each member's current learning rate (the adaptive schedule lowers it).
+    """
+
+    members: np.ndarray
+    sizes: tuple
+    flat: np.ndarray
+    opt_state: np.ndarray = None
+    steps: np.ndarray = None
+    lr: np.ndarray = None
+
+    @property
+    def layout(self):
+        """The group's :class:`~skensemble._engine.Layout`."""
+        return _engine.Layout(self.sizes)
+
+    def restarted(self):
+        """The same weights with a new optimizer (a resumed fit, like scikit-learn's MLP)."""
+        return Group(self.members, self.sizes, self.flat)
+
+    def member_row(self, member, sizes):
+        """Flat parameters ``(P_e,)`` of ``member`` at its own layout ``sizes``, or None."""
+        pos = np.flatnonzero(self.members == member)
+        if not pos.size:
+            return None
+        return _hetero.unpad_row(self.flat[pos[0]], self.sizes, sizes)
+
+
+def random_rows(archs, init_seeds, n_in, n_out, activation):
+    """Glorot initial parameters of each member at its own layout: list of ``(P_e,)`` arrays."""
+    return [
+        _engine.init_parameters(_engine.Layout((n_in, *arch, n_out)), [seed], activation)[0]
+        .numpy()
+        for arch, seed in zip(archs, init_seeds)  # set-up: one small draw per member
+    ]
+
+
+def make_groups(rows, archs, positions, n_in, n_out, activation):
+    """Groups of members of equal depth, each padded to its widest member.
+
+    Parameters
+    ----------
+    rows : list of ndarray (P_e,)
+        Initial parameters of each member at its own layout.
+    archs : list of tuple
+        Hidden widths of each member.
+    positions : ndarray (E,) int64
+        Each member's position in the ensemble.
+
+    Returns
+    -------
+    list of Group (without optimizer state)
+    """
+    groups = []
+    for local, widths in _hetero.group_by_depth(archs):
+        sizes = (n_in, *widths, n_out)
+        flat = np.concatenate([
+            _hetero.pad_rows(rows[i][None], (n_in, *archs[i], n_out), sizes, activation)
+            for i in local
+        ])
+        groups.append(Group(members=np.asarray(positions)[local], sizes=sizes, flat=flat))
+    return groups
+
+
+def merge_groups(old, new, activation):
+    """Groups after a warm start: each new group joins the old group of its depth, re-padded."""
+    groups = [replace(g) for g in old]
+    for g in new:
+        same = [o for o in groups if len(o.sizes) == len(g.sizes)]
+        if not same:
+            groups.append(g)
+            continue
+        o = same[0]
+        sizes = tuple(max(a, b) for a, b in zip(o.sizes, g.sizes))
+
+        def widen(grp):
+            flat = _hetero.pad_rows(grp.flat, grp.sizes, sizes, activation)
+            state = np.stack([_hetero.pad_rows(s, grp.sizes, sizes, activation, False)
+                              for s in grp.opt_state])  # (S, E, P_padded)
+            return flat, state
+
+        (f_old, s_old), (f_new, s_new) = widen(o), widen(g)
+        o.sizes = sizes
+        o.members = np.concatenate([o.members, g.members])
+        o.flat = np.concatenate([f_old, f_new])
+        o.opt_state = np.concatenate([s_old, s_new], 1)
+        o.steps = np.concatenate([o.steps, g.steps])
+        o.lr = np.concatenate([o.lr, g.lr])
+    return groups
+
+
+@dataclass(frozen=True)
+class Config:
+    """How the epoch loop runs: schedule, stopping, order, engine request, progress.
+
+    ``stop=False`` runs exactly ``max_iter`` epochs with no stopping (``partial_fit``);
+    ``t_start`` is the number of rows seen before (``"invscaling"`` continues from it).
+    """
+
+    max_iter: int = 200
+    learning_rate: str = "constant"
+    learning_rate_init: float = 1e-3
+    power_t: float = 0.5
+    shuffle: bool = True
+    tol: float = 1e-4
+    n_iter_no_change: int = 10
+    stop: bool = True
+    t_start: int = 0
+    engine: str = "auto"
+    verbose: int = 0
+
+
+@dataclass
+class Data:
+    """What one group trains on (numpy, host memory).
+
+    Attributes
+    ----------
+    X : ndarray (N, F) float32
+        Standardised inputs, read in place.
+    Y : ndarray (N, O) float32
+        Targets (standardised, or one-hot).
+    rows : ndarray (E, M) int64
+        Rows each member visits per epoch.
+    loss_weight : ndarray (N,) or None
+        Per-row weights of the training loss.
+    features : ndarray (E, k) int64 or None
+        Each member's feature subset (None: all features).
+    val_mask : ndarray (E, N) bool or None
+        Rows each member validates on; None: members stop on their training loss.
+    val_weight : ndarray (N,) or None
+        Per-row weights of the validation loss.
+    """
+
+    X: np.ndarray
+    Y: np.ndarray
+    rows: np.ndarray
+    loss_weight: np.ndarray = None
+    features: np.ndarray = None
+    val_mask: np.ndarray = None
+    val_weight: np.ndarray = None
+
+
+@dataclass
+class History:
+    """Per-epoch curves of the members (NaN once a member stopped).
+
+    Attributes
+    ----------
+    loss : ndarray (T, E)
+    n_iter : ndarray (E,) int64
+    unconverged : int
+        Members still improving when ``max_iter`` ended the loop.
+    seconds : float
+    val_loss, val_score : ndarray (T, E) or None
+    best : ndarray (E,) or None
+        Each member's best validation loss.
+    """
+
+    loss: np.ndarray
+    n_iter: np.ndarray
+    unconverged: int = 0
+    seconds: float = 0.0
+    val_loss: np.ndarray = None
+    val_score: np.ndarray = None
+    best: np.ndarray = None
+
+    @classmethod
+    def combine(cls, parts, n_members):
+        """One history for members trained in groups: ``parts = [(positions, History)]``."""
+        T = max(h.loss.shape[0] for _, h in parts)
+        has_val = parts[0][1].val_loss is not None
+        out = cls(loss=np.full((T, n_members), np.nan),
+                  n_iter=np.zeros(n_members, dtype=np.int64),
+                  unconverged=sum(h.unconverged for _, h in parts),
+                  seconds=sum(h.seconds for _, h in parts))
+        if has_val:
+            out.val_loss = np.full((T, n_members), np.nan)
+            out.val_score = np.full((T, n_members), np.nan)
+            out.best = np.full(n_members, np.nan)
+        for loc, h in parts:
+            out.loss[: h.loss.shape[0], loc] = h.loss
+            out.n_iter[loc] = h.n_iter
+            if has_val:
+                out.val_loss[: h.val_loss.shape[0], loc] = h.val_loss
+                out.val_score[: h.val_score.shape[0], loc] = h.val_score
+                out.best[loc] = h.best
+        return out
+
+    def after(self, earlier):
+        """This history's epochs following ``earlier``'s (a resumed fit)."""
+        def cat(a, b):
+            return None if a is None or b is None else np.concatenate([a, b])
+
+        return replace(self, loss=np.concatenate([earlier.loss, self.loss]),
+                       n_iter=earlier.n_iter + self.n_iter,
+                       val_loss=cat(earlier.val_loss, self.val_loss),
+                       val_score=cat(earlier.val_score, self.val_score),
+                       best=self.best if earlier.best is not None else None)
+
+    def beside(self, earlier):
+        """New members' curves next to ``earlier``'s (warm start with more members)."""
+        def pad(old, fresh):
+            if old is None or fresh is None:
+                return None
+            T = max(old.shape[0], fresh.shape[0])
+            out = np.full((T, old.shape[1] + fresh.shape[1]), np.nan)
+            out[: old.shape[0], : old.shape[1]] = old
+            out[: fresh.shape[0], old.shape[1]:] = fresh
+            return out
+
+        best = None
+        if earlier.best is not None and self.best is not None:
+            best = np.concatenate([earlier.best, self.best])
+        return replace(self, loss=pad(earlier.loss, self.loss),
+                       n_iter=np.concatenate([earlier.n_iter, self.n_iter]),
+                       val_loss=pad(earlier.val_loss, self.val_loss),
+                       val_score=pad(earlier.val_score, self.val_score), best=best)
+
+
+# ------------------------------------------------------------------ orders, streaming
+def epoch_order(rows, generator, shuffle):
+    """Visiting order of every member for one epoch, on the CPU.
+
+    Parameters
+    ----------
+    rows : Tensor (E, M) int64 on the CPU
+    generator : torch.Generator (CPU)
+    shuffle : bool
+
+    Returns
+    -------
+    Tensor (E, M) int64: ``rows`` permuted independently within each member.
+    """
+    if not shuffle:
+        return rows
+    keys = torch.rand(rows.shape, generator=generator)  # (E, M) one key per visit
+    return torch.gather(rows, 1, torch.argsort(keys, dim=1))  # (E, M)
+
+
+# Batches per streamed chunk, forced; None decides from the device's free memory. Tests
+# set it to exercise streaming on the CPU.
+STREAM_CHUNK_STEPS = None
+
+
+def stream_chunk_steps(X, Y, device, hyper, n_members):
+    """Batches per chunk when the training data must stream from host memory, else None.
+
+    On CUDA the data stays on the device when it takes at most half its free memory;
+    otherwise it streams in chunks sized to a quarter of the free memory.
+    """
+    if STREAM_CHUNK_STEPS is not None:
+        return int(STREAM_CHUNK_STEPS)
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    data_bytes = X.nbytes + 4 * Y.size * 2
+    if data_bytes <= free // 2:
+        return None
+    row_bytes = 4 * (X.shape[1] + Y.shape[1] + 1)
+    return max(1, int(free // 4 // (n_members * hyper.batch_size * row_bytes)))
+
+
+@dataclass
+class _Tensors:
+    """The training data as tensors: X, Y, sw where the data lives (``home``), the rest on
+    the compute device."""
+
+    X: torch.Tensor  # (N, F) on home
+    Y: torch.Tensor  # (N, O) on home
+    sw: torch.Tensor  # (N,) on home, or None
+    features: torch.Tensor  # (E, k) on the device, or None
+    stream: int  # batches per streamed chunk, or None (resident)
+
+
+@dataclass
+class _Validation:
+    X: torch.Tensor  # (Nv, F) on home: only rows some member validates on
+    Y: torch.Tensor  # (Nv, O) on the device
+    w: torch.Tensor  # (E, Nv) on the device: row weight where member e validates, else 0
+
+
+def _validation(data, t, device):
+    """The rows any member validates on, gathered once (None without validation)."""
+    if data.val_mask is None:
+        return None
+    vrows = np.flatnonzero(data.val_mask.any(0))  # forward only rows someone validates on
+    if not vrows.size:  # none at all (tiny data): every member stops on its training loss
+        return None
+    vw = data.val_mask[:, vrows].astype(np.float32)  # (E, Nv)
+    if data.val_weight is not None:
+        vw = vw * data.val_weight[vrows].astype(np.float32)
+    vidx = torch.from_numpy(vrows).to(t.X.device)  # indexes the data where it lives
+    return _Validation(X=t.X[vidx], Y=t.Y[vidx].to(device), w=torch.from_numpy(vw).to(device))
+
+
+# ------------------------------------------------------------------------- train
+def train_group(group, data, hyper, config, device, *, seed=0, member_score=None):
+    """Train one group of members until each stops or ``config.max_iter`` epochs.
+
+    Parameters
+    ----------
+    group : Group
+        Initial weights and, to continue, optimizer state.
+    data : Data
+    hyper : skensemble._engine.Hyper
+    config : Config
+    device : torch.device
+    seed : int
+        Seed of the per-epoch visiting orders.
+    member_score : callable or None
+        ``(out (E, Nv, O), Y (Nv, O), w (E, Nv)) -> (E,)`` validation score per member
+        (higher is better), recorded in the history.
+
+    Returns
+    -------
+    group : Group
+        Trained weights and optimizer state (numpy, CPU).
+    history : History
+    engine : str
+        The engine that ran.
+    """
+    layout = group.layout
+    E = group.flat.shape[0]
+    engine = _dispatch.select_engine(config.engine, hyper, layout, device,
+                                     data.features is not None)
+    stream = stream_chunk_steps(data.X, data.Y, device, hyper, E)
+    home = _CPU if stream else device  # where the training data lives
+    t = _Tensors(
+        X=torch.from_numpy(data.X).to(home),
+        Y=torch.from_numpy(data.Y).to(home),
+        sw=None if data.loss_weight is None else torch.from_numpy(
+            data.loss_weight.astype(np.float32)).to(home),
+        features=None if data.features is None else torch.from_numpy(data.features).to(device),
+        stream=stream,
+    )
+    val = _validation(data, t, device) if config.stop else None
+    flat = torch.from_numpy(np.ascontiguousarray(group.flat, dtype=np.float32)).to(device)
+    if group.opt_state is not None:
+        if group.opt_state.shape[0] != hyper.n_state:
+            raise ValueError("warm_start=True cannot change the solver of fitted members.")
+        state = torch.from_numpy(group.opt_state.copy()).to(device)
+        steps = torch.from_numpy(group.steps.copy()).to(device)
+        lr = group.lr.copy()
+    else:
+        state, steps = _engine.init_state(flat, hyper)
+        lr = np.full(E, float(config.learning_rate_init))
+    if engine in ("numba", "triton"):
+        # Member-major: threads meet once per epoch, one thread per member up to the
+        # cores this fit may use.
+        n_threads = min(_dispatch.default_threads(), E)
+    else:  # torch steps synchronise per operation: only big steps get threads
+        n_threads = _dispatch.default_threads(E * layout.n_params * hyper.batch_size)
+    start = time.perf_counter()
+    try:
+        with _dispatch.thread_limit(n_threads, engine):
+            history = _loop(flat, state, steps, lr, t, val, torch.from_numpy(data.rows), seed,
+                            hyper, layout, engine, config, member_score)
+    except torch.cuda.OutOfMemoryError as exc:
+        raise MemoryError(
+            f"{device} ran out of memory training {E} members of {layout.n_params} "
+            f"parameters with batch_size={hyper.batch_size}. Lower n_estimators or "
+            "batch_size, free memory held by other processes, or use device='cpu'."
+        ) from exc
+    finally:
+        _engine.release_graphs()
+    history.seconds = time.perf_counter() - start
+    trained = Group(members=group.members, sizes=group.sizes, flat=flat.cpu().numpy().copy(),
+                    opt_state=state.cpu().numpy().copy(), steps=steps.cpu().numpy().copy(),
+                    lr=lr)
+    return trained, history, engine
+
+
+def _loop(flat, state, steps, lr, t, val, rows, seed, hyper, layout, engine, config,
+          member_score):
+    """The epoch loop: all members in one call per epoch, each stopping on its own.
+
+    Members that stopped are left out of later epochs (their parameters and optimizer
+    state are untouched); members sharing a learning rate are trained by one call.
+    ``lr (E,)`` is updated in place (schedules).
+    """
+    E = flat.shape[0]
+    device = flat.device
+    epoch_fn = _dispatch.epoch_function(engine)
+    order_device = device
+    if t.stream:
+        epoch_fn = functools.partial(_engine.epoch_streamed, epoch_fn, chunk_steps=t.stream)
+        order_device = _CPU  # the host gathers each chunk's rows
+    gen = torch.Generator().manual_seed(int(seed))
+    adaptive = hyper.solver == "sgd" and config.learning_rate == "adaptive"
+    invscaling = hyper.solver == "sgd" and config.learning_rate == "invscaling"
+    active = np.ones(E, dtype=bool)
+    n_iter = np.zeros(E, dtype=np.int64)
+    best = np.full(E, np.inf)
+    no_improve = np.zeros(E, dtype=np.int64)
+    best_flat = flat.clone() if val is not None else None
+    losses, val_losses, val_scores = [], [], []
+    M = rows.shape[1]
+    t_seen = config.t_start
+    bar = progress(config.max_iter, config.verbose)
+    interrupted = False
+    for epoch in range(config.max_iter):
+        try:
+            order = epoch_order(rows, gen, config.shuffle)  # (E, M) on the CPU
+            if invscaling:
+                lr[:] = config.learning_rate_init / (t_seen + 1) ** config.power_t
+            epoch_loss = torch.full((E,), float("nan"), device=device)
+            for rate in np.unique(lr[active]):
+                members = np.flatnonzero(active & (lr == rate))
+                epoch_loss[torch.from_numpy(members).to(device)] = _epoch_subset(
+                    epoch_fn, members, flat, state, steps, t, order, order_device, float(rate),
+                    hyper, layout,
+                )
+            t_seen += M
+            n_iter[active] += 1
+            if val is not None:
+                vloss, vscore = _validate(flat, val, hyper, layout, t.features, member_score)
+            loss_np = epoch_loss.cpu().numpy().astype(np.float64)  # one sync per epoch
+            bad = active & ~np.isfinite(loss_np)
+            if bad.any():
+                bar.close()
+                raise ValueError(
+                    f"Training diverged: the loss of member(s) {np.flatnonzero(bad).tolist()} "
+                    f"became non-finite in epoch {epoch + 1} with solver={hyper.solver!r} and "
+                    f"learning_rate_init={config.learning_rate_init}. Lower learning_rate_init "
+                    "(e.g. by 10x), or use solver='adam'."
+                )
+            losses.append(loss_np)
+            crit = loss_np
+            if val is not None:
+                vloss_np = vloss.cpu().numpy().astype(np.float64)
+                vloss_np[~active] = np.nan
+                val_losses.append(vloss_np)
+                val_scores.append(np.where(active, vscore.cpu().numpy(), np.nan))
+                # Members without validation rows (tiny data) fall back to their training loss.
+                crit = np.where(np.isfinite(vloss_np), vloss_np, loss_np)
+            if config.stop:
+                worse = active & (crit > best - config.tol)
+                no_improve[worse] += 1
+                no_improve[active & ~worse] = 0
+                improved = active & (crit < best)
+                best[improved] = crit[improved]
+                if val is not None and improved.any():
+                    keep = torch.from_numpy(np.flatnonzero(improved)).to(device)
+                    best_flat[keep] = flat[keep]
+                patience_out = active & (no_improve >= config.n_iter_no_change)
+                if adaptive:
+                    shrink = patience_out & (lr / 5.0 >= 1e-6)
+                    lr[shrink] /= 5.0
+                    no_improve[shrink] = 0
+                    patience_out &= ~shrink
+                active &= ~patience_out
+            bar.update(float(np.nanmean(loss_np)), int(active.sum()), E,
+                       None if val is None else float(np.nanmean(val_losses[-1])))
+            if not active.any():
+                break
+        except KeyboardInterrupt:
+            # Like scikit-learn's MLP: stop, keep what was learnt, leave a usable model.
+            warnings.warn(
+                f"Training interrupted by the user in epoch {epoch + 1}; keeping the "
+                "weights so far (each member's best with early_stopping). Call fit again "
+                "with warm_start=True to continue.",
+                UserWarning,
+                stacklevel=2,
+            )
+            interrupted = True
+            break
+    bar.close()
+    if val is not None:
+        flat.copy_(best_flat)  # every member ends with its best-validation weights
+    if interrupted:
+        active[:] = False  # do not also warn about convergence
+    history = History(loss=np.asarray(losses).reshape(-1, E), n_iter=n_iter,
+                      unconverged=int(active.sum()))
+    if val is not None:
+        history.val_loss = np.asarray(val_losses).reshape(-1, E)
+        history.val_score = np.asarray(val_scores).reshape(-1, E)
+        history.best = best
+    return history
+
+
+def _epoch_subset(epoch_fn, members, flat, state, steps, t, order, order_device, lr, hyper,
+                  layout):
+    """Run one epoch for ``members`` only; returns their losses ``(len(members),)``.
+
+    ``order (E, M)`` is on the CPU and moves to ``order_device`` (the device, or the CPU
+    when streaming); each index tensor is made on the device of the tensor it indexes.
+    """
+    extra = {}
+    if members.size == flat.shape[0]:
+        if t.features is not None:
+            extra["features"] = t.features
+        return epoch_fn(flat, state, steps, t.X, t.Y, t.sw, order.to(order_device), lr, hyper,
+                        layout, **extra)
+    host_idx = torch.from_numpy(members)  # indexes the host order
+    idx = host_idx.to(flat.device)  # indexes parameters, state and features
+    sub_flat, sub_state, sub_steps = flat[idx], state[:, idx].contiguous(), steps[idx]
+    if t.features is not None:
+        extra["features"] = t.features[idx].contiguous()
+    sub_order = order[host_idx].to(order_device)  # (len(members), M)
+    out = epoch_fn(sub_flat, sub_state, sub_steps, t.X, t.Y, t.sw, sub_order, lr, hyper, layout,
+                   **extra)
+    flat[idx], state[:, idx], steps[idx] = sub_flat, sub_state, sub_steps
+    return out
+
+
+@torch.no_grad()
+def _validate(flat, val, hyper, layout, features, member_score):
+    """Per-member weighted validation loss ``(E,)`` and score ``(E,)`` (device tensors)."""
+    out = torch.cat(
+        _engine.predict_chunked(flat, layout, val.X, hyper.activation, lambda o: o,
+                                features=features),
+        dim=1,
+    )  # (E, Nv, O)
+    Y = val.Y.unsqueeze(0).expand_as(out)
+    rows = _engine.per_row_loss(out, Y, hyper.loss)  # (E, Nv)
+    loss = (rows * val.w).sum(1) / val.w.sum(1)  # nan where a member has no validation rows
+    if member_score is None:
+        return loss, torch.full_like(loss, float("nan"))
+    return loss, member_score(out, val.Y, val.w)
