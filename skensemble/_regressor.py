@@ -75,10 +75,15 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     early_stopping : bool, default=False
         Whether each member stops on its own validation loss and ends with its best
         weights. It validates on its out-of-bag rows when ``bootstrap=True``, otherwise
-        on a held-out ``validation_fraction`` of the training data.
+        on a held-out ``validation_fraction`` of the training data. With
+        ``oob_score=True`` too, each member instead holds out its own
+        ``validation_fraction`` before drawing its bootstrap sample and stops on those
+        rows, which ``oob_score_`` never uses: a score on the rows that chose each
+        member's weights would be optimistic.
 
     validation_fraction : float, default=0.1
-        Held-out fraction for ``early_stopping`` without bootstrap.
+        Held-out fraction for ``early_stopping`` without bootstrap, or with
+        ``oob_score=True``.
 
     momentum : float, default=0.9
         Momentum of sgd.
@@ -113,7 +118,8 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
 
     oob_score : bool, default=False
         Whether to score the ensemble on out-of-bag rows: each training row predicted
-        only by the members that did not draw it. Requires ``bootstrap=True``.
+        only by the members that did not draw it (nor, with ``early_stopping``, hold
+        it out to stop on). Requires ``bootstrap=True``.
 
     warm_start : bool, default=False
         When True and ``n_estimators`` has been raised, ``fit`` trains only the new

@@ -391,15 +391,18 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
         stream=stream,
     )
     val = _validation(data, t, device) if config.stop else None
-    flat = torch.from_numpy(np.ascontiguousarray(group.flat, dtype=np.float32)).to(device)
+    # a copy: the caller's group (a fitted estimator's, when resuming) stays untouched
+    flat = torch.from_numpy(np.array(group.flat, dtype=np.float32, order="C")).to(device)
     if group.opt_state is not None:
         if group.opt_state.shape[0] != hyper.n_state:
             raise ValueError("warm_start=True cannot change the solver of fitted members.")
         state = torch.from_numpy(group.opt_state.copy()).to(device)
         steps = torch.from_numpy(group.steps.copy()).to(device)
-        lr = group.lr.copy()
     else:
         state, steps = _engine.init_state(flat, hyper)
+    if group.lr is not None:  # each member's own rate (continued, or set per member)
+        lr = np.asarray(group.lr, dtype=np.float64).copy()
+    else:
         lr = np.full(E, float(config.learning_rate_init))
     if engine in ("numba", "triton"):
         # Member-major: threads meet once per epoch, one thread per member up to the

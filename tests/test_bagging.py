@@ -17,6 +17,11 @@ def _members(est, X):
     return est.predict_members(X)
 
 
+# Six members: a few rows are drawn by all of them, so the missing-OOB warning is expected.
+OOB_FEW = pytest.mark.filterwarnings("ignore:Some inputs do not have OOB scores")
+
+
+@OOB_FEW
 def test_oob_equals_mean_of_members_that_did_not_draw(task):
     Est, (X, y) = task
     est = Est(**SMALL, bootstrap=True, oob_score=True).fit(X, y)
@@ -226,3 +231,83 @@ def test_warm_start_resume_uses_new_learning_rate(regression_data):
     w = a.coefs_[0].copy()
     a.set_params(learning_rate_init=1e-9).fit(X, y)
     np.testing.assert_allclose(a.coefs_[0], w, atol=1e-6)  # a tiny rate barely moves them
+
+
+@OOB_FEW
+def test_oob_with_early_stopping_excludes_the_rows_each_member_stopped_on(task):
+    # With oob_score=True, early stopping uses a per-member hold-out drawn before the
+    # bootstrap sample; oob_score_ averages, per row, only the members that neither
+    # drew the row nor stopped on it.
+    Est, (X, y) = task
+    est = Est(**SMALL, bootstrap=True, oob_score=True, early_stopping=True,
+              validation_fraction=0.2).fit(X, y)
+    rows, held, _ = est._member_draws()
+    assert held is not None and len(held) == len(rows)
+    members = _members(est, X)
+    oob = est.oob_prediction_ if hasattr(est, "oob_prediction_") else est.oob_decision_function_
+    for e in range(len(rows)):
+        assert not set(held[e]) & set(rows[e])  # never trains on its stopping rows
+        assert len(held[e]) == int(np.ceil(0.2 * X.shape[0]))
+    for i in range(X.shape[0]):
+        qualify = [e for e in range(len(rows)) if i not in rows[e] and i not in held[e]]
+        if qualify:
+            np.testing.assert_allclose(oob[i], members[qualify, i].mean(0), rtol=1e-6)
+        else:
+            assert np.all(np.isnan(oob[i]))
+    assert est.validation_loss_curve_.shape[1] == len(rows)
+
+
+@OOB_FEW
+def test_oob_score_with_early_stopping_is_not_above_the_test_score():
+    # Noisy data, members that overfit: stopping (and keeping the best weights) on the
+    # rows that oob_score_ scores would make it optimistic. Over several splits the
+    # out-of-bag score must not sit above the held-out test score.
+    from sklearn.datasets import make_regression
+    from sklearn.model_selection import train_test_split
+
+    gaps = []
+    for seed in range(5):
+        X, y = make_regression(1000, 20, n_informative=2, noise=100, random_state=seed)
+        Xa, Xb, ya, yb = train_test_split(X, y, train_size=150, random_state=seed)
+        reg = NeuralBaggingRegressor(
+            n_estimators=6, hidden_layer_sizes=(64,), bootstrap=True, early_stopping=True,
+            oob_score=True, n_iter_no_change=30, learning_rate_init=0.01, max_iter=120,
+            batch_size=32, random_state=seed).fit(Xa, ya)
+        gaps.append(reg.oob_score_ - reg.score(Xb, yb))
+    assert np.mean(gaps) < 0.02, gaps
+
+
+@pytest.mark.parametrize("bootstrap_features", [False, True])
+def test_partial_fit_honours_feature_subsets(task, bootstrap_features):
+    Est, (X, y) = task
+    est = Est(**{**SMALL, "max_iter": 1}, max_features=2, bootstrap_features=bootstrap_features)
+    kwargs = {"classes": np.unique(y)} if hasattr(est, "predict_proba") else {}
+    est.partial_fit(X, y, **kwargs)
+    feats = est.estimators_features_
+    assert all(f.shape == (2,) for f in feats)
+    assert len({tuple(f) for f in feats}) > 1
+    assert est.coefs_[0].shape[1] == 2  # the first layer reads only the member's features
+    est.partial_fit(X, y)
+    for a, b in zip(feats, est.estimators_features_):
+        np.testing.assert_array_equal(a, b)  # kept across calls
+    before = _members(est, X)
+    for e, f in enumerate(feats):
+        X2 = X.copy()
+        X2[:, np.setdiff1d(np.arange(X.shape[1]), f)] = 1e3
+        np.testing.assert_allclose(_members(est, X2)[e], before[e], rtol=1e-6)
+
+
+def test_partial_fit_draws_per_call_rows_from_seed_sequences(regression_data):
+    from skensemble import _sampling
+
+    X, y = regression_data
+    a = NeuralBaggingRegressor(**{**SMALL, "random_state": 3}, bootstrap=True)
+    b = NeuralBaggingRegressor(**{**SMALL, "random_state": 3}, bootstrap=True)
+    for _ in range(2):
+        a.partial_fit(X, y)
+        b.partial_fit(X, y)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    s1, s2 = _sampling.call_seeds(a._seeds, 1), _sampling.call_seeds(a._seeds, 2)
+    assert len(set(s1) | set(s2)) == 2 * len(s1)  # every member, every call: its own stream
+    expected = np.random.SeedSequence([int(a._seeds[0]), 1]).generate_state(1)[0]
+    assert s1[0] == expected % _sampling.MAX_SEED

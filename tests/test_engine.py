@@ -263,3 +263,31 @@ def test_feature_subsets_batched_equals_reference():
     for e in range(3):
         own = _engine.forward(flat[e : e + 1], layout, X[:, feats[e]], "tanh")
         torch.testing.assert_close(out[e], own[0])
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 64])
+@pytest.mark.parametrize("activation, solver, loss", CASES[::3])
+def test_graphed_schedule_equals_reference(activation, solver, loss, chunk):
+    # The CUDA-graph engine's static-buffer schedule (chunks of steps reading the order
+    # from a static buffer, the remainder eagerly), run eagerly on the CPU. Odd N and
+    # batch 3 leave a short last batch and a remainder outside the whole chunks.
+    X, Y, sw, layout = _problem(loss, E=4, N=29, hidden=(7, 5), O=3)
+    hyper = Hyper(activation=activation, loss=loss, solver=solver[0],
+                  nesterovs_momentum=solver[1], alpha=0.05, batch_size=3)
+    feats = torch.tensor([[0, 2, 3, 1], [3, 3, 1, 0], [2, 1, 0, 3], [0, 1, 2, 3]])
+    for features in (None, feats):
+        flat = _engine.init_parameters(layout, range(4), activation)
+        state, steps = _engine.init_state(flat, hyper)
+        f2, s2, t2 = flat.clone(), state.clone(), steps.clone()
+        for epoch in range(2):
+            order = torch.argsort(torch.rand(4, 29, generator=torch.Generator().manual_seed(epoch)), 1)
+            l1 = _engine.epoch_reference(flat, state, steps, X, Y, sw, order, 0.01, hyper, layout,
+                                         features)
+            l2 = _engine.epoch_graphed(f2, s2, t2, X, Y, sw, order, 0.01, hyper, layout, features,
+                                       chunk=chunk, capture=False)
+            torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(flat, f2, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(state, s2, rtol=1e-5, atol=1e-6)
+        assert torch.equal(steps, t2)
+    _engine.release_graphs()
+    assert not _engine._RUNNER_CACHE

@@ -1,0 +1,174 @@
+"""The training module on its own: no estimator, no scikit-learn."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from skensemble import _engine, _training
+from skensemble._engine import Hyper
+
+
+def _group_data(E=4, N=60, F=5, O=1, hidden=(8,), seed=0, val_fraction=0.25):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((N, F)).astype(np.float32)
+    Y = (X[:, :1] * 2 - X[:, 1:2] + 0.3 * rng.standard_normal((N, 1))).astype(np.float32)
+    Y = np.repeat(Y, O, axis=1)
+    n_val = int(N * val_fraction)
+    val_mask = np.zeros((E, N), dtype=bool)
+    rows = []
+    for e in range(E):
+        perm = rng.permutation(N)
+        val_mask[e, perm[:n_val]] = True
+        rows.append(np.sort(perm[n_val:]))
+    archs = [hidden] * E
+    init = _training.random_rows(archs, range(100, 100 + E), F, O, "tanh")
+    (group,) = _training.make_groups(init, archs, np.arange(E), F, O, "tanh")
+    data = _training.Data(X=X, Y=Y, rows=np.stack(rows), val_mask=val_mask)
+    return group, data
+
+
+def test_training_runs_without_scikit_learn():
+    # The training module and the engine are importable and usable with scikit-learn
+    # blocked: the package imports its estimators lazily.
+    code = textwrap.dedent("""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name == "sklearn" or name.startswith("sklearn."):
+                    raise ImportError("blocked: " + name)
+        sys.meta_path.insert(0, Block())
+        import numpy as np, torch
+        from skensemble import _training, _engine
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((40, 3)).astype(np.float32)
+        Y = X[:, :1].copy()
+        init = _training.random_rows([(6,)] * 2, [1, 2], 3, 1, "tanh")
+        (g,) = _training.make_groups(init, [(6,)] * 2, np.arange(2), 3, 1, "tanh")
+        data = _training.Data(X=X, Y=Y, rows=np.tile(np.arange(40), (2, 1)))
+        hyper = _engine.Hyper(activation="tanh", batch_size=8)
+        cfg = _training.Config(max_iter=30, learning_rate_init=0.01, engine="batched")
+        out, hist, engine = _training.train_group(g, data, hyper, cfg, torch.device("cpu"))
+        assert hist.loss[-1].max() < hist.loss[0].min(), hist.loss
+        assert not any(m.startswith("sklearn") for m in sys.modules)
+        print("ok", engine)
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["ok", "batched"]
+
+
+def test_members_stop_on_their_own_and_keep_their_best_weights():
+    group, data = _group_data(E=4)
+    group.lr = np.array([0.0, 0.01, 0.01, 0.05])  # member 0 cannot learn at all
+    hyper = Hyper(activation="tanh", batch_size=8)
+    cfg = _training.Config(max_iter=80, n_iter_no_change=3, tol=1e-6, engine="batched")
+    out, hist, _ = _training.train_group(group, data, hyper, cfg, torch.device("cpu"))
+    # member 0: first epoch sets its best, then patience runs out
+    assert hist.n_iter[0] == 1 + cfg.n_iter_no_change
+    np.testing.assert_array_equal(out.flat[0], group.flat[0])  # lr 0: weights unchanged
+    assert hist.n_iter[1:].max() > hist.n_iter[0]
+    assert np.isnan(hist.loss[hist.n_iter[0]:, 0]).all()  # stopped: no further epochs
+    # each member ends with the weights of its best validation epoch
+    out_t = _engine.forward(torch.from_numpy(out.flat), out.layout, torch.from_numpy(data.X),
+                            "tanh")  # (E, N, 1)
+    err = 0.5 * ((out_t - torch.from_numpy(data.Y)) ** 2).sum(-1).numpy()  # (E, N)
+    val = (err * data.val_mask).sum(1) / data.val_mask.sum(1)
+    np.testing.assert_allclose(val, hist.best, rtol=1e-4)
+    np.testing.assert_allclose(hist.best, np.nanmin(hist.val_loss, axis=0), rtol=1e-6)
+
+
+def _train(data, group, hyper, cfg):
+    out, hist, engine = _training.train_group(group, data, hyper, cfg, torch.device("cpu"),
+                                              seed=7)
+    return out, hist
+
+
+@pytest.mark.parametrize("engine", ["batched", "numba"])
+def test_streaming_with_stopping_and_adaptive_schedule_equals_resident(engine, monkeypatch):
+    # Members stop at different epochs and the adaptive schedule gives them different
+    # rates, so epochs run on member subsets; streamed from host memory in chunks of
+    # 2 batches, the fit must equal the resident one.
+    group, data = _group_data(E=5, N=50)
+    hyper = Hyper(activation="tanh", solver="sgd", batch_size=4)
+    cfg = _training.Config(max_iter=40, learning_rate="adaptive", learning_rate_init=0.05,
+                           n_iter_no_change=2, tol=1e-3, engine=engine)
+    calls = []
+    real = _training._epoch_subset
+
+    def spy(epoch_fn, members, *args):
+        calls.append((members.size, args[-3]))  # members trained together, their rate
+        return real(epoch_fn, members, *args)
+
+    monkeypatch.setattr(_training, "_epoch_subset", spy)
+    resident, h1 = _train(data, group, hyper, cfg)
+    assert len(set(h1.n_iter)) > 1  # members really stopped at different epochs
+    assert any(n < 5 for n, _ in calls)  # so epochs ran on member subsets
+    assert len({rate for _, rate in calls}) > 2  # ... at several rates
+    monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", 2)
+    streamed, h2 = _train(data, group, hyper, cfg)
+    np.testing.assert_array_equal(h1.n_iter, h2.n_iter)
+    np.testing.assert_allclose(streamed.flat, resident.flat, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h2.val_loss, h1.val_loss, rtol=1e-5, atol=1e-6)
+
+
+def test_history_combine_resume_and_grow():
+    a = _training.History(loss=np.ones((3, 2)), n_iter=np.array([3, 2]), unconverged=1,
+                          seconds=1.0, val_loss=np.ones((3, 2)), val_score=np.ones((3, 2)),
+                          best=np.array([0.5, 0.6]))
+    b = _training.History(loss=np.full((5, 1), 2.0), n_iter=np.array([5]), seconds=2.0,
+                          val_loss=np.full((5, 1), 2.0), val_score=np.ones((5, 1)),
+                          best=np.array([0.1]))
+    both = _training.History.combine([(np.array([0, 2]), a), (np.array([1]), b)], 3)
+    assert both.loss.shape == (5, 3) and both.seconds == 3.0 and both.unconverged == 1
+    np.testing.assert_array_equal(both.n_iter, [3, 5, 2])
+    np.testing.assert_array_equal(both.best, [0.5, 0.1, 0.6])
+    assert np.isnan(both.loss[3:, 0]).all() and (both.loss[:, 1] == 2).all()
+    grown = b.beside(a)  # a's two members, then b's new one
+    assert grown.loss.shape == (5, 3) and np.isnan(grown.loss[3:, :2]).all()
+    np.testing.assert_array_equal(grown.n_iter, [3, 2, 5])
+    resumed = a.after(a)
+    assert resumed.loss.shape == (6, 2)
+    np.testing.assert_array_equal(resumed.n_iter, [6, 4])
+    no_val = _training.History(loss=np.ones((1, 2)), n_iter=np.array([1, 1]))
+    assert no_val.after(a).val_loss is None and no_val.beside(a).val_loss is None
+
+
+def test_merge_groups_pads_new_members_into_the_old_group():
+    init = _training.random_rows([(4,), (6,)], [1, 2], 3, 1, "relu")
+    (old,) = _training.make_groups(init[:1], [(4,)], np.array([0]), 3, 1, "relu")
+    (new,) = _training.make_groups(init[1:], [(6,)], np.array([1]), 3, 1, "relu")
+    for g in (old, new):
+        g.opt_state = np.ones((2, *g.flat.shape), dtype=np.float32)
+        g.steps, g.lr = np.array([5]), np.array([0.1])
+    (merged,) = _training.merge_groups([old], [new], "relu")
+    assert merged.sizes == (3, 6, 1)
+    np.testing.assert_array_equal(merged.members, [0, 1])
+    np.testing.assert_array_equal(merged.member_row(0, (3, 4, 1)), init[0])
+    np.testing.assert_array_equal(merged.member_row(1, (3, 6, 1)), init[1])
+    assert merged.opt_state.shape == (2, 2, merged.flat.shape[1])
+    assert old.sizes == (3, 4, 1)  # the old group object is left as it was
+
+
+def test_out_of_memory_is_translated(monkeypatch):
+    group, data = _group_data(E=2)
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory.")
+
+    monkeypatch.setattr(_engine, "epoch_batched", out_of_memory)
+    with pytest.raises(MemoryError, match="Lower n_estimators or batch_size"):
+        _training.train_group(group, data, Hyper(batch_size=4), _training.Config(
+            max_iter=2, engine="batched"), torch.device("cpu"))
+
+
+def test_epoch_order_permutes_within_each_member():
+    rows = torch.arange(12).view(2, 6)
+    order = _training.epoch_order(rows, torch.Generator().manual_seed(0), True)
+    for e in range(2):
+        assert sorted(order[e].tolist()) == rows[e].tolist()
+    assert not torch.equal(order, rows)
+    assert torch.equal(_training.epoch_order(rows, torch.Generator(), False), rows)
