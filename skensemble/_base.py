@@ -24,8 +24,17 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import _dispatch, _engine, _hetero, _mothernets, _predict, _sampling, _scaling
-from . import _training, _version
+from . import (
+    _dispatch,
+    _engine,
+    _hetero,
+    _mothernets,
+    _predict,
+    _sampling,
+    _scaling,
+    _training,
+    _version,
+)
 
 _FLOAT = (np.float64, np.float32)
 

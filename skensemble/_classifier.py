@@ -1,4 +1,9 @@
-"""NeuralBaggingClassifier: per-member cross-entropy, soft voting."""
+"""NeuralBaggingClassifier: per-member cross-entropy, soft voting.
+
+Owns what is specific to classification: label encoding, stratified hold-outs, the
+validation score (accuracy), soft voting, ``oob_decision_function_``. Everything else is
+inherited from :mod:`._base`; this module must not grow training or prediction mechanics.
+"""
 
 import numpy as np
 import torch

@@ -428,6 +428,10 @@ class _ChunkRunner:
 
 _RUNNER_CACHE = {}
 
+# Whether epoch_graphed captures CUDA graphs on CUDA; tests that simulate a device on the
+# CPU turn it off to run the identical static-buffer schedule eagerly.
+CAPTURE_GRAPHS = True
+
 
 def release_graphs():
     """Drop the cached CUDA-graph runner (its static buffers and memory pool).
@@ -447,7 +451,7 @@ def epoch_graphed(flat, state, steps, X, Y, sw, order, lr, hyper, layout, featur
     """
     E, M = order.shape
     B = hyper.batch_size
-    capture = flat.is_cuda if capture is None else capture
+    capture = (flat.is_cuda and CAPTURE_GRAPHS) if capture is None else capture
     chunk = max(1, min(chunk, M // B))
     key = (flat.data_ptr(), state.data_ptr(), steps.data_ptr(), X.data_ptr(), Y.data_ptr(),
            None if sw is None else sw.data_ptr(),

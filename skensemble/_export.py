@@ -1,6 +1,9 @@
-"""Export a fitted ensemble as a plain ``torch.nn.Module`` (serve with PyTorch alone)."""
+"""Export a fitted ensemble as a plain ``torch.nn.Module`` (serve with PyTorch alone).
 
-import numpy as np
+Owns the module's buffers and its scaling/aggregation. Must not have a forward pass of
+its own: it calls :func:`skensemble._predict.forward_members`, as ``predict`` does.
+"""
+
 import torch
 from torch import nn
 

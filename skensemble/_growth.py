@@ -6,8 +6,10 @@ function-preserving transformations of Net2Net (Chen et al., ICLR 2016) and trai
 each member further. The members start from a network that already fits the data,
 and a little noise breaks the symmetry between copied units so that they can diverge.
 
-Nothing here knows about scikit-learn (apart from the clustering call, imported
-lazily). Every transformation acts on ONE member's flat parameter row ``(P,)`` in the
+Owns the network transformations and the clustering of architectures. Must not train
+(:mod:`._mothernets` trains the MotherNets through :mod:`._training`) nor know about
+estimators. Nothing here knows about scikit-learn (apart from the clustering call,
+imported lazily). Every transformation acts on ONE member's flat parameter row ``(P,)`` in the
 layout of :class:`skensemble._engine.Layout`: per affine layer a row-major weight
 ``(fan_in, fan_out)`` (``X @ W``) followed by its bias ``(fan_out,)``; the hidden
 activation follows every layer but the last. ``sizes`` tuples are full

@@ -15,6 +15,10 @@ or a zero derivative), L2 keeps zero weights at zero, and adam/sgd move nothing 
 gradient and state are zero. So padding is exact through training in every engine,
 with no masks and no change to the kernels. Members of different depths go to
 different groups: an identity layer is not inert for tanh or logistic.
+
+Owns the architecture list, grouping by depth and padding/unpadding of flat rows
+(numpy). Must not train or hold training state (groups as trained live in
+:mod:`._training`).
 """
 
 import numpy as np

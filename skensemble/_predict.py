@@ -42,8 +42,10 @@ def member_inverse(groups):
 
 
 def on_device(groups, features, device):
-    """Fitted groups as tensors on ``device``: list of ``(flat, Layout, features or None)``
-    and the member-order inverse (or None)."""
+    """Fitted groups as ``(flat, Layout, features or None)`` tensors on ``device``.
+
+    Also returns the member-order inverse (or None).
+    """
     out = []
     for g in groups:
         feats = None if features is None else torch.from_numpy(features[g.members]).to(device)

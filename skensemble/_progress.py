@@ -1,4 +1,7 @@
-"""Progress output over epochs: a tqdm bar for ``verbose=1``, one line per epoch above."""
+"""Progress output over epochs: a tqdm bar for ``verbose=1``, one line per epoch above.
+
+Owns only what is shown; must not decide anything about training.
+"""
 
 import sys
 

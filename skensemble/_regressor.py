@@ -1,4 +1,9 @@
-"""NeuralBaggingRegressor: squared error, mean of the members."""
+"""NeuralBaggingRegressor: squared error, mean of the members.
+
+Owns what is specific to regression: target standardisation, the validation score (R²),
+the mean and spread of the members, ``oob_prediction_``. Everything else is inherited
+from :mod:`._base`; this module must not grow training or prediction mechanics.
+"""
 
 import numpy as np
 import torch

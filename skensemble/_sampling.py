@@ -1,11 +1,14 @@
-"""Per-member randomness: seeds, rows, features, hold-out rows, per-epoch orders.
+"""Per-member randomness: seeds, rows, features, hold-out rows.
 
 Every member owns an integer seed (drawn once from ``random_state``, as scikit-learn's
 bagging does). Its initial weights, its rows, its features and its validation rows are
 functions of that seed alone, so they are recomputed on demand (``estimators_samples_``)
 and do not depend on which engine or device trains, nor on the other members (warm
-start adds members without disturbing the old ones). Per-epoch shuffles come from one
-``torch.Generator`` for the whole ensemble and are drawn for all members at once.
+start adds members without disturbing the old ones).
+
+Owns: member seeds, each member's rows, hold-out rows and features, and the masks derived
+from them. Must not train or shuffle per epoch (per-epoch orders belong to the training
+loop, :func:`skensemble._training.epoch_order`).
 """
 
 from dataclasses import dataclass

@@ -244,7 +244,7 @@ class History:
         return out
 
     def after(self, earlier):
-        """This history's epochs following ``earlier``'s (a resumed fit)."""
+        """The epochs of this history following ``earlier``'s (a resumed fit)."""
         def cat(a, b):
             return None if a is None or b is None else np.concatenate([a, b])
 
@@ -319,8 +319,10 @@ def stream_chunk_steps(X, Y, device, hyper, n_members):
 
 @dataclass
 class _Tensors:
-    """The training data as tensors: X, Y, sw where the data lives (``home``), the rest on
-    the compute device."""
+    """The training data as tensors.
+
+    X, Y and sw sit where the data lives (``home``), the features on the compute device.
+    """
 
     X: torch.Tensor  # (N, F) on home
     Y: torch.Tensor  # (N, O) on home

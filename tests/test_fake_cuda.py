@@ -1,14 +1,12 @@
 """The simulated CUDA device (tests/fake_cuda.py), then the library's CUDA paths under it."""
 
-import functools
-import traceback
 
 import numpy as np
 import pytest
 import torch
 from fake_cuda import DEVICE, fake_cuda, on_device
 
-from skensemble import NeuralBaggingRegressor, _base, _engine
+from skensemble import NeuralBaggingRegressor, _engine, _training
 
 MISMATCH = "Expected all tensors to be on the same device"
 HOST_INDEX = r"indices should be either on cpu or on the same device as the indexed tensor \(cpu\)"
@@ -214,31 +212,45 @@ def test_streaming_is_chosen_from_free_memory(noise_data, monkeypatch):
 def test_streamed_early_stopping_runs_on_cpu(noise_data, monkeypatch):
     """The scenario of the next test works on the CPU, where order and index share a device."""
     X, y = noise_data
-    monkeypatch.setattr(_base.BaseNeuralBagging, "_stream_chunk_steps_override", 2)
+    monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", 2)
     est = NeuralBaggingRegressor(**SETTINGS, device="cpu").fit(X, y)
     assert len(set(est.n_iter_per_member_)) > 1
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError,
-                   reason="streaming + member subset indexes host order with a device index; "
-                          "fixed in the foundation refactor")
-def test_streamed_early_stopping_on_device(noise_data, monkeypatch):
+@pytest.mark.parametrize("engine", ["batched", "graphed"])
+@pytest.mark.parametrize("schedule", ["constant", "adaptive"])
+def test_streamed_early_stopping_on_device(noise_data, monkeypatch, engine, schedule):
+    # Streaming keeps the order on the host while parameters live on the device; once a
+    # member stops (or the adaptive schedule splits members by rate) epochs run on member
+    # subsets, whose index must be made on the device of each tensor it indexes.
+    # (Before the foundation refactor this raised "indices should be either on cpu or on
+    # the same device as the indexed tensor" at order[idx] in _epoch_subset.)
     X, y = noise_data
-    monkeypatch.setattr(_base.BaseNeuralBagging, "_stream_chunk_steps_override", 2)
-    try:
-        with fake_cuda():
-            est = NeuralBaggingRegressor(**SETTINGS, device="cuda").fit(X, y)
-            pred = est.predict(X)
-    except RuntimeError as exc:
-        # Today: the host order (streaming) indexed by the device member index.
-        frames = traceback.extract_tb(exc.__traceback__)
-        assert "indices should be either on cpu" in str(exc)
-        assert any(f.name == "_epoch_subset" and "order[idx]" in (f.line or "")
-                   for f in frames), frames
-        raise
-    cpu = NeuralBaggingRegressor(**SETTINGS, device="cpu").fit(X, y)
+    monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", 2)
+    monkeypatch.setattr(_engine, "CAPTURE_GRAPHS", False)  # graphed: its eager schedule
+    kw = dict(SETTINGS, engine=engine)
+    if schedule == "adaptive":
+        kw.update(solver="sgd", learning_rate="adaptive", learning_rate_init=0.05)
+    with fake_cuda():
+        est = NeuralBaggingRegressor(**kw, device="cuda").fit(X, y)
+        pred = est.predict(X)
+    assert est.device_ == "cuda" and est.engine_ == engine
+    cpu = NeuralBaggingRegressor(**dict(kw, engine="batched"), device="cpu")
+    monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", None)
+    cpu.fit(X, y)
+    # the member-subset path ran: members stopped at different epochs, or ran at different rates
+    assert len(set(cpu.n_iter_per_member_)) > 1 or len(set(cpu._groups[0].lr)) > 1
     np.testing.assert_array_equal(est.n_iter_per_member_, cpu.n_iter_per_member_)
-    np.testing.assert_allclose(pred, cpu.predict(X), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(pred, cpu.predict(X), rtol=1e-5, atol=1e-6)
+
+
+def test_auto_on_device_runs_and_keeps_no_graph_after_fit(noise_data, monkeypatch):
+    X, y = noise_data
+    monkeypatch.setattr(_engine, "CAPTURE_GRAPHS", False)
+    with fake_cuda():
+        est = NeuralBaggingRegressor(**dict(SETTINGS, engine="auto"), device="cuda").fit(X, y)
+    assert est.engine_ in ("graphed", "triton")
+    assert not _engine._RUNNER_CACHE  # the graph runner (device buffers) is released
 
 
 def test_graphed_engine_needs_capture_disabled(noise_data, monkeypatch):
@@ -248,8 +260,7 @@ def test_graphed_engine_needs_capture_disabled(noise_data, monkeypatch):
     kw = dict(SETTINGS, engine="graphed", max_iter=3, batch_size=16)
     with fake_cuda(), pytest.raises(NotImplementedError, match="CUDA graph capture"):
         NeuralBaggingRegressor(**kw, device="cuda").fit(X, y)
-    monkeypatch.setattr(_engine, "epoch_graphed",
-                        functools.partial(_engine.epoch_graphed, capture=False))
+    monkeypatch.setattr(_engine, "CAPTURE_GRAPHS", False)
     with fake_cuda():
         pred = NeuralBaggingRegressor(**kw, device="cuda").fit(X, y).predict(X)
     ref = NeuralBaggingRegressor(**dict(kw, engine="batched"), device="cpu").fit(X, y)
