@@ -315,8 +315,9 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     def score(self, X, y, sample_weight=None):
         """Coefficient of determination R^2 of :meth:`predict`.
 
-        Computed in the internally standardised target units (R^2 does not depend on
-        them), so targets of any magnitude score without overflow or underflow.
+        Computed in units of the largest magnitude among ``y`` and the predictions, per
+        output (R^2 does not depend on units), so targets of any magnitude, also far
+        from the training targets', score without overflow or underflow.
 
         Parameters
         ----------
@@ -336,10 +337,13 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         y = np.asarray(y, dtype=np.float64)
         if y.shape[0] < 2:
             raise ValueError("R^2 is not defined for fewer than 2 samples; score more rows.")
-        shape = (y.shape[0], -1)
-        unit = self._y_div
-        return r2_score(y.reshape(shape) / unit, pred.reshape(shape) / unit,
-                        sample_weight=sample_weight)
+        y, pred = y.reshape(y.shape[0], -1), pred.reshape(pred.shape[0], -1)  # (n, O)
+        if y.shape != pred.shape:
+            raise ValueError(f"y has shape {y.shape}, but the ensemble predicts {pred.shape} "
+                             "for X: pass as many rows and outputs as it was fitted with.")
+        unit = np.maximum(np.abs(y).max(0), np.abs(pred).max(0))  # (O,)
+        unit = np.where(np.isfinite(unit) & (unit > 0), unit, 1.0)
+        return r2_score(y / unit, pred / unit, sample_weight=sample_weight)
 
     def partial_fit(self, X, y, sample_weight=None):
         """Run one more epoch for every member on ``(X, y)``.

@@ -32,20 +32,16 @@ failing example reads as "method M broke on input I".
 * ``test_*_scale_invariance``: internal standardisation makes fits invariant to the
   units of X and y (README: "unscaled data trains as well as scaled data").
 
-Known package bugs are listed in ``KNOWN_BUGS``. Deterministic tests that hit one carry
-``xfail(strict=True)``: they XPASS (and fail the run) once the bug is fixed -- then
-remove the mark (``bug=`` in ``_cases()``, ``_CASE_BUG_OVERRIDES``, or the xfail on the
-invariance / partial_fit tests). The hypothesis tests *tolerate* exactly these symptoms
-(step status ``known``, see ``_case_bug``) so that they keep guarding everything else;
-when a bug is fixed, delete its entry from ``KNOWN_BUGS`` and ``_case_bug`` as well.
+Every breach of the contract fails the run (the nine package bugs this suite found are
+fixed; their history is in git).
 
 Summary table for a README::
 
     python tests/test_properties.py --table [--draws N] [--verbose]
 
 runs the deterministic cases and N hypothesis draws per (category, task) outside pytest
-and prints "category | cases | succeeded | clean errors | other failures" (known bugs
-count as other failures there), plus the same per method.
+and prints "category | cases | succeeded | clean errors | other failures", plus the
+same per method.
 
 Environment: ``SKENSEMBLE_HYPOTHESIS_PROFILE=skensemble-dev`` draws 100 random (not
 derandomized) examples per test instead of the CI profile's 30 derandomized ones.
@@ -97,15 +93,6 @@ METHODS = {
             "partial_fit", "to_torch", "partial_fit_first"),
 }
 ALL_METHODS = ("fit", *dict.fromkeys(METHODS["reg"] + METHODS["clf"]))
-
-# Package bugs found by this file (see the module docstring for how they are handled).
-KNOWN_BUGS = {}  # the nine bugs this suite found are fixed; history in git
-
-
-def known_bug(bug_id):
-    """``xfail(strict=True)`` mark for a deterministic case that hits ``bug_id``."""
-    return pytest.mark.xfail(strict=True, reason=f"bug: {KNOWN_BUGS[bug_id]}")
-
 
 # Bagging options that change which rows and features each member sees (drawn now and
 # then, so that the contract is also checked off the default path).
@@ -169,7 +156,6 @@ class Case:
     classes: object = None  # `classes` for the classifier's first partial_fit
     methods: tuple = None  # None: every public method of the task
     params: dict = None  # extra estimator parameters (OPTION_SETS)
-    bug: str = None  # KNOWN_BUGS id this deterministic case is expected to hit
 
     @property
     def id(self):
@@ -193,19 +179,14 @@ class Case:
 
 
 class Violation(Exception):
-    """A breach of the contract; ``bug`` names a KNOWN_BUGS entry when it is one."""
-
-    def __init__(self, message, bug=None):
-        super().__init__(message)
-        self.bug = bug
+    """A breach of the contract."""
 
 
 @dataclass
 class Step:
     method: str
-    status: str  # "ok", "clean", "violation", "known"
+    status: str  # "ok", "clean", "violation"
     detail: str = ""
-    bug: str = None
 
 
 @dataclass
@@ -220,13 +201,12 @@ class Result:
     @property
     def status(self):
         kinds = {s.status for s in self.steps}
-        if "violation" in kinds or "known" in kinds:
+        if "violation" in kinds:
             return "other"
         return "clean" if "clean" in kinds else "ok"
 
     def explain(self):
-        lines = [f"{s.method}: {s.detail}" + (f"  [known bug {s.bug}]" if s.bug else "")
-                 for s in self.violations]
+        lines = [f"{s.method}: {s.detail}" for s in self.violations]
         trace = ", ".join(f"{s.method}={s.status}" for s in self.steps)
         return ("\n".join(lines) + f"\ninput: {self.case!r}\nsteps: {trace}")
 
@@ -278,11 +258,6 @@ def _has_tiny_spread_column(v):
     with np.errstate(all="ignore"):
         std = a.std(0)
     return bool(np.any((std > 0) & (std <= 1e-12 * np.maximum(1.0, np.abs(a.mean(0))))))
-
-
-def _case_bug(case, method):
-    """KNOWN_BUGS id that explains a violation of ``method`` on ``case`` (none known)."""
-    return None
 
 
 _LEAKY_MESSAGES = (  # internal errors that say nothing about the user's input
@@ -571,36 +546,34 @@ for _t in TASKS:
 
 
 # ------------------------------------------------------------------------ exercise
-def _run_step(result, case, method, fn, must_succeed, tolerate_known):
-    status, detail, bug = "ok", "", None
+def _run_step(result, case, method, fn, must_succeed):
+    status, detail = "ok", ""
     try:
         fn()
     except Violation as v:
-        status, detail, bug = "violation", str(v), v.bug or _case_bug(case, method)
+        status, detail = "violation", str(v)
     except (ValueError, TypeError) as e:
         msg = " ".join(str(e).split())
         problem = _bad_message(msg)
         if problem:
-            status, bug = "violation", _case_bug(case, method)
+            status = "violation"
             detail = (f"{type(e).__name__} whose message does not name the problem "
                       f"({problem}): {msg[:300]}{_where(e)}")
         elif must_succeed and not (method == "score" and "fewer than 2 samples" in msg):
             # (R^2 of a single row is undefined: score says so instead of returning nan)
-            status, bug = "violation", _case_bug(case, method)
+            status = "violation"
             detail = (f"fit accepted these data, but {method} on them raised "
                       f"{type(e).__name__}: {msg[:300]}{_where(e)}")
         else:
             status, detail = "clean", f"{type(e).__name__}: {msg[:200]}"
     except Exception as e:  # noqa: BLE001 - the property under test
-        status, bug = "violation", _case_bug(case, method)
+        status = "violation"
         detail = f"{type(e).__module__}.{type(e).__name__}: {str(e)[:300]}{_where(e)}"
-    if status == "violation" and bug and tolerate_known:
-        status = "known"
-    result.steps.append(Step(method, status, detail, bug if status != "ok" else None))
+    result.steps.append(Step(method, status, detail))
     return status
 
 
-def exercise(case, tolerate_known=False):
+def exercise(case):
     """Fit ``case`` and call every public method; one ``Step`` per call."""
     result = Result(case)
     with warnings.catch_warnings():
@@ -608,19 +581,16 @@ def exercise(case, tolerate_known=False):
         est = make(case.task, case.batch_size, case.params)
         fitted = False
         if case.fit_first:
-            fitted = _run_step(result, case, "fit", lambda: check_fit(est, case),
-                               False, tolerate_known) == "ok"
+            fitted = _run_step(result, case, "fit", lambda: check_fit(est, case), False) == "ok"
         binds = fitted and (case.X_new is None or case.same_data)
         for method in case.methods or METHODS[case.task]:
             if method == "partial_fit_first":
-                _run_step(result, case, method, lambda: check_partial_fit_first(case),
-                          False, tolerate_known)
+                _run_step(result, case, method, lambda: check_partial_fit_first(case), False)
                 continue
             if case.fit_first and not fitted:
                 continue  # fit refused the input; there is no model to call
             check = CHECKS[case.task, method]
-            _run_step(result, case, method, lambda c=check: c(est, case),
-                      binds, tolerate_known)
+            _run_step(result, case, method, lambda c=check: c(est, case), binds)
     return result
 
 
@@ -784,33 +754,32 @@ def _cases():
 
     # --- targets: regression
     yr = default_y("reg", 12)
-    for name, y, bug in [
-        ("constant", np.full(12, 3.5), None),
-        ("constant_zero", np.zeros(12), None),
-        ("huge_1e30", yr * 1e30, None),
-        ("tiny_1e-30", yr * 1e-30, None),
-        ("tiny_1e-156", yr * 1e-156, None),
-        ("integers", np.round(yr * 10).astype(int), None),
-        ("bool", yr > 0, None),
-        ("list", yr.tolist(), None),
-        ("numeric_strings", np.array([f"{v:.3f}" for v in yr]), None),
-        ("pandas_Float64", pd.Series(yr, dtype="Float64"), None),
-        ("pandas_Int64", pd.Series(np.round(yr * 10).astype(int), dtype="Int64"), None),
-        ("multi_output_5", np.c_[yr, -yr, yr**2, np.sin(yr), np.ones(12)], None),
+    for name, y in [
+        ("constant", np.full(12, 3.5)),
+        ("constant_zero", np.zeros(12)),
+        ("huge_1e30", yr * 1e30),
+        ("tiny_1e-30", yr * 1e-30),
+        ("tiny_1e-156", yr * 1e-156),
+        ("integers", np.round(yr * 10).astype(int)),
+        ("bool", yr > 0),
+        ("list", yr.tolist()),
+        ("numeric_strings", np.array([f"{v:.3f}" for v in yr])),
+        ("pandas_Float64", pd.Series(yr, dtype="Float64")),
+        ("pandas_Int64", pd.Series(np.round(yr * 10).astype(int), dtype="Int64")),
+        ("multi_output_5", np.c_[yr, -yr, yr**2, np.sin(yr), np.ones(12)]),
         ("multi_output_extreme_finite_1e30",
-         np.c_[yr * 1e30, -yr * 1e30, yr * 1e-30, np.full(12, 1e30)], None),
-        ("multi_output_dataframe", pd.DataFrame({"a": yr, "b": yr * 1e20}), None),
-        ("beyond_float32_1e39", yr * 1e39, None),
-        ("extreme_1e155", yr * 1e155, None),
-        ("multi_output_extreme_1e200", np.c_[yr * 1e200, yr], None),
-        ("float64_max", np.r_[np.finfo(np.float64).max, -np.finfo(np.float64).max, yr[2:]],
-         None),
-        ("nan", np.r_[np.nan, yr[1:]], None),
-        ("inf", np.r_[np.inf, yr[1:]], None),
-        ("non_numeric_strings", np.array(["a", "b"] * 6, dtype=object), None),
-        ("3d", yr.reshape(12, 1, 1), None),
+         np.c_[yr * 1e30, -yr * 1e30, yr * 1e-30, np.full(12, 1e30)]),
+        ("multi_output_dataframe", pd.DataFrame({"a": yr, "b": yr * 1e20})),
+        ("beyond_float32_1e39", yr * 1e39),
+        ("extreme_1e155", yr * 1e155),
+        ("multi_output_extreme_1e200", np.c_[yr * 1e200, yr]),
+        ("float64_max", np.r_[np.finfo(np.float64).max, -np.finfo(np.float64).max, yr[2:]]),
+        ("nan", np.r_[np.nan, yr[1:]]),
+        ("inf", np.r_[np.inf, yr[1:]]),
+        ("non_numeric_strings", np.array(["a", "b"] * 6, dtype=object)),
+        ("3d", yr.reshape(12, 1, 1)),
     ]:
-        add("targets", name, "reg", X12, y=y, bug=bug)
+        add("targets", name, "reg", X12, y=y)
     # --- targets: classification
     X40 = _R.normal(size=(40, 3))
     for name, X, y, kw in [
@@ -868,14 +837,6 @@ def _cases():
 
 
 CASES = _cases()
-_CASE_BUG_OVERRIDES = {}  # prefix -> KNOWN_BUGS id, for cases hit through another method
-
-
-def _bug_of(case):
-    for prefix, bug in _CASE_BUG_OVERRIDES.items():
-        if case.id.startswith(prefix):
-            return bug
-    return case.bug
 
 
 def _params():
@@ -884,9 +845,7 @@ def _params():
     for case in CASES:
         seen[case.id] += 1
         cid = case.id if seen[case.id] == 1 else f"{case.id}-{seen[case.id]}"
-        bug = _bug_of(case)
-        marks = [known_bug(bug)] if bug else []
-        out.append(pytest.param(case, id=cid, marks=marks))
+        out.append(pytest.param(case, id=cid))
     return out
 
 
@@ -1098,7 +1057,7 @@ def random_case(draw, category, task):
 @given(data=st.data())
 def test_random(category, task, data):
     case = data.draw(random_case(category, task), label="case")
-    assert_contract(exercise(case, tolerate_known=True))
+    assert_contract(exercise(case))
 
 
 # -------------------------------------------------- invariance to the units of X, y
@@ -1182,17 +1141,13 @@ def summary(draws=20, verbose=False):
             results += _random_results(category, task, draws)
     by_cat = defaultdict(Counter)
     by_method = defaultdict(Counter)
-    bugs = Counter()
-    unknown = []
+    failures = []
     for r in results:
         by_cat[r.case.category][r.status] += 1
         for s in r.steps:
             by_method[s.method][s.status] += 1
-            if s.status in ("violation", "known"):
-                if s.bug:
-                    bugs[s.bug] += 1
-                else:
-                    unknown.append((r, s))
+            if s.status == "violation":
+                failures.append((r, s))
     lines = [f"Deterministic cases plus {draws} hypothesis draws per (category, task); "
              f"estimators {TINY}, batch_size in {BATCH_SIZES}.", "",
              "| category | cases | succeeded | clean errors | other failures |",
@@ -1209,19 +1164,16 @@ def summary(draws=20, verbose=False):
               "|---|---:|---:|---:|---:|"]
     for method in ALL_METHODS:
         c = by_method[method]
-        other = c["violation"] + c["known"]
+        other = c["violation"]
         lines.append(f"| {method} | {sum(c.values())} | {c['ok']} | {c['clean']} | {other} |")
     lines.append("")
     lines.append("A case succeeded when fit and every method succeeded with valid output; it "
                  "is a clean error when some call raised ValueError/TypeError naming the "
                  "problem (and none broke the contract).")
-    if bugs:
-        lines.append("Other failures by known bug (method calls): " + ", ".join(
-            f"{k} {v}" for k, v in bugs.most_common()) + ".")
-    if unknown:
-        lines.append(f"Other failures not explained by a known bug: {len(unknown)} calls.")
+    if failures:
+        lines.append(f"Other failures: {len(failures)} calls.")
         if verbose:
-            for r, s in unknown:
+            for r, s in failures:
                 lines.append(f"- {s.method}: {s.detail}\n  input: {r.case!r}")
     return "\n".join(lines)
 
