@@ -35,11 +35,12 @@ from . import (
     _training,
     _version,
 )
+from ._members import FittedMembers
 
 _FLOAT = (np.float64, np.float32)
 
 
-class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
+class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
     """Shared machinery of :class:`NeuralBaggingRegressor` and :class:`NeuralBaggingClassifier`.
 
     Not for direct use: it has no loss of its own.
@@ -564,56 +565,6 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
                                         _dispatch.resolve_device(self.device),
                                         lambda out, rows: reduce(fn(out)))
 
-    def _member_row(self, member):
-        """Flat parameters ``(P_e,)`` of one member at its own architecture, and its sizes."""
-        if not 0 <= member < len(self._seeds):
-            raise IndexError(f"member={member} is out of range for {len(self._seeds)} members.")
-        g = self._groups[0]
-        sizes = (g.sizes[0], *self.hidden_layer_sizes_[member], g.sizes[-1])
-        for g in self._groups:
-            row = g.member_row(member, sizes)
-            if row is not None:
-                return row, sizes
-        raise IndexError(f"member={member} is in no group.")  # pragma: no cover
-
-    def get_member_params(self, member):
-        """Weights and biases of one member, at its own architecture.
-
-        Parameters
-        ----------
-        member : int
-            Index of the member, in ``range(n_estimators)``.
-
-        Returns
-        -------
-        coefs : list of ndarray
-            ``coefs[i]`` has shape ``(fan_in, fan_out)`` (internally standardised units).
-        intercepts : list of ndarray
-            ``intercepts[i]`` has shape ``(fan_out,)``.
-        """
-        check_is_fitted(self, "_groups")
-        row, sizes = self._member_row(member)
-        layers = _engine.Layout(sizes).views(torch.from_numpy(row[None]))
-        return [W[0].numpy() for W, _ in layers], [b[0, 0].numpy() for _, b in layers]
-
-    def to_torch(self):
-        """The fitted ensemble as a plain ``torch.nn.Module``.
-
-        The module applies the estimator's input scaling, every member and the
-        aggregation: ``module(torch.as_tensor(X, dtype=torch.float32))`` returns the mean
-        prediction (regressor) or the class probabilities in the order of ``classes_``
-        (classifier). It needs PyTorch only, and exports with ``torch.onnx.export``.
-
-        Returns
-        -------
-        torch.nn.Module
-            In eval mode, on the CPU; move it with ``.to(device)``.
-        """
-        check_is_fitted(self)
-        from ._export import to_torch
-
-        return to_torch(self)
-
     def __getstate__(self):
         state = super().__getstate__()
         if hasattr(self, "_groups"):
@@ -647,24 +598,3 @@ class BaseNeuralBagging(BaseEstimator, metaclass=ABCMeta):
                 "The ensemble produced non-finite outputs for this X: its values are far "
                 "outside the range seen in training or the members' weights overflowed."
             )
-
-    def _stacked_layers(self):
-        check_is_fitted(self, "_groups")
-        if len(self._groups) != 1 or len(set(self.hidden_layer_sizes_)) != 1:
-            raise AttributeError(
-                "coefs_ and intercepts_ stack members of one architecture; this ensemble has "
-                "several: use get_member_params(member)."
-            )
-        g = self._groups[0]
-        flat = np.ascontiguousarray(g.flat[np.argsort(g.members)])
-        return g.layout.views(torch.from_numpy(flat))
-
-    @property
-    def coefs_(self):
-        """Per layer, weights of every member: ``(n_estimators, fan_in, fan_out)``."""
-        return [W.numpy() for W, _ in self._stacked_layers()]
-
-    @property
-    def intercepts_(self):
-        """Per layer, biases of every member: ``(n_estimators, fan_out)``."""
-        return [b.numpy()[:, 0, :] for _, b in self._stacked_layers()]

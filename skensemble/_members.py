@@ -1,0 +1,88 @@
+"""Read access to a fitted ensemble's members: their parameters, and export.
+
+Owns ``get_member_params``, ``coefs_``/``intercepts_`` and ``to_torch()`` for the
+estimators (a mixin of :class:`skensemble._base.BaseNeuralBagging`). Must not train or
+predict: it only reads the fitted groups (``_groups``, ``hidden_layer_sizes_``).
+"""
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_is_fitted
+
+from . import _engine
+
+
+class FittedMembers:
+    """Per-member views of the fitted groups."""
+
+    def _member_row(self, member):
+        """Flat parameters ``(P_e,)`` of one member at its own architecture, and its sizes."""
+        if not 0 <= member < len(self._seeds):
+            raise IndexError(f"member={member} is out of range for {len(self._seeds)} members.")
+        g = self._groups[0]
+        sizes = (g.sizes[0], *self.hidden_layer_sizes_[member], g.sizes[-1])
+        for g in self._groups:
+            row = g.member_row(member, sizes)
+            if row is not None:
+                return row, sizes
+        raise IndexError(f"member={member} is in no group.")  # pragma: no cover
+
+    def get_member_params(self, member):
+        """Weights and biases of one member, at its own architecture.
+
+        Parameters
+        ----------
+        member : int
+            Index of the member, in ``range(n_estimators)``.
+
+        Returns
+        -------
+        coefs : list of ndarray
+            ``coefs[i]`` has shape ``(fan_in, fan_out)`` (internally standardised units).
+        intercepts : list of ndarray
+            ``intercepts[i]`` has shape ``(fan_out,)``.
+        """
+        check_is_fitted(self, "_groups")
+        row, sizes = self._member_row(member)
+        layers = _engine.Layout(sizes).views(torch.from_numpy(row[None]))
+        return [W[0].numpy() for W, _ in layers], [b[0, 0].numpy() for _, b in layers]
+
+    def to_torch(self):
+        """The fitted ensemble as a plain ``torch.nn.Module``.
+
+        The module applies the estimator's input scaling, every member and the
+        aggregation: ``module(torch.as_tensor(X, dtype=torch.float32))`` returns the mean
+        prediction (regressor) or the class probabilities in the order of ``classes_``
+        (classifier). It needs PyTorch only, and exports with ``torch.onnx.export``.
+
+        Returns
+        -------
+        torch.nn.Module
+            In eval mode, on the CPU; move it with ``.to(device)``.
+        """
+        check_is_fitted(self)
+        from ._export import to_torch
+
+        return to_torch(self)
+
+
+    def _stacked_layers(self):
+        check_is_fitted(self, "_groups")
+        if len(self._groups) != 1 or len(set(self.hidden_layer_sizes_)) != 1:
+            raise AttributeError(
+                "coefs_ and intercepts_ stack members of one architecture; this ensemble has "
+                "several: use get_member_params(member)."
+            )
+        g = self._groups[0]
+        flat = np.ascontiguousarray(g.flat[np.argsort(g.members)])
+        return g.layout.views(torch.from_numpy(flat))
+
+    @property
+    def coefs_(self):
+        """Per layer, weights of every member: ``(n_estimators, fan_in, fan_out)``."""
+        return [W.numpy() for W, _ in self._stacked_layers()]
+
+    @property
+    def intercepts_(self):
+        """Per layer, biases of every member: ``(n_estimators, fan_out)``."""
+        return [b.numpy()[:, 0, :] for _, b in self._stacked_layers()]
