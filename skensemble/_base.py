@@ -77,6 +77,9 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             Interval(Real, 0, 1, closed="right"),
         ],
         "bootstrap_features": ["boolean"],
+        "input_scaling": [StrOptions({"standard", "robust"})],
+        "numeric_encoding": [StrOptions({"none", "piecewise_linear"})],
+        "n_bins": [Interval(Integral, 2, None, closed="left")],
         "oob_score": ["boolean"],
         "warm_start": ["boolean"],
         "init": [StrOptions({"random", "mothernet"})],
@@ -118,6 +121,9 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         max_samples=1.0,
         max_features=1.0,
         bootstrap_features=False,
+        input_scaling="standard",
+        numeric_encoding="none",
+        n_bins=16,
         oob_score=False,
         warm_start=False,
         init="random",
@@ -152,6 +158,9 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         self.max_samples = max_samples
         self.max_features = max_features
         self.bootstrap_features = bootstrap_features
+        self.input_scaling = input_scaling
+        self.numeric_encoding = numeric_encoding
+        self.n_bins = n_bins
         self.oob_score = oob_score
         self.warm_start = warm_start
         self.init = init
@@ -253,10 +262,16 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             holdout=holdout,
         )
 
+    def _fit_inputs(self, X, sw):
+        """Fit the input transform (standardisation, robust clipping, encoding) on ``X``."""
+        self._input = _scaling.fit_input_transform(
+            X, sw, robust=self.input_scaling == "robust",
+            n_bins=self.n_bins if self.numeric_encoding == "piecewise_linear" else None)
+
     def _standardise(self, X):
-        """``X`` in the training data's standard units, float32; refuses overflow."""
+        """``X`` as the members read it (:class:`~skensemble._scaling.InputTransform`)."""
         with np.errstate(over="ignore", invalid="ignore"):
-            Xs = _scaling.standardised_float32(X, self._x_mean, self._x_scale, self._x_unit)
+            Xs = self._input.apply(X)
         if not np.isfinite(Xs).all():
             raise ValueError(
                 "X has values too large for the network's float32 arithmetic after "
@@ -296,8 +311,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         plan = self._plan(*X.shape)
         n_old = self._check_warm_start(archs, X, plan) if warm else 0
         if not warm:
-            self._x_mean, self._x_scale, self._x_unit, _ = (
-                _scaling.weighted_standardisation(X, sw))
+            self._fit_inputs(X, sw)
         Y = self._encode_targets(y, sw, reset=not warm)  # (N, O) float64
         Xs = self._standardise(X)  # (N, F) float32, the one copy the engines read
         rng = check_random_state(self.random_state)
@@ -318,7 +332,8 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         else:
             groups = self._new_groups(Xs, Y, sw, stratify, [archs[e] for e in train],
                                       seeds[train], train, plan)
-        groups, history = self._train_groups(groups, Xs, Y, sw, plan, train, rows, held, feats,
+        groups, history = self._train_groups(groups, Xs, Y, sw, plan, train, rows, held,
+                                             self._input.columns(feats),
                                              self._config(self.max_iter), order_seed)
         if warm and not resume:
             history = history.beside(self._history())
@@ -355,7 +370,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
                 "warm_start=True keeps the fitted members: hidden_layer_sizes must give "
                 f"them the same architectures ({self.hidden_layer_sizes_[:3]}...)."
             )
-        if X.shape[1] != self._x_mean.size:
+        if X.shape[1] != self._input.mean.size:
             raise ValueError("warm_start=True needs the same features as the first fit.")
         if (self._features is None) != plan.all_features:
             raise ValueError("warm_start=True cannot change max_features or bootstrap_features.")
@@ -367,7 +382,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         Random initialisation from each member's seed, or (``init="mothernet"``) hatched
         from MotherNets trained on ``Xs``; members of equal depth share one group.
         """
-        n_out = Y.shape[1]
+        n_out, n_in = Y.shape[1], plan.n_feat * self._input.width
         if self.init == "mothernet":
             if not plan.all_features:
                 raise ValueError(
@@ -388,8 +403,8 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             self.mothernet_fit_time_ = hatching.fit_time
         else:
             rows = _training.random_rows(archs, [_sampling.init_seed(s) for s in seeds],
-                                         plan.n_feat, n_out, self.activation)
-        return _training.make_groups(rows, archs, positions, plan.n_feat, n_out, self.activation)
+                                         n_in, n_out, self.activation)
+        return _training.make_groups(rows, archs, positions, n_in, n_out, self.activation)
 
     def _train_groups(self, groups, Xs, Y, sw, plan, positions, rows, held, feats, config,
                       seed):
@@ -454,16 +469,15 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         first = not hasattr(self, "_groups")
         X, y, sw = self._validate_fit_data(X, y, sample_weight, reset=first)
         if first:
-            self._x_mean, self._x_scale, self._x_unit, _ = (
-                _scaling.weighted_standardisation(X, sw))
+            self._fit_inputs(X, sw)
             if classes is not None:
                 self.classes_ = np.unique(classes)
         Y = self._encode_targets(y, sw, reset=first and classes is None)
         Xs = self._standardise(X)
         E = self.n_estimators if first else len(self._seeds)
-        if not first and X.shape[1] != self._x_mean.size:
+        if not first and X.shape[1] != self._input.mean.size:
             raise ValueError(f"X has {X.shape[1]} features, but the ensemble was fitted with "
-                             f"{self._x_mean.size}.")
+                             f"{self._input.mean.size}.")
         n_feat = self._count(self.max_features, X.shape[1], "max_features")
         if not first:
             n_feat = X.shape[1] if self._features is None else self._features.shape[1]
@@ -487,7 +501,8 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         seeds = _sampling.call_seeds(self._seeds, self._partial_calls)  # this call's rows
         rows, _, _ = _sampling.member_samples(seeds, plan, sw if plan.bootstrap else None)
         self._groups, history = self._train_groups(
-            self._groups, Xs, Y, sw, plan, np.arange(E), rows, None, self._features,
+            self._groups, Xs, Y, sw, plan, np.arange(E), rows, None,
+            self._input.columns(self._features),
             self._config(1, stop=False, t_start=self.t_), int(seeds[0]))
         self.fit_time_ = history.seconds
         self.loss_curve_ = np.concatenate([self.loss_curve_, history.loss])
@@ -533,7 +548,8 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             m = torch.from_numpy(out_of_bag[:, rows]).to(out.device, torch.float64)
             return (self._transform_outputs(out) * m.unsqueeze(-1)).sum(0)
 
-        total = _predict.run_chunked(self._groups, self._features, self.activation, Xs,
+        total = _predict.run_chunked(self._groups, self._input.columns(self._features),
+                                     self.activation, Xs,
                                      _dispatch.resolve_device(self.device), reduce)
         count = out_of_bag.sum(0)  # (N,)
         has = count > 0
@@ -561,7 +577,8 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         fn = self._transform_outputs if transform else (lambda out: out.double())
         work = X.shape[0] * sum(g.flat.size for g in self._groups)
         with _dispatch.thread_limit(_dispatch.default_threads(work), "batched"):
-            return _predict.run_chunked(self._groups, self._features, self.activation, Xs,
+            return _predict.run_chunked(self._groups, self._input.columns(self._features),
+                                        self.activation, Xs,
                                         _dispatch.resolve_device(self.device),
                                         lambda out, rows: reduce(fn(out)))
 

@@ -7,7 +7,7 @@ its own: it calls :func:`skensemble._predict.forward_members`, as ``predict`` do
 import torch
 from torch import nn
 
-from . import _predict
+from . import _predict, _scaling
 
 
 class EnsembleModule(nn.Module):
@@ -25,8 +25,8 @@ class EnsembleModule(nn.Module):
     groups : list of skensemble._training.Group
         The fitted groups of members (weights are copied into buffers).
     activation : str
-    x_mean, x_scale, x_unit : ndarray (F,)
-        The estimator's input standardisation, folded in.
+    inputs : skensemble._scaling.InputTransform
+        The estimator's input transform, applied first (buffers ``x_<name>``).
     features : ndarray (E, k) or None
         Each member's feature subset.
     classification : bool
@@ -36,7 +36,7 @@ class EnsembleModule(nn.Module):
         Return ``(n,)`` for a single-output regressor fitted on a 1-D ``y``.
     """
 
-    def __init__(self, groups, activation, x_mean, x_scale, x_unit, features=None,
+    def __init__(self, groups, activation, inputs, features=None,
                  classification=False, y_mean=None, y_scale=None, squeeze=False):
         super().__init__()
         self.layouts = [g.layout for g in groups]
@@ -49,10 +49,10 @@ class EnsembleModule(nn.Module):
         self.reorder = inverse is not None
         if self.reorder:  # member e's output is row inverse[e] of the groups' outputs
             self.register_buffer("inverse", torch.as_tensor(inverse, dtype=torch.int64))
-        # the estimator's standardisation, in float64 as it computes it
-        self.register_buffer("x_unit", torch.as_tensor(x_unit, dtype=torch.float64))
-        self.register_buffer("x_mean", torch.as_tensor(x_mean / x_unit, dtype=torch.float64))
-        self.register_buffer("x_scale", torch.as_tensor(x_scale / x_unit, dtype=torch.float64))
+        # the estimator's input transform, in float64 as it computes it
+        self.input_names = list(inputs.tensors())
+        for name, value in inputs.tensors().items():
+            self.register_buffer(f"x_{name}", value)
         self.has_features = features is not None
         self.activation = activation
         self.classification = classification
@@ -63,7 +63,7 @@ class EnsembleModule(nn.Module):
 
     def forward(self, X):
         """Ensemble output for ``X (n, F)``."""
-        Xs = ((X.double() / self.x_unit - self.x_mean) / self.x_scale).float()
+        Xs = _scaling.transform(X, {n: getattr(self, f"x_{n}") for n in self.input_names})
         groups = [(getattr(self, f"g{k}_flat"), layout,
                    getattr(self, f"g{k}_features") if self.has_features else None)
                   for k, layout in enumerate(self.layouts)]
@@ -80,8 +80,8 @@ def to_torch(est):
     """Build the :class:`EnsembleModule` of a fitted estimator (weights copied)."""
     classification = hasattr(est, "classes_")
     return EnsembleModule(
-        est._groups, est.activation, est._x_mean, est._x_scale, est._x_unit,
-        features=est._features,
+        est._groups, est.activation, est._input,
+        features=est._input.columns(est._features),
         classification=classification,
         y_mean=None if classification else est._y_mean,
         y_scale=None if classification else est._y_scale,

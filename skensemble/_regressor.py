@@ -121,6 +121,24 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     bootstrap_features : bool, default=False
         Whether each member draws its features with replacement.
 
+    input_scaling : {"standard", "robust"}, default="standard"
+        How inputs are scaled before the members read them. ``"standard"``: each
+        column to zero mean and unit variance. ``"robust"``: then centred on its median,
+        divided by its interquartile range (as a standard deviation) and smoothly
+        clipped, ``r / sqrt(1 + (r / 3)^2)``, so heavy tails and outliers stop dominating
+        (as in RealMLP, Holzmüller et al. 2024). Fitted on the training data (weighted
+        by ``sample_weight``); ``to_torch()`` applies it too.
+
+    numeric_encoding : {"none", "piecewise_linear"}, default="none"
+        ``"piecewise_linear"`` gives the members, next to each scaled feature, its
+        piecewise-linear encoding over ``n_bins`` quantile bins of the training data
+        (Gorishniy et al., "On Embeddings for Numerical Features", NeurIPS 2022): the
+        first layer then reads ``n_features * (1 + n_bins)`` columns.
+
+    n_bins : int, default=16
+        Quantile bins per feature for ``numeric_encoding="piecewise_linear"`` (fewer
+        where a feature has fewer distinct values).
+
     oob_score : bool, default=False
         Whether to score the ensemble on out-of-bag rows: each training row predicted
         only by the members that did not draw it (nor, with ``early_stopping``, hold

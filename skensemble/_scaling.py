@@ -1,11 +1,15 @@
 """Input and target scaling: weighted, unit-safe standardisation and the float32 copy.
 
-Owns: the column statistics of a fit (under ``sample_weight``) and the one float32
-standardised copy of ``X`` that the engines read. Must not validate user input (the
+Owns: the column statistics of a fit (under ``sample_weight``), the input transform
+(standardisation, robust scaling with smooth clipping, piecewise-linear encoding) and the
+one float32 transformed copy of ``X`` that the engines read. Must not validate user input (the
 facade does) nor know about members, devices or engines.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
+import torch
 
 CHUNK = 65536  # rows per pass over big arrays: temporaries stay small
 
@@ -15,8 +19,8 @@ def weighted_standardisation(A, weight):
 
     Standardised values are ``(A / unit - mean / unit) / (scale / unit)``. Working in
     units of each column's largest magnitude keeps every intermediate finite for values
-    up to float64's limits, and keeps tiny columns (1e-30) from underflowing. Two passes
-    in row chunks, so no temporary of ``A``'s size is made.
+    up to float64's limits, and keeps tiny columns (1e-30) from underflowing. Passes in
+    row chunks, so no temporary of ``A``'s size is made. Rows of weight zero are skipped.
 
     A column whose spread is below 1e-12 of its magnitude is constant up to rounding:
     it gets its magnitude as scale, so what remains after centring is ~1e-12 or less
@@ -30,32 +34,177 @@ def weighted_standardisation(A, weight):
     n = A.shape[0]
     w = np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64)
     total = w.sum()
+
+    def chunks():  # rows that carry weight, in chunks: the others have no say at all
+        for s in range(0, n, CHUNK):
+            keep = w[s : s + CHUNK] > 0
+            yield A[s : s + CHUNK][keep], w[s : s + CHUNK][keep]
+
     unit = np.zeros(A.shape[1])
-    for s in range(0, n, CHUNK):
-        unit = np.maximum(unit, np.abs(A[s : s + CHUNK]).max(axis=0))
+    for part, _ in chunks():
+        if part.size:
+            unit = np.maximum(unit, np.abs(part).max(axis=0))
     unit = np.where(unit > 0, unit, 1.0)
     mean_u = np.zeros(A.shape[1])
-    for s in range(0, n, CHUNK):
-        mean_u += w[s : s + CHUNK] @ (A[s : s + CHUNK] / unit)
+    for part, wp in chunks():
+        mean_u += wp @ (part / unit)
     mean_u /= total
     var_u = np.zeros(A.shape[1])
-    for s in range(0, n, CHUNK):
-        d = A[s : s + CHUNK] / unit - mean_u
-        var_u += w[s : s + CHUNK] @ (d * d)
+    for part, wp in chunks():
+        d = part / unit - mean_u
+        var_u += wp @ (d * d)
     std_u = np.sqrt(var_u / total)
     constant = std_u <= 1e-12
     scale_u = np.where(constant, 1.0, std_u)
     return mean_u * unit, scale_u * unit, unit, constant
 
 
-def standardised_float32(X, mean, scale, unit):
-    """Standardised ``X (N, F)`` as a new float32 array, computed in row chunks.
+# ----------------------------------------------------------------- input transform
+QUANTILE_ROWS = 200_000  # rows that quantiles are estimated from, at most
+CLIP = 3.0  # smooth clipping: z / sqrt(1 + (z / CLIP)^2) stays within (-CLIP, CLIP)
 
-    This is the one copy of the training data a fit makes (half its size for float64
-    input); the engines read it in place.
+
+def weighted_quantiles(Z, weight, qs):
+    """Quantiles ``qs`` of every column of ``Z (N, D)`` under row weights: ``(len(qs), D)``.
+
+    Rows of weight zero are ignored; None weighs rows equally. The quantile is the
+    linear interpolation of the weighted empirical CDF at the midpoints of each row's
+    weight (for equal weights: numpy's "hazen" quantiles).
     """
-    out = np.empty(X.shape, dtype=np.float32)
-    mean_u, scale_u = mean / unit, scale / unit
-    for s in range(0, X.shape[0], CHUNK):
-        out[s : s + CHUNK] = (X[s : s + CHUNK] / unit - mean_u) / scale_u
+    w = np.ones(Z.shape[0]) if weight is None else np.asarray(weight, dtype=np.float64)
+    keep = w > 0
+    Z, w = Z[keep], w[keep]
+    order = np.argsort(Z, axis=0, kind="stable")  # (N, D)
+    Zs = np.take_along_axis(Z, order, axis=0)
+    ws = w[order]  # (N, D)
+    cum = np.cumsum(ws, axis=0) - 0.5 * ws  # midpoint of each row's weight
+    cum /= ws.sum(axis=0)
+    out = np.empty((len(qs), Z.shape[1]))
+    for d in range(Z.shape[1]):  # set-up: one interpolation per column
+        out[:, d] = np.interp(qs, cum[:, d], Zs[:, d])
     return out
+
+
+@dataclass
+class InputTransform:
+    """The fitted map from raw inputs to what the members read.
+
+    Always a unit-safe standardisation (:func:`weighted_standardisation`); then, with
+    ``center``/``spread``, robust scaling with smooth clipping (median and interquartile
+    range, then ``r / sqrt(1 + (r / 3)^2)``: heavy tails and outliers stop dominating);
+    then, with ``lo``/``inv_width``, a piecewise-linear encoding of each feature over
+    its quantile bins (Gorishniy et al., NeurIPS 2022), next to the value itself.
+
+    Attributes
+    ----------
+    mean, scale, unit : ndarray (F,)
+        Standardisation.
+    center, spread : ndarray (F,) or None
+        Robust scaling of the standardised values.
+    lo, inv_width : ndarray (F, B) or None
+        Bin starts and inverse widths (0 for bins a feature does not have).
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+    unit: np.ndarray
+    center: np.ndarray = None
+    spread: np.ndarray = None
+    lo: np.ndarray = None
+    inv_width: np.ndarray = None
+
+    @property
+    def width(self):
+        """Columns per input feature: 1, or 1 + bins with the piecewise-linear encoding."""
+        return 1 if self.lo is None else 1 + self.lo.shape[1]
+
+    def columns(self, features):
+        """Columns ``(E, k * width)`` read by members that see ``features (E, k)`` (or None)."""
+        if features is None or self.width == 1:
+            return features
+        F = self.mean.size
+        cols = [features]  # the values come first, then each feature's bins
+        for b in range(self.width - 1):
+            cols.append(F + features * (self.width - 1) + b)
+        return np.stack(cols, axis=-1).reshape(features.shape[0], -1)
+
+    def tensors(self, device=None):
+        """The fitted arrays as float64 tensors, by name (what :func:`transform` takes)."""
+        return {k: torch.as_tensor(v, dtype=torch.float64, device=device)
+                for k, v in self.__dict__.items() if v is not None}
+
+    def forward(self, X):
+        """Transform a float tensor ``X (n, F)`` into ``(n, F * width)`` float32."""
+        return transform(X, self.tensors(X.device))
+
+    def apply(self, X):
+        """Transformed ``X (N, F)`` as a new float32 array ``(N, F * width)``, in row chunks.
+
+        This is the one copy of the training data a fit makes; the engines read it in place.
+        """
+        out = np.empty((X.shape[0], X.shape[1] * self.width), dtype=np.float32)
+        for s in range(0, X.shape[0], CHUNK):
+            chunk = np.ascontiguousarray(X[s : s + CHUNK])  # any strides or dtype in
+            out[s : s + CHUNK] = self.forward(torch.from_numpy(chunk))
+        return out
+
+
+def transform(X, t):
+    """Apply a fitted input transform: ``X (n, F)`` -> ``(n, F * width)`` float32.
+
+    ``t`` maps the names of :class:`InputTransform`'s arrays to float64 tensors.
+    Computed in float64 from the raw values; the estimator and ``to_torch()`` both call
+    this function, so they transform identically.
+    """
+    Z = (X.to(torch.float64) / t["unit"] - t["mean"] / t["unit"]) / (t["scale"] / t["unit"])
+    if "center" in t:
+        R = (Z - t["center"]) / t["spread"]
+        Z = R / torch.sqrt(1 + (R / CLIP) ** 2)
+    if "lo" not in t:
+        return Z.to(torch.float32)
+    enc = (Z.unsqueeze(-1) - t["lo"]) * t["inv_width"]  # (n, F, B)
+    B = enc.shape[-1]
+    # the first bin extends below its start, the last beyond its end (extrapolation)
+    lower = torch.cat([torch.full_like(enc[..., :1], -torch.inf),
+                       torch.zeros_like(enc[..., 1:])], -1)
+    upper = torch.cat([torch.ones_like(enc[..., : B - 1]),
+                       torch.full_like(enc[..., :1], torch.inf)], -1)
+    enc = torch.minimum(torch.maximum(enc, lower), upper)
+    return torch.cat([Z, enc.reshape(X.shape[0], -1)], 1).to(torch.float32)
+
+
+def fit_input_transform(X, weight, robust=False, n_bins=None):
+    """Fit an :class:`InputTransform` on ``X (N, F)`` under row weights (None: equal).
+
+    ``robust``: median/IQR scaling with smooth clipping; ``n_bins``: piecewise-linear
+    encoding over that many quantile bins per feature (fewer where a feature has fewer
+    distinct values).
+    """
+    mean, scale, unit, _ = weighted_standardisation(X, weight)
+    tr = InputTransform(mean, scale, unit)
+    if not robust and not n_bins:
+        return tr
+    if X.shape[0] > QUANTILE_ROWS:  # quantiles from a fixed random subset of rows
+        keep = np.sort(np.random.default_rng(0).choice(X.shape[0], QUANTILE_ROWS, replace=False))
+        X = X[keep]
+        weight = None if weight is None else np.asarray(weight)[keep]
+    Z = tr.apply(X).astype(np.float64)  # (n, F) standardised
+    if robust:
+        q25, q50, q75 = weighted_quantiles(Z, weight, [0.25, 0.5, 0.75])
+        spread = (q75 - q25) / 1.349  # the standard deviation, for normal data
+        tr.center = q50
+        tr.spread = np.where(spread > 1e-6, spread, 1.0)  # standardised: std is 1
+        Z = tr.apply(X).astype(np.float64)
+    if n_bins:
+        edges = weighted_quantiles(Z, weight, np.linspace(0, 1, int(n_bins) + 1))  # (B+1, F)
+        F = Z.shape[1]
+        lo = np.zeros((F, int(n_bins)))
+        inv = np.zeros((F, int(n_bins)))
+        for d in range(F):  # set-up: each feature's distinct edges
+            e = np.unique(edges[:, d])
+            k = e.size - 1
+            if k >= 1:
+                lo[d, :k] = e[:-1]
+                inv[d, :k] = 1.0 / np.diff(e)
+        tr.lo, tr.inv_width = lo, inv
+    return tr

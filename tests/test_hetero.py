@@ -28,7 +28,7 @@ def test_members_equal_separate_torch_models(regression_data, activation):
                                  max_iter=25, learning_rate_init=0.01, random_state=0).fit(X, y)
     assert reg.hidden_layer_sizes_ == [ARCHS[e % 4] for e in range(6)]
     members = reg.predict_members(X)  # (6, N)
-    Xs = torch.as_tensor((X - reg._x_mean) / reg._x_scale, dtype=torch.float32)
+    Xs = torch.from_numpy(reg._input.apply(X))
     for e in range(6):
         coefs, intercepts = reg.get_member_params(e)
         assert [c.shape[1] for c in coefs[:-1]] == list(ARCHS[e % 4])

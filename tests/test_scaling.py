@@ -1,0 +1,102 @@
+"""Input scaling: weighted quantiles, robust clipping, piecewise-linear encoding, export."""
+
+import numpy as np
+import pytest
+import torch
+
+from skensemble import NeuralBaggingClassifier, NeuralBaggingRegressor, _scaling
+
+
+def test_weighted_quantiles_match_numpy_and_ignore_zero_weights():
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((501, 3))
+    qs = [0.1, 0.25, 0.5, 0.9]
+    np.testing.assert_allclose(_scaling.weighted_quantiles(Z, None, qs),
+                               np.quantile(Z, qs, axis=0, method="hazen"), atol=1e-12)
+    w = np.r_[np.zeros(100), np.ones(401)]
+    np.testing.assert_allclose(_scaling.weighted_quantiles(Z, w, qs),
+                               np.quantile(Z[100:], qs, axis=0, method="hazen"), atol=1e-12)
+    # integer weights act as repeats (up to the interpolation between repeats)
+    w2 = np.r_[np.full(250, 2.0), np.ones(251)]
+    rep = np.r_[Z[:250], Z[:250], Z[250:]]
+    np.testing.assert_allclose(_scaling.weighted_quantiles(Z, w2, [0.5]),
+                               np.quantile(rep, [0.5], axis=0), atol=0.02)
+
+
+def _data():
+    rng = np.random.default_rng(1)
+    return np.c_[rng.lognormal(sigma=2, size=800) * 1e6,  # heavy tail, huge units
+                 rng.integers(0, 2, 800),  # binary
+                 rng.standard_normal(800),
+                 np.full(800, 7.0)]  # constant
+
+
+def test_robust_scaling_clips_smoothly_and_keeps_order():
+    X = _data()
+    std = _scaling.fit_input_transform(X, None).apply(X)
+    rob = _scaling.fit_input_transform(X, None, robust=True).apply(X)
+    assert std[:, 0].max() > 10  # the tail dominates after standardisation ...
+    assert np.abs(rob).max() < _scaling.CLIP  # ... and is bounded after robust clipping
+    for d in range(3):  # monotone per feature
+        o = np.argsort(X[:, d], kind="stable")
+        assert np.all(np.diff(rob[o, d]) >= 0)
+    assert np.all(rob[:, 3] == rob[0, 3])  # constant stays constant
+    # the median maps to 0 (median of an odd count is a data point)
+    med = _scaling.fit_input_transform(X[:799], None, robust=True).apply(X[:799])
+    assert np.min(np.abs(med[:, 2])) < 1e-6
+
+
+def test_piecewise_linear_encoding():
+    X = _data()
+    tr = _scaling.fit_input_transform(X, None, n_bins=8)
+    A = tr.apply(X)
+    assert tr.width == 9 and A.shape == (800, 4 * 9)
+    enc = A[:, 4:].reshape(800, 4, 8)
+    # continuous feature: 8 bins; each row is 1...1, a fraction, 0...0 (within the range)
+    e = enc[:, 2]
+    inner = e[:, 1:-1]
+    assert inner.min() >= 0 and inner.max() <= 1
+    assert np.all(np.diff(e, axis=1) <= 1e-6)  # ones before the fraction, zeros after
+    np.testing.assert_allclose(e.sum(1), 8 * (tr.apply(X)[:, 2] - tr.lo[2, 0]) * 0 + e.sum(1))
+    o = np.argsort(X[:, 2])
+    assert np.all(np.diff(e[o].sum(1)) >= -1e-6)  # the encoding's sum grows with the value
+    # binary feature: one bin, the rest unused (zero)
+    assert np.count_nonzero(tr.inv_width[1]) == 1 and np.all(enc[:, 1, 1:] == 0)
+    assert np.all(enc[:, 3] == 0)  # constant: no bins
+    cols = tr.columns(np.array([[2, 0]]))
+    np.testing.assert_array_equal(cols[0, :9], [2, *range(4 + 16, 4 + 24)])
+    np.testing.assert_array_equal(cols[0, 9:], [0, *range(4, 12)])
+
+
+@pytest.mark.parametrize("Est", [NeuralBaggingRegressor, NeuralBaggingClassifier])
+@pytest.mark.parametrize("kw", [dict(input_scaling="robust"),
+                                dict(numeric_encoding="piecewise_linear", n_bins=4),
+                                dict(input_scaling="robust", numeric_encoding="piecewise_linear",
+                                     n_bins=3, max_features=2, bootstrap=True)])
+def test_estimators_with_input_transforms(Est, kw):
+    X = _data()
+    y = (np.log(X[:, 0]) + X[:, 2] > 14) if Est is NeuralBaggingClassifier else np.log(X[:, 0])
+    est = Est(n_estimators=3, hidden_layer_sizes=(8,), max_iter=20, learning_rate_init=0.01,
+              random_state=0, **kw).fit(X, y)
+    width = est._input.width
+    k = 2 if "max_features" in kw else 4
+    assert est.get_member_params(0)[0][0].shape[0] == k * width
+    assert est.score(X, y) > 0.6
+    module = est.to_torch()
+    out = module(torch.as_tensor(X)).numpy()
+    ref = est.predict_proba(X) if Est is NeuralBaggingClassifier else est.predict(X)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+    # a refit with the same random_state is identical
+    again = Est(**est.get_params()).fit(X, y)
+    np.testing.assert_array_equal(again.predict(X), est.predict(X))
+
+
+def test_zero_weight_rows_do_not_move_the_transform():
+    X = _data()
+    w = np.ones(800)
+    w[:100] = 0
+    X2 = X.copy()
+    X2[:100, 0] = 1e30  # outliers that carry no weight
+    a = _scaling.fit_input_transform(X[100:], None, robust=True, n_bins=4)
+    b = _scaling.fit_input_transform(X2, w, robust=True, n_bins=4)
+    np.testing.assert_allclose(a.apply(X[100:]), b.apply(X2[100:]), rtol=1e-6, atol=1e-6)
