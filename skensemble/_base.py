@@ -12,7 +12,6 @@ Must not hold training mechanics: the epoch loop lives in :mod:`._training`, sca
 in :mod:`._mothernets`, device/engine/thread choices in :mod:`._dispatch`.
 """
 
-import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
@@ -34,6 +33,7 @@ from . import (
     _scaling,
     _training,
     _version,
+    _warn,
 )
 from ._members import FittedMembers
 
@@ -203,9 +203,12 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             return int(value)
         return max(1, int(value * total))
 
-    def _hyper(self, n_rows):
+    def _hyper(self, n_rows, warn=False):
         """The mathematics of a step (:class:`~skensemble._engine.Hyper`) for ``n_rows``."""
         batch = min(200, n_rows) if self.batch_size == "auto" else int(self.batch_size)
+        if warn and batch > n_rows:
+            _warn.warn(f"Got batch_size={batch} larger than the {n_rows} rows each member "
+                       "trains on; it is clipped to that.")
         return _engine.Hyper(
             activation=self.activation, loss=self._loss, solver=self.solver,
             alpha=float(self.alpha), batch_size=max(1, min(batch, n_rows)),
@@ -245,11 +248,13 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         if self.early_stopping and (not self.bootstrap or self.oob_score):
             holdout = float(self.validation_fraction)
             n_held = int(np.ceil(holdout * n_samples))
-            if n_held < 1 or n_samples - n_held < 1:
+            if n_held < 2 or n_samples - n_held < 1:
                 raise ValueError(
-                    f"early_stopping with validation_fraction={self.validation_fraction} "
-                    f"leaves no training or no validation rows out of {n_samples}; use "
-                    "more data or another validation_fraction."
+                    f"The validation set is too small: early_stopping with "
+                    f"validation_fraction={self.validation_fraction} holds out {n_held} of "
+                    f"{n_samples} rows per member and needs at least 2, with rows left to "
+                    "train on. Increase validation_fraction, use more data, or set "
+                    "early_stopping=False."
                 )
             n_pool = n_samples - n_held
         else:
@@ -347,13 +352,13 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         self._set_history(history, plan.n_draw)
         if self.oob_score:
             self._compute_oob(Xs, y)
-        if history.unconverged and not self.early_stopping:
-            warnings.warn(
+        if history.unconverged:
+            what = "validation" if self.early_stopping else "training"
+            _warn.warn(
                 f"{history.unconverged} of {len(train)} members reached max_iter="
-                f"{self.max_iter} before their training loss stopped improving by tol="
+                f"{self.max_iter} before their {what} loss stopped improving by tol="
                 f"{self.tol}; raise max_iter or tol to silence this.",
                 ConvergenceWarning,
-                stacklevel=2,
             )
         return self
 
@@ -414,7 +419,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         and ``feats`` are theirs, in that order.
         """
         device = _dispatch.resolve_device(self.device)
-        hyper = self._hyper(plan.n_draw)
+        hyper = self._hyper(plan.n_draw, warn=True)
         val_mask = None
         if self.early_stopping and config.stop:
             if plan.holdout is not None:  # each member validates on the rows it held out
@@ -554,11 +559,9 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         count = out_of_bag.sum(0)  # (N,)
         has = count > 0
         if not has.all():
-            warnings.warn(
+            _warn.warn(
                 "Some inputs do not have OOB scores. This probably means too few "
-                "estimators were used to compute any reliable oob estimates.",
-                stacklevel=3,
-            )
+                "estimators were used to compute any reliable oob estimates.")
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = total / count[:, None]
         mean[~has] = np.nan

@@ -338,8 +338,8 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         y : array-like of shape (n_samples,)
             Labels.
         classes : array-like of shape (n_classes,), default=None
-            Every label the ensemble will ever see; needed on the first call when this
-            batch does not contain them all (ignored afterwards).
+            Every label the ensemble will ever see: required on the first call, as
+            for :class:`~sklearn.neural_network.MLPClassifier` (ignored afterwards).
         sample_weight : array-like of shape (n_samples,), default=None
             Row weights, as in :meth:`fit`.
 
@@ -350,6 +350,8 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         """
         if not hasattr(self, "_groups"):
             self._validate_params()
+            if classes is None:  # as MLPClassifier: a batch may not show every label
+                raise ValueError("classes must be passed on the first call to partial_fit.")
         return self._partial_fit(X, y, sample_weight, classes=classes)
 
     def _stratify_labels(self, y):

@@ -17,7 +17,7 @@ class _Progress:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, desc="epochs", unit="epoch", file=sys.stderr,
-                            leave=False)
+                            leave=True)  # the finished bar stays in logs
 
     def update(self, mean_loss, n_active, n_members, mean_val_loss=None):
         """Report one finished epoch."""
@@ -38,7 +38,7 @@ class _Progress:
             print(line)
 
     def close(self):
-        """Remove the bar (no-op without one)."""
+        """Close the bar, leaving its final state on screen (no-op without one)."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None

@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import functools
 import time
-import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from . import _dispatch, _engine, _hetero
+from . import _dispatch, _engine, _hetero, _warn
 from ._progress import progress
 
 _CPU = torch.device("cpu")
@@ -517,13 +516,10 @@ def _loop(flat, state, steps, lr, t, val, rows, seed, hyper, layout, engine, con
                 break
         except KeyboardInterrupt:
             # Like scikit-learn's MLP: stop, keep what was learnt, leave a usable model.
-            warnings.warn(
+            _warn.warn(
                 f"Training interrupted by the user in epoch {epoch + 1}; keeping the "
                 "weights so far (each member's best with early_stopping). Call fit again "
-                "with warm_start=True to continue.",
-                UserWarning,
-                stacklevel=2,
-            )
+                "with warm_start=True to continue.")
             interrupted = True
             break
     bar.close()
