@@ -60,7 +60,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         "shuffle": ["boolean"],
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "early_stopping": ["boolean"],
+        "early_stopping": [StrOptions({"auto"}), "boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="both")],
         "nesterovs_momentum": ["boolean"],
@@ -239,13 +239,25 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             sw = sw / sw.mean()  # mean 1: the learning rate keeps its meaning
         return X, y, sw
 
+    # early_stopping="auto" stops members on held-out rows when each would hold out at
+    # least this many (n_samples >= 200 at validation_fraction=0.1): fewer make the
+    # validation loss too noisy to choose epochs by, and cost scarce training rows.
+    AUTO_MIN_VALIDATION_ROWS = 20
+
+    def _early_stopping(self, n_samples):
+        """Whether members stop on validation rows (``early_stopping`` resolved)."""
+        if self.early_stopping != "auto":
+            return bool(self.early_stopping)
+        return bool(np.ceil(self.validation_fraction * n_samples)
+                    >= self.AUTO_MIN_VALIDATION_ROWS)
+
     def _plan(self, n_samples, n_features):
         """How members sample rows and features (:class:`~skensemble._sampling.Plan`)."""
         holdout = None
         # Members stop on rows they hold out when there are no out-of-bag rows (no
         # bootstrap), and also with oob_score=True: stopping on the out-of-bag rows would
         # pick each member's weights by the very rows oob_score_ then scores.
-        if self.early_stopping and (not self.bootstrap or self.oob_score):
+        if self._early_stopping(n_samples) and (not self.bootstrap or self.oob_score):
             holdout = float(self.validation_fraction)
             n_held = int(np.ceil(holdout * n_samples))
             if n_held < 2 or n_samples - n_held < 1:
@@ -349,11 +361,12 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         self._seeds, self._plan_, self._groups, self._features = seeds, plan, groups, feats
         self._sample_weight, self._stratify, self._partial_calls = sw, stratify, 0
         self.hidden_layer_sizes_ = archs
+        self.early_stopping_ = self._early_stopping(plan.n_samples)
         self._set_history(history, plan.n_draw)
         if self.oob_score:
             self._compute_oob(Xs, y)
         if history.unconverged:
-            what = "validation" if self.early_stopping else "training"
+            what = "validation" if self.early_stopping_ else "training"
             _warn.warn(
                 f"{history.unconverged} of {len(train)} members reached max_iter="
                 f"{self.max_iter} before their {what} loss stopped improving by tol="
@@ -387,7 +400,8 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         Random initialisation from each member's seed, or (``init="mothernet"``) hatched
         from MotherNets trained on ``Xs``; members of equal depth share one group.
         """
-        n_out, n_in = Y.shape[1], plan.n_feat * self._input.width
+        n_out = Y.shape[1]
+        n_in = self._input.n_inputs(None if plan.all_features else plan.n_feat)
         if self.init == "mothernet":
             if not plan.all_features:
                 raise ValueError(
@@ -421,7 +435,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         device = _dispatch.resolve_device(self.device)
         hyper = self._hyper(plan.n_draw, warn=True)
         val_mask = None
-        if self.early_stopping and config.stop:
+        if config.stop and self._early_stopping(plan.n_samples):
             if plan.holdout is not None:  # each member validates on the rows it held out
                 val_mask = _sampling.held_mask(held, plan.n_samples)
             else:  # ... or on its own out-of-bag rows

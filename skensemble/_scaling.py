@@ -87,13 +87,17 @@ def weighted_quantiles(Z, weight, qs):
 
 @dataclass
 class InputTransform:
-    """The fitted map from raw inputs to what the members read.
+    """The fitted map from raw inputs to the columns the members read.
 
     Always a unit-safe standardisation (:func:`weighted_standardisation`); then, with
     ``center``/``spread``, robust scaling with smooth clipping (median and interquartile
     range, then ``r / sqrt(1 + (r / 3)^2)``: heavy tails and outliers stop dominating);
     then, with ``lo``/``inv_width``, a piecewise-linear encoding of each feature over
-    its quantile bins (Gorishniy et al., NeurIPS 2022), next to the value itself.
+    its quantile bins (Gorishniy et al., NeurIPS 2022), after the values themselves.
+    Only features with at least 3 distinct values get bins (a binary feature's bin
+    would repeat its value); one all-zero column ends the encoded matrix, so that
+    members whose features have fewer bins can pad their column lists with it (a zero
+    input is inert).
 
     Attributes
     ----------
@@ -101,8 +105,13 @@ class InputTransform:
         Standardisation.
     center, spread : ndarray (F,) or None
         Robust scaling of the standardised values.
-    lo, inv_width : ndarray (F, B) or None
-        Bin starts and inverse widths (0 for bins a feature does not have).
+    lo, inv_width : ndarray (nb,) or None
+        Start and inverse width of each bin column.
+    bin_feature : ndarray (nb,) int64 or None
+        The feature each bin column encodes (bins of a feature are contiguous, in order).
+    first, last : ndarray (nb,) or None
+        1.0 where a bin is its feature's first (not clamped below: extrapolates) / last
+        (not clamped above).
     """
 
     mean: np.ndarray
@@ -112,37 +121,61 @@ class InputTransform:
     spread: np.ndarray = None
     lo: np.ndarray = None
     inv_width: np.ndarray = None
+    bin_feature: np.ndarray = None
+    first: np.ndarray = None
+    last: np.ndarray = None
 
     @property
-    def width(self):
-        """Columns per input feature: 1, or 1 + bins with the piecewise-linear encoding."""
-        return 1 if self.lo is None else 1 + self.lo.shape[1]
+    def n_columns(self):
+        """Columns of the transformed matrix: values, then bins and the zero column."""
+        F = self.mean.size
+        return F if self.lo is None else F + self.lo.size + 1
+
+    def _bins_of(self):
+        """Per feature, its bin columns: list of int arrays."""
+        F = self.mean.size
+        return [F + np.flatnonzero(self.bin_feature == f) for f in range(F)]
+
+    def n_inputs(self, k):
+        """First-layer inputs of a member reading ``k`` features (all: ``k=None``)."""
+        if k is None or self.lo is None:
+            return self.n_columns if k is None else k
+        counts = np.sort([b.size for b in self._bins_of()])[::-1]
+        return int(k + counts[:k].sum())  # room for the k features with the most bins
 
     def columns(self, features):
-        """Columns ``(E, k * width)`` read by members that see ``features (E, k)`` (or None)."""
-        if features is None or self.width == 1:
+        """Columns ``(E, n_inputs(k))`` read by members that see ``features (E, k)``.
+
+        Each member reads its features' values, then their bins, then the zero column
+        as padding; None (every member reads every feature) stays None.
+        """
+        if features is None or self.lo is None:
             return features
-        F = self.mean.size
-        cols = [features]  # the values come first, then each feature's bins
-        for b in range(self.width - 1):
-            cols.append(F + features * (self.width - 1) + b)
-        return np.stack(cols, axis=-1).reshape(features.shape[0], -1)
+        bins = self._bins_of()
+        width = self.n_inputs(features.shape[1])
+        zero = self.n_columns - 1
+        out = np.full((features.shape[0], width), zero, dtype=np.int64)
+        for e, feats in enumerate(features):  # set-up: one short list per member
+            cols = np.concatenate([feats, *[bins[f] for f in feats]])
+            out[e, : cols.size] = cols
+        return out
 
     def tensors(self, device=None):
-        """The fitted arrays as float64 tensors, by name (what :func:`transform` takes)."""
-        return {k: torch.as_tensor(v, dtype=torch.float64, device=device)
+        """The fitted arrays by name, as :func:`transform` takes them (float64; int64 index)."""
+        return {k: torch.as_tensor(v, dtype=torch.int64 if k == "bin_feature" else
+                                   torch.float64, device=device)
                 for k, v in self.__dict__.items() if v is not None}
 
     def forward(self, X):
-        """Transform a float tensor ``X (n, F)`` into ``(n, F * width)`` float32."""
+        """Transform a float tensor ``X (n, F)`` into ``(n, n_columns)`` float32."""
         return transform(X, self.tensors(X.device))
 
     def apply(self, X):
-        """Transformed ``X (N, F)`` as a new float32 array ``(N, F * width)``, in row chunks.
+        """Transformed ``X (N, F)`` as a new float32 array ``(N, n_columns)``, in row chunks.
 
         This is the one copy of the training data a fit makes; the engines read it in place.
         """
-        out = np.empty((X.shape[0], X.shape[1] * self.width), dtype=np.float32)
+        out = np.empty((X.shape[0], self.n_columns), dtype=np.float32)
         for s in range(0, X.shape[0], CHUNK):
             chunk = np.ascontiguousarray(X[s : s + CHUNK])  # any strides or dtype in
             out[s : s + CHUNK] = self.forward(torch.from_numpy(chunk))
@@ -150,11 +183,11 @@ class InputTransform:
 
 
 def transform(X, t):
-    """Apply a fitted input transform: ``X (n, F)`` -> ``(n, F * width)`` float32.
+    """Apply a fitted input transform: ``X (n, F)`` -> ``(n, n_columns)`` float32.
 
-    ``t`` maps the names of :class:`InputTransform`'s arrays to float64 tensors.
-    Computed in float64 from the raw values; the estimator and ``to_torch()`` both call
-    this function, so they transform identically.
+    ``t`` maps the names of :class:`InputTransform`'s arrays to tensors. Computed in
+    float64 from the raw values; the estimator and ``to_torch()`` both call this
+    function, so they transform identically.
     """
     Z = (X.to(torch.float64) / t["unit"] - t["mean"] / t["unit"]) / (t["scale"] / t["unit"])
     if "center" in t:
@@ -162,15 +195,12 @@ def transform(X, t):
         Z = R / torch.sqrt(1 + (R / CLIP) ** 2)
     if "lo" not in t:
         return Z.to(torch.float32)
-    enc = (Z.unsqueeze(-1) - t["lo"]) * t["inv_width"]  # (n, F, B)
-    B = enc.shape[-1]
-    # the first bin extends below its start, the last beyond its end (extrapolation)
-    lower = torch.cat([torch.full_like(enc[..., :1], -torch.inf),
-                       torch.zeros_like(enc[..., 1:])], -1)
-    upper = torch.cat([torch.ones_like(enc[..., : B - 1]),
-                       torch.full_like(enc[..., :1], torch.inf)], -1)
-    enc = torch.minimum(torch.maximum(enc, lower), upper)
-    return torch.cat([Z, enc.reshape(X.shape[0], -1)], 1).to(torch.float32)
+    enc = (Z[:, t["bin_feature"]] - t["lo"]) * t["inv_width"]  # (n, nb)
+    # inner bins clamp to [0, 1]; a feature's first bin extends below, its last above
+    enc = torch.where(t["first"] > 0, enc, enc.clamp(min=0.0))
+    enc = torch.where(t["last"] > 0, enc, enc.clamp(max=1.0))
+    zero = torch.zeros_like(Z[:, :1])
+    return torch.cat([Z, enc, zero], 1).to(torch.float32)
 
 
 def fit_input_transform(X, weight, robust=False, n_bins=None):
@@ -197,14 +227,20 @@ def fit_input_transform(X, weight, robust=False, n_bins=None):
         Z = tr.apply(X).astype(np.float64)
     if n_bins:
         edges = weighted_quantiles(Z, weight, np.linspace(0, 1, int(n_bins) + 1))  # (B+1, F)
-        F = Z.shape[1]
-        lo = np.zeros((F, int(n_bins)))
-        inv = np.zeros((F, int(n_bins)))
-        for d in range(F):  # set-up: each feature's distinct edges
+        lo, inv, feat, first, last = [], [], [], [], []
+        for d in range(Z.shape[1]):  # set-up: each feature's distinct edges
             e = np.unique(edges[:, d])
-            k = e.size - 1
-            if k >= 1:
-                lo[d, :k] = e[:-1]
-                inv[d, :k] = 1.0 / np.diff(e)
-        tr.lo, tr.inv_width = lo, inv
+            if np.unique(Z[:, d]).size < 3 or e.size < 2:
+                continue  # binary or constant: a bin would only repeat the value
+            lo.append(e[:-1])
+            inv.append(1.0 / np.diff(e))
+            feat.append(np.full(e.size - 1, d))
+            first.append(np.eye(1, e.size - 1, 0)[0])
+            last.append(np.eye(1, e.size - 1, e.size - 2)[0])
+
+        def cat(parts, dtype=np.float64):
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+        tr.lo, tr.inv_width, tr.first, tr.last = cat(lo), cat(inv), cat(first), cat(last)
+        tr.bin_feature = cat(feat, np.int64)
     return tr

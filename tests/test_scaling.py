@@ -50,22 +50,21 @@ def test_piecewise_linear_encoding():
     X = _data()
     tr = _scaling.fit_input_transform(X, None, n_bins=8)
     A = tr.apply(X)
-    assert tr.width == 9 and A.shape == (800, 4 * 9)
-    enc = A[:, 4:].reshape(800, 4, 8)
-    # continuous feature: 8 bins; each row is 1...1, a fraction, 0...0 (within the range)
-    e = enc[:, 2]
-    inner = e[:, 1:-1]
-    assert inner.min() >= 0 and inner.max() <= 1
+    # bins only for the features with 3+ distinct values (0 and 2), then a zero column
+    np.testing.assert_array_equal(np.unique(tr.bin_feature), [0, 2])
+    assert A.shape == (800, 4 + 16 + 1) and tr.n_columns == 21
+    assert np.all(A[:, -1] == 0)
+    e = A[:, 4 + 8 : 4 + 16]  # feature 2's bins
+    assert e[:, 1:-1].min() >= 0 and e[:, 1:-1].max() <= 1
     assert np.all(np.diff(e, axis=1) <= 1e-6)  # ones before the fraction, zeros after
-    np.testing.assert_allclose(e.sum(1), 8 * (tr.apply(X)[:, 2] - tr.lo[2, 0]) * 0 + e.sum(1))
     o = np.argsort(X[:, 2])
     assert np.all(np.diff(e[o].sum(1)) >= -1e-6)  # the encoding's sum grows with the value
-    # binary feature: one bin, the rest unused (zero)
-    assert np.count_nonzero(tr.inv_width[1]) == 1 and np.all(enc[:, 1, 1:] == 0)
-    assert np.all(enc[:, 3] == 0)  # constant: no bins
-    cols = tr.columns(np.array([[2, 0]]))
-    np.testing.assert_array_equal(cols[0, :9], [2, *range(4 + 16, 4 + 24)])
-    np.testing.assert_array_equal(cols[0, 9:], [0, *range(4, 12)])
+    assert e[o[0], 0] < 0 or np.isclose(e[o[0], 0], 0)  # the first bin extends below
+    # members' columns: values, then their features' bins, padded with the zero column
+    cols = tr.columns(np.array([[2, 1], [1, 3]]))
+    assert cols.shape == (2, tr.n_inputs(2)) == (2, 2 + 16)
+    np.testing.assert_array_equal(cols[0], [2, 1, *range(12, 20), *[20] * 8])
+    np.testing.assert_array_equal(cols[1], [1, 3, *[20] * 16])
 
 
 @pytest.mark.parametrize("Est", [NeuralBaggingRegressor, NeuralBaggingClassifier])
@@ -78,9 +77,8 @@ def test_estimators_with_input_transforms(Est, kw):
     y = (np.log(X[:, 0]) + X[:, 2] > 14) if Est is NeuralBaggingClassifier else np.log(X[:, 0])
     est = Est(n_estimators=3, hidden_layer_sizes=(8,), max_iter=20, learning_rate_init=0.01,
               random_state=0, **kw).fit(X, y)
-    width = est._input.width
-    k = 2 if "max_features" in kw else 4
-    assert est.get_member_params(0)[0][0].shape[0] == k * width
+    k = 2 if "max_features" in kw else None
+    assert est.get_member_params(0)[0][0].shape[0] == est._input.n_inputs(k)
     assert est.score(X, y) > 0.6
     module = est.to_torch()
     out = module(torch.as_tensor(X)).numpy()
