@@ -568,8 +568,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             return (self._transform_outputs(out) * m.unsqueeze(-1)).sum(0)
 
         total = _predict.run_chunked(self._groups, self._input.columns(self._features),
-                                     self.activation, Xs,
-                                     _dispatch.resolve_device(self.device), reduce)
+                                     self.activation, Xs, self._predict_device(), reduce)
         count = out_of_bag.sum(0)  # (N,)
         has = count > 0
         if not has.all():
@@ -582,6 +581,17 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         self._set_oob(mean, has, y)
 
     # ------------------------------------------------------------- predict
+    def _predict_device(self):
+        """The device to predict on: ``device``, or the CPU where CUDA is not available.
+
+        A model fitted on CUDA keeps its weights on the CPU, so it predicts anywhere.
+        """
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            _warn.warn(f"device={self.device!r} but CUDA is not available here; predicting "
+                       "on the CPU. Set device='cpu' (or 'auto') to silence this.")
+            return torch.device("cpu")
+        return _dispatch.resolve_device(self.device)
+
     def _member_outputs(self, X, reduce, transform=True):
         """Validate ``X``, run all members in row chunks, concatenate ``reduce``d chunks.
 
@@ -596,7 +606,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         with _dispatch.thread_limit(_dispatch.default_threads(work), "batched"):
             return _predict.run_chunked(self._groups, self._input.columns(self._features),
                                         self.activation, Xs,
-                                        _dispatch.resolve_device(self.device),
+                                        self._predict_device(),
                                         lambda out, rows: reduce(fn(out)))
 
     def __getstate__(self):

@@ -1,6 +1,8 @@
 """The simulated CUDA device (tests/fake_cuda.py), then the library's CUDA paths under it."""
 
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -265,3 +267,16 @@ def test_graphed_engine_needs_capture_disabled(noise_data, monkeypatch):
         pred = NeuralBaggingRegressor(**kw, device="cuda").fit(X, y).predict(X)
     ref = NeuralBaggingRegressor(**dict(kw, engine="batched"), device="cpu").fit(X, y)
     np.testing.assert_allclose(pred, ref.predict(X), rtol=1e-5, atol=1e-6)
+
+
+def test_model_fitted_on_cuda_predicts_on_a_cpu_only_machine(noise_data, monkeypatch):
+    X, y = noise_data
+    monkeypatch.setattr(_engine, "CAPTURE_GRAPHS", False)
+    with fake_cuda():
+        est = NeuralBaggingRegressor(**dict(SETTINGS, max_iter=3), device="cuda").fit(X, y)
+        on_device = est.predict(X)
+    restored = pickle.loads(pickle.dumps(est))  # as if loaded on a machine without CUDA
+    with pytest.warns(UserWarning, match="predicting on the CPU") as record:
+        on_cpu = restored.predict(X)
+    assert record[0].filename == __file__
+    np.testing.assert_allclose(on_cpu, on_device, rtol=1e-6, atol=1e-7)
