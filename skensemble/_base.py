@@ -38,6 +38,9 @@ from . import (
 from ._members import FittedMembers
 
 _FLOAT = (np.float64, np.float32)
+# batch_size="auto": small enough for the member-major kernels (_dispatch.MEMBER_MAJOR_MAX_BATCH)
+# and, on the tuning half of benchmarks/bench_quality.py, better than 200 (the MLP's).
+AUTO_BATCH = 64
 
 
 class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
@@ -98,7 +101,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         self,
         n_estimators=10,
         *,
-        hidden_layer_sizes=(100,),
+        hidden_layer_sizes=(100, 100),
         activation="relu",
         solver="adam",
         alpha=1e-4,
@@ -110,7 +113,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         shuffle=True,
         tol=1e-4,
         n_iter_no_change=10,
-        early_stopping=False,
+        early_stopping="auto",
         validation_fraction=0.1,
         momentum=0.9,
         nesterovs_momentum=True,
@@ -121,9 +124,9 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         max_samples=1.0,
         max_features=1.0,
         bootstrap_features=False,
-        input_scaling="standard",
-        numeric_encoding="none",
-        n_bins=16,
+        input_scaling="robust",
+        numeric_encoding="piecewise_linear",
+        n_bins=8,
         oob_score=False,
         warm_start=False,
         init="random",
@@ -205,7 +208,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
 
     def _hyper(self, n_rows, warn=False):
         """The mathematics of a step (:class:`~skensemble._engine.Hyper`) for ``n_rows``."""
-        batch = min(200, n_rows) if self.batch_size == "auto" else int(self.batch_size)
+        batch = min(AUTO_BATCH, n_rows) if self.batch_size == "auto" else int(self.batch_size)
         if warn and batch > n_rows:
             _warn.warn(f"Got batch_size={batch} larger than the {n_rows} rows each member "
                        "trains on; it is clipped to that.")
@@ -512,6 +515,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
                                             plan)
             self.hidden_layer_sizes_ = archs
             self._partial_calls, self._plan_ = 0, plan
+            self.early_stopping_ = False  # partial_fit runs exactly one epoch per call
             self._sample_weight, self._stratify = None, None
             self.loss_curve_ = np.empty((0, E))
             self.n_iter_per_member_ = np.zeros(E, dtype=np.int64)

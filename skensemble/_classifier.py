@@ -34,7 +34,7 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     n_estimators : int, default=10
         Number of members.
 
-    hidden_layer_sizes : int, tuple of int, or list of tuples, default=(100,)
+    hidden_layer_sizes : int, tuple of int, or list of tuples, default=(100, 100)
         Width of each hidden layer. An int or a tuple of ints is one architecture for
         every member, as in :class:`~sklearn.neural_network.MLPClassifier`. A list of tuples
         gives each member its own architecture
@@ -53,8 +53,10 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         scikit-learn's MLP.
 
     batch_size : int or "auto", default="auto"
-        Rows per step per member; ``"auto"`` is ``min(200, n_rows)``. Any int >= 1,
-        including 1, is supported; small batches run on a compiled member-major kernel.
+        Rows per step per member; ``"auto"`` is ``min(64, n_rows)`` (scikit-learn's MLP
+        uses 200: smaller batches trained better ensembles in
+        ``benchmarks/bench_quality.py`` and keep the compiled member-major kernel in use).
+        Any int >= 1, including 1, is supported.
 
     learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
         Schedule of the sgd step size, as in scikit-learn's MLP (ignored by adam).
@@ -79,10 +81,13 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     n_iter_no_change : int, default=10
         Patience of the stopping rule, in epochs.
 
-    early_stopping : bool, default=False
+    early_stopping : bool or "auto", default="auto"
         Whether each member stops on its own validation loss and ends with its best
-        weights. It validates on its out-of-bag rows when ``bootstrap=True``, otherwise
-        on a held-out ``validation_fraction`` of the training data. With
+        weights. ``"auto"`` stops when each member's validation set would hold at least
+        20 rows (200 training rows at ``validation_fraction=0.1``); ``early_stopping_``
+        says what it resolved to. It validates on its out-of-bag rows when
+        ``bootstrap=True``, otherwise on a held-out ``validation_fraction`` of the training
+        data. With
         ``oob_score=True`` too, each member instead holds out its own
         ``validation_fraction`` before drawing its bootstrap sample and stops on those
         rows, which ``oob_score_`` never uses: a score on the rows that chose each
@@ -123,7 +128,7 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     bootstrap_features : bool, default=False
         Whether each member draws its features with replacement.
 
-    input_scaling : {"standard", "robust"}, default="standard"
+    input_scaling : {"standard", "robust"}, default="robust"
         How inputs are scaled before the members read them. ``"standard"``: each
         column to zero mean and unit variance. ``"robust"``: then centred on its median,
         divided by its interquartile range (as a standard deviation) and smoothly
@@ -131,13 +136,13 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         (as in RealMLP, Holzmüller et al. 2024). Fitted on the training data (weighted
         by ``sample_weight``); ``to_torch()`` applies it too.
 
-    numeric_encoding : {"none", "piecewise_linear"}, default="none"
+    numeric_encoding : {"none", "piecewise_linear"}, default="piecewise_linear"
         ``"piecewise_linear"`` gives the members, next to each scaled feature, its
         piecewise-linear encoding over ``n_bins`` quantile bins of the training data
         (Gorishniy et al., "On Embeddings for Numerical Features", NeurIPS 2022): the
         first layer then reads ``n_features * (1 + n_bins)`` columns.
 
-    n_bins : int, default=16
+    n_bins : int, default=8
         Quantile bins per feature for ``numeric_encoding="piecewise_linear"`` (fewer
         where a feature has fewer distinct values).
 
@@ -190,6 +195,9 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
 
     n_features_in_ : int
         Number of features seen during fit.
+
+    early_stopping_ : bool
+        Whether members stopped on validation rows (``early_stopping`` resolved).
 
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Names of the features, when ``X`` has string column names.

@@ -14,7 +14,13 @@ import torch
 
 from . import _engine
 
-ACTIVATION_BUDGET = 16 * 2**20  # float32 activations of all members for one chunk: 64 MB
+ACTIVATION_BUDGET = 8 * 2**20  # float64 activations of all members for one chunk: 64 MB
+
+# Predictions compute in float64 from the float32 weights: a row's prediction then does
+# not depend on which other rows share its chunk (float32 matrix products round
+# differently for different row counts: scikit-learn's subset-invariance check saw
+# differences in the 7th digit), and outputs are float64 anyway.
+PREDICT_DTYPE = torch.float64
 
 
 def forward_members(groups, X, activation, inverse=None):
@@ -41,7 +47,7 @@ def member_inverse(groups):
     return np.argsort(members)
 
 
-def on_device(groups, features, device):
+def on_device(groups, features, device, dtype=PREDICT_DTYPE):
     """Fitted groups as ``(flat, Layout, features or None)`` tensors on ``device``.
 
     Also returns the member-order inverse (or None).
@@ -49,7 +55,7 @@ def on_device(groups, features, device):
     out = []
     for g in groups:
         feats = None if features is None else torch.from_numpy(features[g.members]).to(device)
-        out.append((torch.from_numpy(g.flat).to(device), g.layout, feats))
+        out.append((torch.from_numpy(g.flat).to(device, dtype), g.layout, feats))
     inverse = member_inverse(groups)
     return out, None if inverse is None else torch.from_numpy(inverse).to(device)
 
@@ -63,7 +69,7 @@ def chunk_rows(groups, device):
     floats = ACTIVATION_BUDGET
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        floats = min(floats, free // 4 // 8)  # float64 outputs, a few live copies
+        floats = min(floats, free // 4 // 16)  # float64 activations, a few live copies
     n_members = sum(g.members.size for g in groups)
     widest = max(max(g.sizes) for g in groups)
     return max(1, int(floats) // max(1, n_members * widest))
@@ -92,7 +98,7 @@ def run_chunked(groups, features, activation, Xs, device, reduce):
         parts = []
         for s in range(0, Xs.shape[0], chunk):
             rows = slice(s, min(s + chunk, Xs.shape[0]))
-            Xt = torch.from_numpy(Xs[rows]).to(device, non_blocking=True)  # (n, F)
+            Xt = torch.from_numpy(Xs[rows]).to(device, PREDICT_DTYPE, non_blocking=True)
             parts.append(reduce(forward_members(dev_groups, Xt, activation, inverse), rows))
         return torch.cat(parts, dim=0).cpu().numpy()
     except torch.cuda.OutOfMemoryError as exc:

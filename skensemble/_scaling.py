@@ -191,8 +191,8 @@ def transform(X, t):
     """
     Z = (X.to(torch.float64) / t["unit"] - t["mean"] / t["unit"]) / (t["scale"] / t["unit"])
     if "center" in t:
-        R = (Z - t["center"]) / t["spread"]
-        Z = R / torch.sqrt(1 + (R / CLIP) ** 2)
+        U = (Z - t["center"]) / (t["spread"] * CLIP)
+        Z = CLIP * U / torch.hypot(torch.ones_like(U), U)  # r / sqrt(1 + (r/3)^2), no overflow
     if "lo" not in t:
         return Z.to(torch.float32)
     enc = (Z[:, t["bin_feature"]] - t["lo"]) * t["inv_width"]  # (n, nb)

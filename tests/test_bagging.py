@@ -57,7 +57,8 @@ def test_oob_warns_when_rows_lack_members(regression_data):
 
 def test_estimators_samples_and_features(task):
     Est, (X, y) = task
-    est = Est(**SMALL, bootstrap=True, max_samples=0.5, max_features=2).fit(X, y)
+    est = Est(**SMALL, bootstrap=True, max_samples=0.5, max_features=2,
+              numeric_encoding="none").fit(X, y)  # the first layer reads 2 columns
     samples, features = est.estimators_samples_, est.estimators_features_
     assert len(samples) == len(features) == 6
     assert all(s.shape == (X.shape[0] // 2,) for s in samples)
@@ -280,7 +281,8 @@ def test_oob_score_with_early_stopping_is_not_above_the_test_score():
 @pytest.mark.parametrize("bootstrap_features", [False, True])
 def test_partial_fit_honours_feature_subsets(task, bootstrap_features):
     Est, (X, y) = task
-    est = Est(**{**SMALL, "max_iter": 1}, max_features=2, bootstrap_features=bootstrap_features)
+    est = Est(**{**SMALL, "max_iter": 1}, max_features=2, bootstrap_features=bootstrap_features,
+              numeric_encoding="none")
     kwargs = {"classes": np.unique(y)} if hasattr(est, "predict_proba") else {}
     est.partial_fit(X, y, **kwargs)
     feats = est.estimators_features_

@@ -28,6 +28,7 @@ def _outputs(est, X):
 def test_regressor_fits_nonlinear_function(regression_data):
     X, y = regression_data
     reg = NeuralBaggingRegressor(n_estimators=5, hidden_layer_sizes=(32,), max_iter=300,
+                                 input_scaling="standard", numeric_encoding="none",
                                  random_state=0).fit(X[:90], y[:90])
     assert reg.score(X[90:], y[90:]) > 0.97
     pred = reg.predict(X)
@@ -242,7 +243,7 @@ def test_bootstrap_and_max_samples(task):
 def test_fitted_weights_exposed(regression_data):
     X, y = regression_data
     reg = NeuralBaggingRegressor(n_estimators=3, hidden_layer_sizes=(5, 6), max_iter=3,
-                                 random_state=0).fit(X, y)
+                                 numeric_encoding="none", random_state=0).fit(X, y)
     assert [c.shape for c in reg.coefs_] == [(3, 4, 5), (3, 5, 6), (3, 6, 1)]
     assert [b.shape for b in reg.intercepts_] == [(3, 5), (3, 6), (3, 1)]
     assert reg.engine_ in ("reference", "batched", "numba")
@@ -318,9 +319,18 @@ def test_cuda_requested_without_gpu(task):
 
 def test_huge_inputs_at_predict_raise(regression_data):
     X, y = regression_data
-    reg = NeuralBaggingRegressor(**FAST).fit(X, y)
+    reg = NeuralBaggingRegressor(**FAST, input_scaling="standard").fit(X, y)
     with pytest.raises(ValueError, match="too large|non-finite"):
         reg.predict(np.full((2, 4), 1e300))
+
+
+def test_robust_scaling_clips_huge_inputs(regression_data):
+    # Robust scaling saturates smoothly: any huge value reads as the clip boundary.
+    X, y = regression_data
+    reg = NeuralBaggingRegressor(**FAST, input_scaling="robust").fit(X, y)
+    a, b = reg.predict(np.full((2, 4), 1e300)), reg.predict(np.full((2, 4), 1e12))
+    assert np.all(np.isfinite(a))
+    np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
 def test_no_warnings_with_enough_epochs(regression_data):

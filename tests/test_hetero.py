@@ -51,7 +51,8 @@ def test_padding_units_stay_inert_through_training(regression_data, activation):
     X, y = regression_data
     reg = NeuralBaggingRegressor(n_estimators=2, hidden_layer_sizes=[(3, 9), (8, 2)],
                                  activation=activation, max_iter=20, learning_rate_init=0.05,
-                                 solver="sgd", alpha=0.1, random_state=0).fit(X, y)
+                                 solver="sgd", alpha=0.1, numeric_encoding="none",
+                                 random_state=0).fit(X, y)
     (g,) = reg._groups
     assert g.sizes == (4, 8, 9, 1)
     for e, pos in zip(g.members, range(2)):
