@@ -549,13 +549,16 @@ def format_tables(res, half, methods=None, markdown=False, datasets=None):
     def best(key):
         return "min" if key in ("rmse", "log_loss") else "max"
 
-    lines.append(f"== {half} half: main metric (rmse / log_loss; lower is better) ==")
+    def title(text):
+        lines.append(f"**{text}**\n" if markdown else f"== {text} ==")
+
+    title(f"{half} half: main metric (rmse / log_loss; lower is better)")
     block("data set", lambda r: r["main"], "{:.4f}", best)
     emit(["avg rank (main)"] + [f"{summary[m]['avg_rank']:.2f}" for m in ms])
     emit(["median fit s"] + [f"{summary[m]['median_fit_s']:.2f}" for m in ms])
     emit(["median predict s"] + [f"{summary[m]['median_predict_s']:.4f}" for m in ms])
     lines.append("")
-    lines.append(f"== {half} half: r2 / accuracy (higher is better), roc_auc (binary) ==")
+    title(f"{half} half: r2 / accuracy (higher is better), roc_auc (binary)")
     block("data set", lambda r: r["second"], "{:.4f}", best)
     for d, row in rows.items():
         if row["task"] == "binary":
@@ -566,12 +569,39 @@ def format_tables(res, half, methods=None, markdown=False, datasets=None):
     return "\n".join(lines) + "\n"
 
 
+def format_summary(res, methods=None, markdown=False):
+    """One row per method: average ranks and median times in both halves."""
+    sums = {h: summarise(res, h, methods)[1] for h in ("tuning", "heldout")}
+    ms = [m for m in (methods or list(res["methods"])) if any(m in s for s in sums.values())]
+    head = ["method"]
+    for h in sums:
+        head += [f"{h}: rank", f"{h}: rank acc/r2", f"{h}: fit s", f"{h}: predict s"]
+    rows = [head]
+    for m in ms:
+        row = [m]
+        for s in sums.values():
+            if m in s:
+                row += [f"{s[m]['avg_rank']:.2f}", f"{s[m]['avg_rank_acc_r2']:.2f}",
+                        f"{s[m]['median_fit_s']:.2f}", f"{s[m]['median_predict_s']:.4f}"]
+            else:
+                row += [""] * 4
+        rows.append(row)
+    if markdown:
+        lines = ["| " + " | ".join(r) + " |" for r in rows]
+        lines.insert(1, "|" + "|".join(["---"] + ["--:"] * (len(head) - 1)) + "|")
+    else:
+        lines = ["  ".join(f"{c:>18}" if i else f"{c:<20}" for i, c in enumerate(r))
+                 for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def plot(res, path, methods=None):
     """Average rank against median fit time, one panel per half."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     for ax, half in zip(axes, ("tuning", "heldout")):
@@ -582,6 +612,11 @@ def plot(res, path, methods=None):
             ax.annotate(m, (s["median_fit_s"], s["avg_rank"]), fontsize=8,
                         xytext=(4, 3), textcoords="offset points")
         ax.set_xscale("log")
+        times = [s["median_fit_s"] for s in summary.values()]
+        if times:
+            ax.set_xlim(min(times) / 2, max(times) * 4)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("median fit time per fit [s], one core (log)")
         n = max((s["n_datasets"] for s in summary.values()), default=0)
         ax.set_title(f"{half} half ({n} data sets)")
@@ -628,6 +663,7 @@ def main(argv=None):
     parser.add_argument("--table-only", action="store_true", help="print tables, fit nothing")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--plot", default=None, help="picture path (default beside --out)")
+    parser.add_argument("--note", default=None, help="a line to add to the JSON's notes")
     args = parser.parse_args(argv)
 
     out = Path(args.out) if args.out else (QUICK_OUT if args.quick else DEFAULT_OUT)
@@ -658,6 +694,7 @@ def main(argv=None):
     res = read_results(out)
     if args.table_only:
         table_methods = args.methods.split(",") if args.methods and args.methods != "all" else None
+        print(format_summary(res, table_methods, args.markdown))
         for half in ("tuning", "heldout"):
             print(format_tables(res, half, table_methods, args.markdown))
         plot(res, plot_path, table_methods)
@@ -670,6 +707,8 @@ def main(argv=None):
     from _machine import machine_info
 
     res["protocol"] = PROTOCOL
+    if args.note:
+        res.setdefault("notes", []).append(args.note)
     for m in methods:
         res["methods"][m] = ({"kind": "skensemble", "params": configs[m]} if m in configs
                              else {"kind": "peer", "params": PEER_METHODS[m]})
@@ -718,7 +757,9 @@ def main(argv=None):
                       f"fit {rec.get('fit_s', float('nan')):8.2f} s  "
                       f"{rec.get('error', '')}", flush=True)
     res["runs"][run_id]["wall_s"] = round(time.perf_counter() - t_start, 1)
+    res["summary"] = {h: summarise(res, h)[1] for h in ("tuning", "heldout")}
     write_results(out, res)
+    print(format_summary(res, None, args.markdown))
     for half in ("tuning", "heldout"):
         print(format_tables(res, half, None, args.markdown, datasets))
     plot(res, plot_path)
