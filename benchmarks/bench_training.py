@@ -22,6 +22,13 @@ against ``n_jobs=1`` (parallel fits must not be serialised by the engine's threa
 and prediction throughput and peak memory growth on 1,000,000 rows against
 ``BaggingRegressor(MLPRegressor)``.
 
+Busy machine (CPU): ``engine="auto"`` beside every CPU engine forced, on two small-batch
+fits (E=16, (16,), B=64, 10 epochs; E=50, (100, 100), B=32, 2 epochs; 4,000 x 30 rows),
+first on the machine as it is, then while one ``while True: pass`` process per core
+(started and killed by this script) saturates the cores. Seconds per fit (wall clock
+of ``fit``), median and best of 5 repeats taken in turn across engines; ``auto`` must
+stay within 1.2x of the fastest engine in both conditions.
+
 Baselines estimated to need more than ~20 s for one epoch are timed over part of an
 epoch (fewer members first, since members train one after another; then fewer rows)
 and scaled linearly to the full epoch: such entries carry a ``*`` in the table and the
@@ -39,9 +46,12 @@ How to run
     python benchmarks/bench_training.py                    # CPU, full run (~5-10 minutes)
     python benchmarks/bench_training.py --quick            # smoke test (~1-2 minutes)
     python benchmarks/bench_training.py --device cuda
+    python benchmarks/bench_training.py --busy-only        # busy-machine section only (~2 min)
 
-Results go to ``benchmarks/results/training_<device>[_quick].json``. Timings are only
-meaningful on an otherwise idle machine.
+Results go to ``benchmarks/results/training_<device>[_quick].json``, the busy-machine
+section (also part of the full CPU run) to ``training_cpu_busy.json`` as well, so that
+``--busy-only`` leaves the main results alone. Timings other than the busy section's are
+only meaningful on an otherwise idle machine.
 """
 
 import argparse
@@ -51,6 +61,8 @@ import json
 import math
 import os
 import resource
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -89,6 +101,15 @@ PREDICT_ROWS = 1_000_000
 PREDICT_SLICE_ROWS = 100_000  # sklearn predicts on this slice (scaled) when 1M is too slow
 PREDICT_E, PREDICT_W, PREDICT_FIT_ROWS = 50, 100, 2_000
 GRID = {"alpha": [1e-4, 1e-3, 1e-2, 1e-1]}
+
+# Busy machine: small-batch fits (auto picks the numba kernel) with the cores saturated.
+BUSY_SCENARIOS = (
+    {"E": 16, "hidden": (16,), "B": 64, "rows": 4_000, "epochs": 10},
+    {"E": 50, "hidden": (100, 100), "B": 32, "rows": 4_000, "epochs": 2},
+)
+BUSY_ENGINES = ("auto", "numba", "batched")
+BUSY_REPEATS = 5
+BUSY_TARGET = 1.2  # auto's median within this factor of the fastest engine's
 
 
 # --------------------------------------------------------------------------- data
@@ -456,6 +477,78 @@ def bench_prediction(device, n_predict):
     return out
 
 
+@contextlib.contextmanager
+def saturated_cores(n):
+    """Run the block with ``n`` busy-looping processes competing for the cores."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        time.sleep(1.0)  # let them start and the scheduler settle
+        yield
+    finally:
+        for p in hogs:
+            p.kill()
+        for p in hogs:
+            p.wait()
+
+
+def bench_busy(device):
+    """``auto`` beside each CPU engine, idle and with every core saturated by a busy loop."""
+    cores = len(os.sched_getaffinity(0))
+    engines = [e for e in BUSY_ENGINES if e == "auto" or e in _dispatch.available_engines(device)]
+    out = {"hog_processes": cores, "repeats": BUSY_REPEATS, "target": BUSY_TARGET, "rows": []}
+
+    def fit_seconds(sc, X, y, engine):
+        est = NeuralBaggingRegressor(
+            n_estimators=sc["E"], hidden_layer_sizes=sc["hidden"], activation="tanh",
+            solver="sgd", alpha=ALPHA, batch_size=sc["B"], max_iter=sc["epochs"],
+            learning_rate_init=LR, random_state=SEED, device=str(device), engine=engine,
+            tol=0.0, n_iter_no_change=sc["epochs"],
+        )
+        start = time.perf_counter()
+        est.fit(X, y)
+        return time.perf_counter() - start, est.engine_
+
+    for sc in BUSY_SCENARIOS:
+        X, y = make_data(sc["rows"])
+        for engine in engines:  # warm-up: compile / load caches, size thread pools
+            fit_seconds(sc, X, y, engine)
+        for condition in ("idle", "busy"):
+            ctx = saturated_cores(cores) if condition == "busy" else contextlib.nullcontext()
+            times = {e: [] for e in engines}
+            chosen = set()
+            with ctx:
+                load = os.getloadavg()
+                for _ in range(BUSY_REPEATS):  # engines in turn: noise hits them alike
+                    for engine in engines:
+                        sec, ran = fit_seconds(sc, X, y, engine)
+                        times[engine].append(sec)
+                        if engine == "auto":
+                            chosen.add(ran)
+            row = {**sc, "hidden": list(sc["hidden"]), "condition": condition,
+                   "load_average_at_start": load, "auto_engine": "/".join(sorted(chosen))}
+            row["seconds"] = {
+                e: {"median": float(np.median(t)), "best": min(t), "all": t}
+                for e, t in times.items()
+            }
+            forced = [e for e in engines if e != "auto"]
+            fastest = min(forced, key=lambda e: row["seconds"][e]["median"])
+            row["fastest_engine"] = fastest
+            row["auto_over_fastest"] = (
+                row["seconds"]["auto"]["median"] / row["seconds"][fastest]["median"]
+            )
+            row["pass"] = row["auto_over_fastest"] <= BUSY_TARGET
+            out["rows"].append(row)
+            print(
+                f"  E={sc['E']:<3} {str(sc['hidden']):<10} B={sc['B']:<3} {condition:<5} "
+                f"load {load[0]:4.1f}: "
+                + "  ".join(f"{e} {row['seconds'][e]['median']:.3f}" for e in engines)
+                + f"  (auto ran {row['auto_engine']}; auto/fastest "
+                f"{row['auto_over_fastest']:.2f})",
+                flush=True,
+            )
+    return out
+
+
 # ------------------------------------------------------------------------ report
 def _cell(entry):
     """Seconds per epoch, ``*`` when timed over part of an epoch and scaled."""
@@ -538,6 +631,30 @@ def print_prediction(p):
     print(f"  throughput ratio skensemble / sklearn: {p['throughput_ratio']:.1f}x")
 
 
+def run_busy(device, out_dir):
+    """The busy-machine section: time it, print it, write ``training_cpu_busy.json``."""
+    started = time.perf_counter()
+    info = machine_info(device)
+    print(
+        f"\nBusy machine: seconds per fit (median of {BUSY_REPEATS}), engine='auto' beside each "
+        f"CPU engine forced; 'busy' = {info['cpu_affinity']} busy-loop processes on "
+        f"{info['cpu_affinity']} CPUs; load = 1-min load average as the timing starts"
+    )
+    busy = bench_busy(device)
+    ok = all(r["pass"] for r in busy["rows"])
+    print(
+        f"  {'PASS' if ok else 'FAIL'}  auto within {BUSY_TARGET}x of the fastest engine "
+        "in every row"
+    )
+    busy["machine"] = info
+    busy["wall_s"] = time.perf_counter() - started
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "training_cpu_busy.json"
+    path.write_text(json.dumps(busy, indent=2) + "\n")
+    print(f"wrote {path}")
+    return busy
+
+
 # -------------------------------------------------------------------------- main
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -551,9 +668,19 @@ def main():
         default=Path(__file__).resolve().parent / "results",
         help="folder for the JSON results (default: benchmarks/results)",
     )
+    parser.add_argument(
+        "--busy-only",
+        action="store_true",
+        help="only the busy-machine section (CPU): auto vs each engine, idle and saturated",
+    )
     args = parser.parse_args()
     device = _dispatch.resolve_device(args.device)
     started = time.perf_counter()
+    if args.busy_only:
+        if device.type != "cpu":
+            parser.error("--busy-only times CPU engines; use --device cpu")
+        run_busy(device, args.out)
+        return
 
     opts = {
         "members": QUICK["members"] if args.quick else MEMBERS,
@@ -591,6 +718,9 @@ def main():
     print_grid_search(grid)
     prediction = bench_prediction(device, n_predict)
     print_prediction(prediction)
+    busy = None
+    if not args.quick and device.type == "cpu":
+        busy = run_busy(device, args.out)
 
     wall = time.perf_counter() - started
     results = {
@@ -613,6 +743,7 @@ def main():
         "targets": targets,
         "grid_search": grid,
         "prediction": prediction,
+        "busy": busy,
         "wall_s": wall,
     }
     args.out.mkdir(parents=True, exist_ok=True)

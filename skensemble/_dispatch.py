@@ -3,6 +3,46 @@
 Every engine implements the same epoch contract (see :mod:`skensemble._engine`); this
 module maps a request (``engine="auto"`` or a name) to one of them, importing compiled
 kernels lazily so that a missing optional dependency never breaks ``import skensemble``.
+
+Threads
+-------
+Fits and predictions may run at the same time in several threads of one process
+(threaded Dask workers, joblib's threading backend, a user's thread pool), each with its
+own thread budget. :func:`thread_limit` therefore changes settings of the calling thread
+only, and puts them back on exit, with no shared counter between blocks. What is per
+thread, as measured here (torch 2.13 with GNU OpenMP, numba 0.68, Linux):
+
+- ``torch.set_num_threads(n)`` sets the *calling thread's* OpenMP and MKL thread counts:
+  set to 1 in a worker thread, the worker's ``exp`` and ``bmm`` ran on one OS thread
+  while the main thread's ran on two, and the main thread still reported 2.
+- It also stores ``n`` process-wide, and a thread adopts that value at its first
+  parallel op or ``torch.get_num_threads()`` (ATen initialises each thread lazily). So
+  a thread that had not touched torch yet, told to use 1, then ran on 2 because another
+  thread set 2 before its first op; and a thread that starts while a block holds 1
+  adopts 1 for good. :func:`thread_limit` therefore reads the count before it sets it
+  (which initialises the thread), and, under one lock, remembers the process-wide value
+  from before the first active block: a thread it first meets while blocks are active,
+  holding the limit it last wrote, gets that value back instead, and the last block to
+  leave writes it back. A thread that first touches torch outside skensemble while a
+  block is active can still adopt the block's limit: torch has no call that sets the
+  process-wide value without the calling thread's (a helper thread can, but starting
+  one took milliseconds on the loaded machine, so it is used only when the last block
+  leaves from a thread whose own count differs).
+- ``numba.set_num_threads`` is thread-local (numba's docs; measured: a worker thread's
+  setting leaves the main thread's alone), and a new thread starts at
+  ``NUMBA_NUM_THREADS``. Its threading layer is chosen in :mod:`._kernels.numba_cpu`.
+
+The numba kernel trains in its own threads; torch only does the per-epoch bookkeeping
+beside it (sample orders, losses), on one thread. It used to get the kernel's count:
+its small ops (an argsort and a gather of E x M indices per epoch) then ran as
+two-thread OpenMP regions, each a fork and a join that waits for the other thread; on a
+busy machine that thread is often descheduled, and each wait lasts a time slice. That
+was the slowdown of the numba engine under load. E=16, (16,), B=64, 4,000 rows, 10
+epochs, two busy-loop processes on the two cores: 1.88 s (median) with torch at 2
+threads, 0.77 s at 1 (CPU time 0.63 s and 0.26 s); batched torch took 1.64 s. The
+sample order alone, (16, 4,000), load average 4 on the two cores: 4 ms on one thread,
+44 ms on two. The price: for very large E x M on an idle many-core machine the order is no longer
+computed in parallel ((50, 100,000): 0.72 s on one thread here).
 """
 
 import contextlib
@@ -27,6 +67,7 @@ ENGINES = ("reference", "batched", "graphed", "numba", "triton")
 MEMBER_MAJOR_MAX_BATCH = 64
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+_NUMBA_KERNEL = "skensemble._kernels.numba_cpu"
 
 
 def resolve_device(device):
@@ -56,10 +97,16 @@ def _has(module):
     return importlib.util.find_spec(module) is not None
 
 
+def _numba_usable():
+    """False in a child forked after numba's OpenMP threads started (see numba_cpu)."""
+    kernel = sys.modules.get(_NUMBA_KERNEL)  # not imported: nothing started, nothing to fear
+    return kernel is None or kernel.usable()
+
+
 def available_engines(device):
     """Engines that can run on ``device`` in this environment."""
     names = ["reference", "batched"]
-    if device.type == "cpu" and _has("numba"):
+    if device.type == "cpu" and _has("numba") and _numba_usable():
         names.append("numba")
     if device.type == "cuda":
         names.append("graphed")
@@ -68,35 +115,52 @@ def available_engines(device):
     return names
 
 
+def _why_unavailable(name, device):
+    """What to change so that engine ``name`` can run on ``device`` (a sentence)."""
+    if name not in ENGINES:
+        return f"engine={name!r} is unknown; use 'auto' or one of {list(ENGINES)}."
+    if name == "numba" and device.type != "cpu":
+        return "engine='numba' runs on the CPU; use device='cpu' or engine='auto'."
+    if name in ("graphed", "triton") and device.type != "cuda":
+        return (
+            f"engine={name!r} needs a CUDA device; use device='cuda' or engine='auto' "
+            "(on the CPU: 'numba' or 'batched')."
+        )
+    if name in ("numba", "triton") and not _has(name):
+        return f"engine={name!r} needs {name}: pip install {name}, or use engine='auto'."
+    if name == "numba" and not _numba_usable():
+        return (
+            "engine='numba' cannot run in a process forked after numba's OpenMP threads "
+            "started (GNU OpenMP does not survive fork); use engine='auto' or 'batched', "
+            "or start worker processes with 'spawn' or 'forkserver'."
+        )
+    return f"engine={name!r} cannot run on {device}; use engine='auto'."  # pragma: no cover
+
+
 def select_engine(requested, hyper, layout, device, feature_subsets=False):
     """Name of the engine to run, given the ``engine`` parameter.
 
     ``"auto"``: on the CPU the member-major numba kernel for batches up to
-    :data:`MEMBER_MAJOR_MAX_BATCH`, batched torch above; on CUDA the member-major
-    Triton kernel where it supports the configuration, otherwise the batched path
-    replayed from CUDA graphs.
+    :data:`MEMBER_MAJOR_MAX_BATCH` (with or without feature subsets), batched torch
+    above; on CUDA the member-major Triton kernel where it supports the configuration,
+    otherwise the batched path replayed from CUDA graphs.
     """
     avail = available_engines(device)
     if requested != "auto":
         if requested not in avail:
-            raise ValueError(
-                f"engine={requested!r} cannot run on device {device} here; available: "
-                f"{avail}. Install the optional dependency or use engine='auto'."
-            )
+            raise ValueError(_why_unavailable(requested, device))
         if requested == "triton":
             from ._kernels import triton_gpu
 
             if feature_subsets or not triton_gpu.supports(hyper, layout, device):
                 raise ValueError(
                     "engine='triton' does not support this configuration "
-                    f"(hidden layers {layout.sizes[1:-1]}, batch_size={hyper.batch_size}); "
-                    "use engine='auto'."
+                    f"(hidden layers {layout.sizes[1:-1]}, batch_size={hyper.batch_size}"
+                    f"{', feature subsets' if feature_subsets else ''}); use engine='auto'."
                 )
         return requested
     if device.type == "cpu":
-        if "numba" in avail and hyper.batch_size <= MEMBER_MAJOR_MAX_BATCH and (
-            not feature_subsets or _kernel_takes_features("numba")
-        ):
+        if "numba" in avail and hyper.batch_size <= MEMBER_MAJOR_MAX_BATCH:
             return "numba"
         return "batched"
     if "triton" in avail and not feature_subsets:
@@ -105,13 +169,6 @@ def select_engine(requested, hyper, layout, device, feature_subsets=False):
         if triton_gpu.supports(hyper, layout, device):
             return "triton"
     return "graphed"
-
-
-def _kernel_takes_features(name):
-    """Whether a compiled kernel accepts per-member feature subsets."""
-    import inspect
-
-    return "features" in inspect.signature(epoch_function(name)).parameters
 
 
 def epoch_function(name):
@@ -140,13 +197,49 @@ def epoch_function(name):
 # cores, and gained little when idle. Only big steps are worth that risk.
 MIN_WORK_PER_THREAD = 50_000_000
 
+# torch's thread counts are read and written under this lock. ``_torch_blocks`` counts
+# the thread_limit blocks that hold a changed count; while there are any, the
+# process-wide value (what a thread adopts at its first op), last written by us as
+# ``_torch_written``, may be one of their limits, and ``_torch_default`` holds the value
+# it had before the first of them (taken as the count of the thread that opened it).
+_TORCH_LOCK = threading.Lock()
+_torch_blocks = 0
+_torch_default = None
+_torch_written = None
+_seen = threading.local()  # .torch: we have read this thread's count before
+
+
+def _set_torch_threads(n):
+    """``torch.set_num_threads(n)``, remembering that ``n`` is now the process-wide value."""
+    global _torch_written
+    torch.set_num_threads(n)
+    _torch_written = n
+
+
+def _own_torch_threads():
+    """Torch thread count of the calling thread, corrected if it adopted a block's limit.
+
+    Call under ``_TORCH_LOCK``. A thread that first touches torch while a block holds a
+    changed count adopts that block's limit (see the module docstring): the first time we
+    see a thread whose count is the limit we last wrote while blocks are active, it gets
+    the count that was the process-wide one before them.
+    """
+    current = torch.get_num_threads()  # a fresh thread adopts the process-wide value here
+    if not getattr(_seen, "torch", False):
+        _seen.torch = True
+        if _torch_blocks and current == _torch_written != _torch_default:
+            _set_torch_threads(_torch_default)
+            current = _torch_default
+    return current
+
 
 def default_threads(work=None):
     """Cores this fit may use: the affinity mask, capped by limits joblib or the user set.
 
     Inside a joblib worker, joblib sets ``OMP_NUM_THREADS`` (cores / n_jobs); torch's own
-    thread count reflects that or a user's ``torch.set_num_threads``. ``work`` (multiply-
-    adds per step or per call) caps the count so that tiny steps run on one thread.
+    thread count in the calling thread reflects that or a user's ``torch.set_num_threads``.
+    ``work`` (multiply-adds per step or per call) caps the count so that tiny steps run on
+    one thread.
     """
     try:
         cores = len(os.sched_getaffinity(0))
@@ -155,51 +248,87 @@ def default_threads(work=None):
     limit = os.environ.get("OMP_NUM_THREADS")
     if limit and limit.isdigit() and int(limit) > 0:
         cores = min(cores, int(limit))
-    cores = min(cores, torch.get_num_threads())
+    with _TORCH_LOCK:
+        cores = min(cores, _own_torch_threads())
     if work is not None:
         cores = min(cores, 1 + int(work) // MIN_WORK_PER_THREAD)
     return max(1, cores)
 
 
-_LIMIT_LOCK = threading.Lock()
-_LIMIT_DEPTH = 0
-_LIMIT_SAVED = None
-
-
 @contextlib.contextmanager
 def thread_limit(n_threads, engine):
-    """Run the block with ``n_threads`` torch (and numba) threads; restore afterwards.
+    """Run the block with ``n_threads`` threads for ``engine``, in the calling thread only.
 
-    Thread counts are process-wide, so concurrent blocks (predictions from several
-    threads) share one setting: the first to enter sets it, the last to leave restores
-    what was there before.
+    ``n_threads`` is the engine's thread count: numba's for ``"numba"`` (capped by this
+    thread's own numba setting), torch's otherwise. Beside the numba kernel torch gets one
+    thread (see the module docstring). Other threads' settings are
+    left alone; this thread's are restored on exit, and the count a new thread adopts
+    when the last concurrent block leaves.
     """
-    global _LIMIT_DEPTH, _LIMIT_SAVED
-    with _LIMIT_LOCK:
-        if _LIMIT_DEPTH == 0:
-            _LIMIT_SAVED = (torch.get_num_threads(), _numba_threads())
-            torch.set_num_threads(n_threads)
-            if engine == "numba":
-                _set_numba_threads(n_threads)
-        _LIMIT_DEPTH += 1
+    n = max(1, int(n_threads))
+    numba_saved = _enter_numba(n) if engine == "numba" else None
     try:
-        yield
+        torch_n = 1 if engine == "numba" else n
+        torch_saved = _enter_torch(torch_n)
+        try:
+            yield
+        finally:
+            _exit_torch(torch_saved, torch_n)
     finally:
-        with _LIMIT_LOCK:
-            _LIMIT_DEPTH -= 1
-            if _LIMIT_DEPTH == 0:
-                torch.set_num_threads(_LIMIT_SAVED[0])
-                if _LIMIT_SAVED[1] is not None:
-                    _set_numba_threads(_LIMIT_SAVED[1])
+        if numba_saved is not None:
+            _exit_numba(numba_saved)
 
 
-def _numba_threads():
-    """Numba's current thread count, or None when numba was never imported."""
-    numba = sys.modules.get("numba")
-    return None if numba is None else numba.get_num_threads()
+def _enter_torch(n):
+    """Set this thread's torch thread count to ``n``; return the count to restore."""
+    global _torch_blocks, _torch_default
+    with _TORCH_LOCK:
+        saved = _own_torch_threads()  # first: a later set is then this thread's for good
+        if saved != n:
+            if not _torch_blocks:
+                _torch_default = saved  # no block holds a count: this is the process's
+            _torch_blocks += 1
+            _set_torch_threads(n)  # this thread's count (and the process-wide value)
+    return saved
 
 
-def _set_numba_threads(n):
+def _exit_torch(saved, n):
+    global _torch_blocks
+    with _TORCH_LOCK:
+        if saved == n:
+            return
+        _set_torch_threads(saved)  # this thread's count (and the process-wide value)
+        _torch_blocks -= 1
+        if not _torch_blocks and saved != _torch_default:
+            _set_process_default(_torch_default)  # rare: threads had different counts
+
+
+def _set_process_default(n):
+    """Make ``n`` the torch thread count that threads adopt, leaving this thread's alone."""
+    helper = threading.Thread(target=_set_torch_threads, args=(n,), daemon=True)
+    try:
+        helper.start()
+    except RuntimeError:  # pragma: no cover - interpreter shutting down: no new threads
+        return
+    helper.join()
+
+
+def _enter_numba(n):
+    """Set this thread's numba thread count to ``n`` (at most its current count)."""
+    if _NUMBA_KERNEL not in sys.modules:
+        # Importing the kernel starts numba's threading layer, which resets this thread's
+        # torch count and puts it back (see numba_cpu): do it with the count corrected.
+        with _TORCH_LOCK:
+            _own_torch_threads()
+            from ._kernels import numba_cpu  # noqa: F401
     import numba
 
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    saved = numba.get_num_threads()
+    numba.set_num_threads(min(n, saved))
+    return saved
+
+
+def _exit_numba(saved):
+    import numba
+
+    numba.set_num_threads(saved)

@@ -25,7 +25,46 @@ per-member gradient buffer over the batch and apply it once.
 
 Activations and errors (of a whole batch) and the gradient buffer live in scratch rows
 allocated once per epoch and thread (indexed by ``numba.get_thread_id()``); nothing is
-allocated in the step loop. The thread count is the caller's (``numba.set_num_threads``).
+allocated in the step loop. The thread count is the caller's (``numba.set_num_threads``,
+which numba keeps per calling thread).
+
+Threads
+-------
+The prange splits the members statically (E/2 per thread with two threads). Handing
+them out one at a time from an atomic counter instead, so that a descheduled thread
+delays at most one member, was measured too (kernel only, E=16, (16,), B=64, 10 epochs,
+two busy-loop processes on the two cores): no faster, 0.68 s against 0.55-0.60 s median,
+so the simpler static split stays.
+
+The threading layer is chosen when this module is imported, before anything here
+compiles or runs (numba fixes it at the first parallel call of the process):
+
+- fits run concurrently in threads (threaded Dask workers, joblib's threading backend),
+  so the layer must be thread-safe. ``workqueue`` is not: a second thread entering a
+  parallel region while one runs makes it abort the process ("Concurrent access has been
+  detected"). We ask numba for ``"threadsafe"``: ``tbb`` where installed, else ``omp``
+  (numba's docs: GNU OpenMP, as on Linux, is thread-safe). Here (no tbb) that is
+  ``omp``, as numba's default order (tbb, omp, workqueue) would also pick; asking makes
+  it a requirement, not an accident of what is installed. Only where neither loads do we
+  fall back to ``workqueue``, and then serialise the kernel calls with a lock
+  (:data:`KERNEL_LOCK`).
+- the ``omp`` layer runs on torch's OpenMP runtime (torch loads its ``libgomp`` first,
+  into the global symbol scope). Measured: starting the layer, which sets the OpenMP
+  thread count of the calling thread to ``NUMBA_NUM_THREADS``, changed that thread's
+  ``torch.get_num_threads()`` from 1 to 2, so we put it back; and ``OMP_WAIT_POLICY``
+  set after ``import torch`` had no effect on numba's threads, set before it did. Its
+  idle threads therefore spin as torch's do, as set when torch loaded (libgomp: ~300,000
+  spins before they sleep): between two epochs of a fit numba's worker thread spun for
+  ~4.7 ms, CPU that a loaded machine's other work needs. Setting
+  ``OMP_WAIT_POLICY=passive`` in the environment before Python starts stops that
+  (E=16, (16,), B=64, 10 epochs: 0.17 s CPU instead of 0.24 s); a library cannot do it
+  for a torch already imported.
+- GNU OpenMP does not survive ``fork()``: numba terminates a forked child that enters a
+  parallel region. After a fork of a process that started the ``omp`` layer,
+  :func:`usable` is False and the dispatcher picks another engine.
+- a user's choice (``NUMBA_THREADING_LAYER`` or ``numba.config.THREADING_LAYER``), or a
+  layer another library already started, is kept; :data:`THREADING_LAYER` says which
+  layer runs (``numba.threading_layer()``, read after the layer started).
 
 What makes it fast (each measured; see the comments at the definitions)
 -----------------------------------------------------------------------
@@ -35,9 +74,7 @@ What makes it fast (each measured; see the comments at the definitions)
   call, which the threads would also contend on: all views share one refcount);
 - fastmath ``reassoc``/``contract`` so reductions vectorise and use FMA;
 - tanh as a rational function (vectorises; libm ``tanhf`` does not);
-- one parallel region per epoch (the prange): each costs milliseconds under numba's
-  omp threading layer once torch is loaded, microseconds under ``workqueue`` or with
-  ``OMP_WAIT_POLICY=passive``; the caller picks the layer.
+- one parallel region per epoch (the prange); see Threads for its runtime's settings.
 
 tanh is Eigen's float32 rational approximation: absolute error at most 3e-7 over the
 real line as compiled here (torch's own float32 tanh is within 3e-8 of the exact value).
@@ -58,12 +95,58 @@ A   activations of one row, all layers: ``sum(sizes)``
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
+import threading
 
 import numba
 import numpy as np
 import torch
 from numba import njit, prange
+
+
+# ----------------------------------------------------------------- threading layer
+def _start_threading_layer():
+    """Choose and start numba's threading layer; return its name (see Threads above)."""
+    with contextlib.suppress(ValueError):  # ValueError: not started yet
+        return numba.threading_layer()  # started by someone else: too late to choose
+    ours = str(numba.config.THREADING_LAYER).lower() == "default"  # the user did not choose
+    if ours:
+        numba.config.THREADING_LAYER = "threadsafe"
+    torch_threads = torch.get_num_threads()
+    try:
+        numba.get_num_threads()  # loads the layer and starts its threads
+    except ValueError:  # no layer of that kind loads here
+        if not ours:
+            raise
+        numba.config.THREADING_LAYER = "workqueue"
+        numba.get_num_threads()
+    if torch.get_num_threads() != torch_threads:  # the omp layer set it (shared runtime)
+        torch.set_num_threads(torch_threads)
+    return numba.threading_layer()
+
+
+THREADING_LAYER = _start_threading_layer()
+# workqueue aborts the process when two threads run parallel regions at once.
+KERNEL_LOCK = threading.Lock() if THREADING_LAYER == "workqueue" else contextlib.nullcontext()
+_FORKED = False
+
+
+def _forked():
+    global _FORKED
+    _FORKED = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
+def usable():
+    """Whether the kernel can run in this process (GNU OpenMP does not survive a fork)."""
+    return not (_FORKED and THREADING_LAYER == "omp" and sys.platform.startswith("linux"))
+
 
 # Integer codes for the string hyper-parameters: one compiled kernel serves every
 # configuration (the branches on them sit outside the inner loops), so it compiles once.
@@ -639,8 +722,7 @@ def _epoch_kernel(
 
     The prange is this function's only parallel region: the scratch is allocated by the
     caller because, with parallel=True, each np.zeros here would be a parallel region of
-    its own, and with numba's omp threading layer in a process that has loaded torch (and
-    its own copy of libgomp) a region costs 2-9 ms instead of microseconds.
+    its own: one more wake-up of the worker threads and one more barrier.
     """
     M = order.shape[1]
     S = state.shape[0]
@@ -743,28 +825,35 @@ def epoch_numba(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features
         _f32(hyper.beta_2),
         _f32(hyper.epsilon),
     )
-    _epoch_kernel(
-        flat.detach().numpy(),  # (E, P) view, written in place
-        state.detach().numpy(),  # (S, E, P) view, written in place
-        steps.numpy(),  # (E,) view, written in place
-        _as_array(X, np.float32),  # (N, F)
-        _as_array(Y, np.float32),  # (N, O)
-        sw_np,
-        has_sw,
-        _as_array(order, np.int64),  # (E, M)
-        feats,
-        has_feats,
-        layout.offsets_array(),  # (L, 3)
-        sizes,
-        aoff,
-        _ACT[hyper.activation],
-        _LOSS[hyper.loss],
-        _f32(hyper.alpha),
-        int(hyper.batch_size),
-        opt,
-        acts,
-        dbuf,
-        gr,
-        losses,
-    )
+    if not usable():
+        raise RuntimeError(
+            "the numba kernel cannot run in a process forked after numba's OpenMP threads "
+            "started; use engine='batched', or start worker processes with 'spawn' or "
+            "'forkserver'."
+        )
+    with KERNEL_LOCK:
+        _epoch_kernel(
+            flat.detach().numpy(),  # (E, P) view, written in place
+            state.detach().numpy(),  # (S, E, P) view, written in place
+            steps.numpy(),  # (E,) view, written in place
+            _as_array(X, np.float32),  # (N, F)
+            _as_array(Y, np.float32),  # (N, O)
+            sw_np,
+            has_sw,
+            _as_array(order, np.int64),  # (E, M)
+            feats,
+            has_feats,
+            layout.offsets_array(),  # (L, 3)
+            sizes,
+            aoff,
+            _ACT[hyper.activation],
+            _LOSS[hyper.loss],
+            _f32(hyper.alpha),
+            int(hyper.batch_size),
+            opt,
+            acts,
+            dbuf,
+            gr,
+            losses,
+        )
     return torch.from_numpy(losses.astype(np.float32))
