@@ -178,6 +178,8 @@ class InputTransform:
         out = np.empty((X.shape[0], self.n_columns), dtype=np.float32)
         for s in range(0, X.shape[0], CHUNK):
             chunk = np.ascontiguousarray(X[s : s + CHUNK])  # any strides or dtype in
+            if not chunk.flags.writeable:  # read-only input (memmap): torch wants writable
+                chunk = chunk.copy()
             out[s : s + CHUNK] = self.forward(torch.from_numpy(chunk))
         return out
 
