@@ -101,7 +101,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         self,
         n_estimators=10,
         *,
-        hidden_layer_sizes=(100, 100),
+        hidden_layer_sizes=(100,),
         activation="relu",
         solver="adam",
         alpha=1e-4,

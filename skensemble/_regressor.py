@@ -32,7 +32,7 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     n_estimators : int, default=10
         Number of members.
 
-    hidden_layer_sizes : int, tuple of int, or list of tuples, default=(100, 100)
+    hidden_layer_sizes : int, tuple of int, or list of tuples, default=(100,)
         Width of each hidden layer. An int or a tuple of ints is one architecture for
         every member, as in :class:`~sklearn.neural_network.MLPRegressor`. A list of tuples
         gives each member its own architecture
