@@ -243,6 +243,8 @@ def make_skensemble(E, w, B, *, epochs, engine="auto", device="cpu", **params):
         random_state=SEED,
         device=device,
         engine=engine,
+        # the same networks as the baselines: none of the estimator's own recipe
+        early_stopping=False, input_scaling="standard", numeric_encoding="none",
         tol=0.0,
         n_iter_no_change=epochs,
         **params,
@@ -502,7 +504,8 @@ def bench_busy(device):
             n_estimators=sc["E"], hidden_layer_sizes=sc["hidden"], activation="tanh",
             solver="sgd", alpha=ALPHA, batch_size=sc["B"], max_iter=sc["epochs"],
             learning_rate_init=LR, random_state=SEED, device=str(device), engine=engine,
-            tol=0.0, n_iter_no_change=sc["epochs"],
+            tol=0.0, n_iter_no_change=sc["epochs"], early_stopping=False,
+            input_scaling="standard", numeric_encoding="none",
         )
         start = time.perf_counter()
         est.fit(X, y)
