@@ -535,30 +535,6 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         return self
 
     # ----------------------------------------------------------- bagging
-    def _member_draws(self):
-        """Recompute every member's rows, hold-out rows and features from the stored seeds."""
-        check_is_fitted(self, "_groups")
-        if getattr(self, "_partial_calls", 0):
-            raise AttributeError(
-                "estimators_samples_ is not defined for ensembles trained by partial_fit.")
-        return _sampling.member_samples(
-            self._seeds, self._plan_,
-            self._sample_weight if self._plan_.bootstrap else None, self._stratify,
-        )
-
-    @property
-    def estimators_samples_(self):
-        """Rows each member trained on (with repeats under bootstrap): list of int arrays."""
-        return list(self._member_draws()[0])
-
-    @property
-    def estimators_features_(self):
-        """Features each member sees, in the order its first layer reads them."""
-        check_is_fitted(self, "_groups")
-        if self._features is None:
-            return [np.arange(self.n_features_in_) for _ in range(len(self._seeds))]
-        return list(self._features)
-
     def _compute_oob(self, Xs, y):
         """Average, for each row, the members that neither trained nor stopped on it."""
         rows, held, _ = self._member_draws()

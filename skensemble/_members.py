@@ -1,6 +1,7 @@
 """Read access to a fitted ensemble's members: their parameters, and export.
 
-Owns ``get_member_params``, ``coefs_``/``intercepts_`` and ``to_torch()`` for the
+Owns ``estimators_samples_``/``estimators_features_`` (recomputed from the member
+seeds), ``get_member_params``, ``coefs_``/``intercepts_`` and ``to_torch()`` for the
 estimators (a mixin of :class:`skensemble._base.BaseNeuralBagging`). Must not train or
 predict: it only reads the fitted groups (``_groups``, ``hidden_layer_sizes_``).
 """
@@ -9,11 +10,35 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from . import _engine
+from . import _engine, _sampling
 
 
 class FittedMembers:
     """Per-member views of the fitted groups."""
+
+    def _member_draws(self):
+        """Recompute every member's rows, hold-out rows and features from the stored seeds."""
+        check_is_fitted(self, "_groups")
+        if getattr(self, "_partial_calls", 0):
+            raise AttributeError(
+                "estimators_samples_ is not defined for ensembles trained by partial_fit.")
+        return _sampling.member_samples(
+            self._seeds, self._plan_,
+            self._sample_weight if self._plan_.bootstrap else None, self._stratify,
+        )
+
+    @property
+    def estimators_samples_(self):
+        """Rows each member trained on (with repeats under bootstrap): list of int arrays."""
+        return list(self._member_draws()[0])
+
+    @property
+    def estimators_features_(self):
+        """Features each member sees, in the order its first layer reads them."""
+        check_is_fitted(self, "_groups")
+        if self._features is None:
+            return [np.arange(self.n_features_in_) for _ in range(len(self._seeds))]
+        return list(self._features)
 
     def _member_row(self, member):
         """Flat parameters ``(P_e,)`` of one member at its own architecture, and its sizes."""
