@@ -457,3 +457,33 @@ def test_device_out_of_memory_says_what_to_change(regression_data, monkeypatch):
     X, y = regression_data
     with pytest.raises(MemoryError, match="n_estimators or batch_size"):
         NeuralBaggingRegressor(**FAST, engine="batched").fit(X, y)
+
+
+def test_device_out_of_memory_at_predict_says_what_to_change(regression_data, monkeypatch):
+    from skensemble import _predict
+
+    X, y = regression_data
+    reg = NeuralBaggingRegressor(**FAST).fit(X, y)
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+
+    monkeypatch.setattr(_predict, "forward_members", out_of_memory)
+    with pytest.raises(MemoryError, match="fewer rows per call"):
+        reg.predict(X)
+
+
+def test_predictions_move_to_the_device_chunk_by_chunk(regression_data, monkeypatch):
+    # Prediction copies X to the device one chunk at a time, never whole.
+    from skensemble import _predict
+
+    X, y = regression_data
+    reg = NeuralBaggingRegressor(**FAST).fit(X, y)
+    full = reg.predict(X)
+    seen = []
+    real = _predict.forward_members
+    monkeypatch.setattr(_predict, "chunk_rows", lambda groups, device: 7)
+    monkeypatch.setattr(_predict, "forward_members",
+                        lambda g, Xt, *a: seen.append(Xt.shape[0]) or real(g, Xt, *a))
+    np.testing.assert_allclose(reg.predict(X), full, rtol=1e-12)
+    assert max(seen) == 7 and sum(seen) == X.shape[0]
