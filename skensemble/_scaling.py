@@ -166,21 +166,18 @@ class InputTransform:
                                    torch.float64, device=device)
                 for k, v in self.__dict__.items() if v is not None}
 
-    def forward(self, X):
-        """Transform a float tensor ``X (n, F)`` into ``(n, n_columns)`` float32."""
-        return transform(X, self.tensors(X.device))
-
     def apply(self, X):
         """Transformed ``X (N, F)`` as a new float32 array ``(N, n_columns)``, in row chunks.
 
         This is the one copy of the training data a fit makes; the engines read it in place.
         """
         out = np.empty((X.shape[0], self.n_columns), dtype=np.float32)
+        t = self.tensors()  # once, not per chunk
         for s in range(0, X.shape[0], CHUNK):
             chunk = np.ascontiguousarray(X[s : s + CHUNK])  # any strides or dtype in
             if not chunk.flags.writeable:  # read-only input (memmap): torch wants writable
                 chunk = chunk.copy()
-            out[s : s + CHUNK] = self.forward(torch.from_numpy(chunk))
+            out[s : s + CHUNK] = transform(torch.from_numpy(chunk), t)
         return out
 
 
