@@ -57,6 +57,9 @@ import torch
 from . import _engine
 
 ENGINES = ("reference", "batched", "graphed", "numba", "triton")
+#: Engines whose epoch takes one learning rate per member (an ``(E,)`` array): members at
+#: different rates (adaptive schedule, per-member rates) train in one call.
+PER_MEMBER_LR = ("reference", "batched", "graphed")
 
 # Up to this batch size the member-major compiled kernel beats batched torch on the CPU.
 # Measured on the 2-core development machine (10,000 x 30 rows, two tanh layers, sgd,
@@ -142,8 +145,10 @@ def select_engine(requested, hyper, layout, device, feature_subsets=False):
 
     ``"auto"``: on the CPU the member-major numba kernel for batches up to
     :data:`MEMBER_MAJOR_MAX_BATCH` (with or without feature subsets), batched torch
-    above; on CUDA the member-major Triton kernel where it supports the configuration,
-    otherwise the batched path replayed from CUDA graphs.
+    above; on CUDA the member-major Triton kernel where it supports the configuration
+    and is the faster (small batches and members, measured:
+    :func:`._kernels.triton_gpu.auto_prefers`), otherwise the batched path replayed from
+    CUDA graphs.
     """
     avail = available_engines(device)
     if requested != "auto":
@@ -166,7 +171,7 @@ def select_engine(requested, hyper, layout, device, feature_subsets=False):
     if "triton" in avail and not feature_subsets:
         from ._kernels import triton_gpu
 
-        if triton_gpu.supports(hyper, layout, device):
+        if triton_gpu.supports(hyper, layout, device) and triton_gpu.auto_prefers(hyper, layout):
             return "triton"
     return "graphed"
 

@@ -33,6 +33,7 @@ S   optimizer state slots: 2 for adam (first and second moments), 1 for sgd
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -253,8 +254,9 @@ def apply_update(flat, grad, state, steps, lr, hyper):
     flat, grad : Tensor (E, P)
     state : Tensor (S, E, P)
     steps : Tensor (E,) int64, incremented
-    lr : float or 0-dim Tensor
-        A device scalar keeps the step free of host values (graph capture).
+    lr : float, or Tensor 0-dim or (E, 1)
+        One rate for all members or one per member. A device tensor keeps the step
+        free of host values (graph capture).
 
     Notes
     -----
@@ -265,7 +267,7 @@ def apply_update(flat, grad, state, steps, lr, hyper):
     """
     steps += 1
     if not torch.is_tensor(lr):
-        lr = torch.tensor(float(lr), dtype=flat.dtype, device=flat.device)
+        lr = member_lr(lr, flat)
     if hyper.solver == "adam":
         m, v = state[0], state[1]
         m.mul_(hyper.beta_1).add_(grad, alpha=1 - hyper.beta_1)
@@ -303,7 +305,8 @@ def epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout, feat
         Per-row weights (mean 1 over the training set).
     order : Tensor (E, M) int64
         Rows each member visits this epoch, in order.
-    lr : float
+    lr : float or array-like (E,)
+        One learning rate for all members, or one per member.
     features : Tensor (E, k) int64 or None
         Each member's feature subset (its first layer has ``k`` inputs); None: all.
 
@@ -314,7 +317,7 @@ def epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout, feat
     E, M = order.shape
     mask = layout.weight_mask(flat.device)  # (P,)
     total = torch.zeros(E, dtype=flat.dtype, device=flat.device)
-    lr = torch.tensor(float(lr), dtype=flat.dtype, device=flat.device)  # once per epoch
+    lr = member_lr(lr, flat)  # once per epoch
     for start, stop in _batches(M, hyper.batch_size):
         idx = order[:, start:stop]  # (E, b)
         b = stop - start
@@ -379,54 +382,126 @@ def epoch_batched(flat, state, steps, X, Y, sw, order, lr, hyper, layout, featur
     E, M = order.shape
     grad = torch.empty_like(flat)  # (E, P)
     total = torch.zeros(E, dtype=flat.dtype, device=flat.device)
-    lr = torch.tensor(float(lr), dtype=flat.dtype, device=flat.device)  # once per epoch
+    lr = member_lr(lr, flat)  # once per epoch
     for start, stop in _batches(M, hyper.batch_size):
         _batched_step(flat, grad, state, steps, X, Y, sw, order[:, start:stop], lr, hyper,
                       layout, total, features)
     return total / M
 
 
-class _ChunkRunner:
-    """Static buffers plus ``chunk`` batched steps, captured in a CUDA graph when asked.
+def _bucket(n):
+    """Members a graph is captured for: ``n`` rounded up to a power of two.
 
-    The steps read their rows from the static ``order`` buffer, so a replay needs only a
-    device-to-device copy of the next slice of the epoch's order: no launch per kernel,
-    no host synchronisation.
+    As members stop, the active count falls; rounding it up means at most
+    ``log2(E) + 1`` captures per fit instead of one per distinct count.
+    """
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+class _ChunkRunner:
+    """Static copies of up to ``C`` members plus ``chunk`` batched steps, captured once.
+
+    A CUDA graph replays fixed kernels on fixed addresses, so the runner owns the tensors
+    its steps read and write: parameters ``(C, P)``, optimizer state ``(S, C, P)``, step
+    counts ``(C,)``, per-member learning rates ``(C, 1)``, feature subsets and a window
+    of the sample order ``(C, chunk * B)``. An epoch copies the members it trains into
+    the first rows, replays the graph once per whole chunk of steps (a device-to-device
+    copy of the next slice of the order, no launch per kernel, no host synchronisation),
+    runs the remaining steps eagerly on the same buffers and copies the members back.
+    Rows past the members trained run on stale rows of the order and are never read
+    back: members are independent in every operation, so they cannot affect the others.
+
+    The data ``X``, ``Y`` and ``sw`` are read in place; the runner is reused while they
+    stay at the same addresses (the whole fit, also when streaming: see
+    :func:`epoch_streamed`).
     """
 
-    def __init__(self, flat, state, steps, X, Y, sw, hyper, layout, chunk, capture, features):
-        E, B = flat.shape[0], hyper.batch_size
-        dev = flat.device
-        self.order = torch.zeros(E, chunk * B, dtype=torch.int64, device=dev)  # (E, chunk*B)
-        self.total = torch.zeros(E, dtype=flat.dtype, device=dev)
-        self.grad = torch.empty_like(flat)
-        self.lr = torch.zeros((), dtype=flat.dtype, device=dev)
-
-        def run():
-            for s in range(chunk):
-                _batched_step(flat, self.grad, state, steps, X, Y, sw,
-                              self.order[:, s * B : (s + 1) * B], self.lr, hyper, layout,
-                              self.total, features)
-
-        self.run = run
+    def __init__(self, C, X, Y, sw, n_features, hyper, layout, chunk, capture, device):
+        B, P = hyper.batch_size, layout.n_params
+        self.C, self.chunk = C, chunk
+        self.flat = torch.zeros(C, P, dtype=torch.float32, device=device)
+        self.state = torch.zeros(hyper.n_state, C, P, dtype=torch.float32, device=device)
+        self.steps = torch.zeros(C, dtype=torch.int64, device=device)
+        self.lr = torch.zeros(C, 1, dtype=torch.float32, device=device)
+        self.total = torch.zeros(C, dtype=torch.float32, device=device)
+        self.grad = torch.empty(C, P, dtype=torch.float32, device=device)
+        self.order = torch.zeros(C, chunk * B, dtype=torch.int64, device=device)
+        self.features = (None if n_features is None else
+                         torch.zeros(C, n_features, dtype=torch.int64, device=device))
+        self.data = (X, Y, sw)
+        self.hyper, self.layout = hyper, layout
+        self.graph = None
         if capture:
-            # Warm up (cuBLAS handles, allocator pools) on clones, so that the real
-            # parameters are untouched; capture then records kernels without running them.
-            side = torch.cuda.Stream(dev)
-            side.wait_stream(torch.cuda.current_stream(dev))
+            self._capture(device)
+
+    def step(self, idx):
+        """One eager batched step of all ``C`` rows on the rows ``idx (C, b)``."""
+        X, Y, sw = self.data
+        _batched_step(self.flat, self.grad, self.state, self.steps, X, Y, sw, idx, self.lr,
+                      self.hyper, self.layout, self.total, self.features)
+
+    def _chunk(self):
+        B = self.hyper.batch_size
+        for s in range(self.chunk):
+            self.step(self.order[:, s * B : (s + 1) * B])
+
+    def _capture(self, device):
+        # Fits in other threads (a threaded Dask worker, a user's thread pool) keep using
+        # CUDA while this one captures. "thread_local" lets their calls through (the
+        # default mode fails them), and the lock keeps whole captures apart, warm-up
+        # included. Measured on an H200 with three threads, each unguarded step failed:
+        # entering a capture synchronises the device, which is not allowed while another
+        # stream captures (cudaErrorStreamCaptureUnsupported); and torch hands out side
+        # streams round-robin from a pool of 32, so another thread's warm-up stream can
+        # be the very stream being captured (cudaErrorStreamCaptureIsolation). Either
+        # invalidates the capture in progress too.
+        with _CAPTURE_LOCK:
+            # Warm up (cuBLAS handles, allocator pools) on a side stream, as torch's
+            # docs ask; the buffers are still zeros, so nothing of the fit is touched.
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
             with torch.cuda.stream(side):
-                f2, s2, t2, tot2 = flat.clone(), state.clone(), steps.clone(), self.total.clone()
                 for _ in range(2):
-                    _batched_step(f2, self.grad, s2, t2, X, Y, sw, self.order[:, :B], self.lr,
-                                  hyper, layout, tot2, features)
-            torch.cuda.current_stream(dev).wait_stream(side)
+                    self.step(self.order[:, : self.hyper.batch_size])
+            torch.cuda.current_stream(device).wait_stream(side)
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                run()
-            self.run = self.graph.replay
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+                self._chunk()
+
+    def epoch(self, flat, state, steps, order, lr, features):
+        """Train ``flat``'s members for one epoch on ``order (n, M)``; their losses summed."""
+        n, M = order.shape
+        B = self.hyper.batch_size
+        self.flat[:n] = flat
+        self.state[:, :n] = state
+        self.steps[:n] = steps
+        self.lr[:n] = lr
+        if features is not None:
+            self.features[:n] = features
+        self.total.zero_()
+        per_chunk = self.chunk * B
+        n_chunks = M // per_chunk if self.graph is not None else 0
+        for c in range(n_chunks):
+            self.order[:n] = order[:, c * per_chunk : (c + 1) * per_chunk]
+            self.graph.replay()
+        done = n_chunks * per_chunk
+        if done < M:
+            rest = torch.zeros(self.C, M - done, dtype=torch.int64, device=self.flat.device)
+            rest[:n] = order[:, done:]
+            for start, stop in _batches(M - done, B):
+                self.step(rest[:, start:stop])
+        flat.copy_(self.flat[:n])
+        state.copy_(self.state[:, :n])
+        steps.copy_(self.steps[:n])
+        return self.total[:n]
 
 
-_RUNNER_CACHE = {}
+# One capture at a time in the process (see _ChunkRunner._capture).
+_CAPTURE_LOCK = threading.Lock()
+
+# Per thread: the runner of the fit running in this thread (a fit runs in one thread), so
+# that fits in other threads neither reuse nor drop it.
+_RUNNERS = threading.local()
 
 # Whether epoch_graphed captures CUDA graphs on CUDA; tests that simulate a device on the
 # CPU turn it off to run the identical static-buffer schedule eagerly.
@@ -434,47 +509,60 @@ CAPTURE_GRAPHS = True
 
 
 def release_graphs():
-    """Drop the cached CUDA-graph runner (its static buffers and memory pool).
+    """Drop this thread's graph runner and streaming buffers (device memory, graph pool).
 
     Called when a group's training ends, so that a finished fit holds no device memory.
     """
-    _RUNNER_CACHE.clear()
+    _RUNNERS.__dict__.clear()
+
+
+def cached_runner_count():
+    """Graph runners this thread holds (0 or 1); tests check that a fit releases them."""
+    return int(getattr(_RUNNERS, "runner", None) is not None)
+
+
+def member_lr(lr, flat):
+    """The learning rate as a device tensor: 0-dim for a float, ``(E, 1)`` per member.
+
+    Parameters
+    ----------
+    lr : float or array-like (E,)
+    flat : Tensor (E, P)
+    """
+    lr = torch.as_tensor(np.asarray(lr, dtype=np.float32), device=flat.device)
+    return lr if lr.dim() == 0 else lr.reshape(-1, 1)
 
 
 def epoch_graphed(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None,
                   chunk=64, capture=None):
     """Batched epoch replayed from a CUDA graph of ``chunk`` steps at a time.
 
-    Same contract as :func:`epoch_reference`. ``capture=None`` captures on CUDA; with
-    ``capture=False`` the identical static-buffer schedule runs eagerly (how the CPU
-    tests check it). Steps that do not fill a whole chunk run eagerly.
+    Same contract as :func:`epoch_reference`; ``lr`` may also be per member ``(E,)``.
+    ``capture=None`` captures on CUDA; with ``capture=False`` the identical static-buffer
+    schedule runs eagerly (how the CPU tests check it). Steps that do not fill a whole
+    chunk run eagerly.
+
+    One runner (graph and static buffers) is kept per thread and reused while the data,
+    the mathematics and the member bucket (:func:`_bucket`) stay the same: stopping
+    members cause at most ``log2(E) + 1`` captures per fit, streaming none per chunk.
     """
     E, M = order.shape
     B = hyper.batch_size
     capture = (flat.is_cuda and CAPTURE_GRAPHS) if capture is None else capture
-    chunk = max(1, min(chunk, M // B))
-    key = (flat.data_ptr(), state.data_ptr(), steps.data_ptr(), X.data_ptr(), Y.data_ptr(),
-           None if sw is None else sw.data_ptr(),
-           None if features is None else features.data_ptr(), tuple(flat.shape), hyper, layout,
-           chunk, capture)
-    runner = _RUNNER_CACHE.get(key)
-    if runner is None:
-        _RUNNER_CACHE.clear()  # one fit at a time per process keeps one graph alive
-        runner = _RUNNER_CACHE[key] = _ChunkRunner(flat, state, steps, X, Y, sw, hyper,
-                                                   layout, chunk, capture, features)
-    runner.lr.fill_(float(lr))
-    runner.total.zero_()
-    per_chunk = chunk * B
-    n_chunks = M // per_chunk
-    for c in range(n_chunks):
-        runner.order.copy_(order[:, c * per_chunk : (c + 1) * per_chunk])
-        runner.run()
-    for start, stop in _batches(M - n_chunks * per_chunk, B):
-        off = n_chunks * per_chunk
-        _batched_step(flat, runner.grad, state, steps, X, Y, sw,
-                      order[:, off + start : off + stop], runner.lr, hyper, layout,
-                      runner.total, features)
-    return runner.total / M
+    key = (_bucket(E), X.data_ptr(), Y.data_ptr(), None if sw is None else sw.data_ptr(),
+           None if features is None else features.shape[1], hyper, layout, capture,
+           flat.device)
+    runner = getattr(_RUNNERS, "runner", None)
+    # Streaming hands in views of one staging buffer, the first chunk of an epoch the
+    # longest: a runner made on a longer view serves the shorter ones.
+    if runner is None or _RUNNERS.key != key or runner.data[0].shape[0] < X.shape[0]:
+        _RUNNERS.runner = None  # free the old graph's memory before capturing a new one
+        runner = _ChunkRunner(_bucket(E), X, Y, sw,
+                              None if features is None else features.shape[1], hyper, layout,
+                              max(1, min(chunk, M // B)), capture, flat.device)
+        _RUNNERS.runner, _RUNNERS.key = runner, key
+    lr = member_lr(lr, flat)
+    return runner.epoch(flat, state, steps, order, lr.expand(E, 1), features) / M
 
 
 # ---------------------------------------------------------------- streaming
@@ -508,21 +596,44 @@ def epoch_streamed(epoch_fn, flat, state, steps, X, Y, sw, order, lr, hyper, lay
     device = flat.device
     pin = device.type == "cuda"
     total = torch.zeros(E, dtype=flat.dtype, device=device)
+    staged = [_staging(i, t, E * min(M, rows_per_chunk), device)
+              for i, t in enumerate((X, Y, sw))]
     for start in range(0, M, rows_per_chunk):
         idx = order[:, start : start + rows_per_chunk]  # (E, c) rows of this chunk
         c = idx.shape[1]
         flat_idx = idx.reshape(-1)  # (E * c,)
 
-        def move(t):
+        def move(t, buf):
+            # Into the same device buffer every chunk: a graph runner keeps reading it.
+            # Same stream: the copy waits for the last chunk's kernels to finish with it.
             part = t[flat_idx]
-            return (part.pin_memory() if pin else part).to(device, non_blocking=True)
+            buf[: E * c].copy_(part.pin_memory() if pin else part, non_blocking=True)
+            return buf[: E * c]
 
         local = torch.arange(E * c, device=device).view(E, c)  # member e's rows, in order
         extra = {} if features is None else {"features": features}
-        loss = epoch_fn(flat, state, steps, move(X), move(Y), None if sw is None else move(sw),
+        loss = epoch_fn(flat, state, steps, move(X, staged[0]), move(Y, staged[1]),
+                        None if sw is None else move(sw, staged[2]),
                         local, lr, hyper, layout, **extra)
         total += loss * c
     return total / M
+
+
+def _staging(slot, t, rows, device):
+    """Return this thread's device buffer for streamed chunks of ``t``: grown, never shrunk.
+
+    Kept until :func:`release_graphs`, so that every chunk of every epoch lands at the
+    same address and a CUDA-graph runner captured on it stays valid.
+    """
+    if t is None:
+        return None
+    shape = (rows, *t.shape[1:])
+    buf = getattr(_RUNNERS, f"staging{slot}", None)
+    if (buf is None or buf.shape[0] < rows or buf.shape[1:] != shape[1:]
+            or buf.dtype != t.dtype or buf.device != device):
+        buf = torch.empty(shape, dtype=t.dtype, device=device)
+        setattr(_RUNNERS, f"staging{slot}", buf)
+    return buf
 
 
 # ---------------------------------------------------------------------- predict

@@ -411,11 +411,14 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
         n_threads = min(_dispatch.default_threads(), E)
     else:  # torch steps synchronise per operation: only big steps get threads
         n_threads = _dispatch.default_threads(E * layout.n_params * hyper.batch_size)
+    epoch_fn = _dispatch.epoch_function(engine)
+    if engine == "triton" and config.engine == "auto":
+        epoch_fn = _FallBack(epoch_fn, "graphed")
     start = time.perf_counter()
     try:
         with _dispatch.thread_limit(n_threads, engine):
             history = _loop(flat, state, steps, lr, t, val, torch.from_numpy(data.rows), seed,
-                            hyper, layout, engine, config, member_score)
+                            hyper, layout, engine, epoch_fn, config, member_score)
     except torch.cuda.OutOfMemoryError as exc:
         raise MemoryError(
             f"{device} ran out of memory training {E} members of {layout.n_params} "
@@ -425,13 +428,51 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
     finally:
         _engine.release_graphs()
     history.seconds = time.perf_counter() - start
+    engine = getattr(epoch_fn, "engine", None) or engine
     trained = Group(members=group.members, sizes=group.sizes, flat=flat.cpu().numpy().copy(),
                     opt_state=state.cpu().numpy().copy(), steps=steps.cpu().numpy().copy(),
                     lr=lr)
     return trained, history, engine
 
 
-def _loop(flat, state, steps, lr, t, val, rows, seed, hyper, layout, engine, config,
+class _FallBack:
+    """An engine's epoch function that hands over to another if its first call fails.
+
+    For a compiled kernel not yet measured on the device at hand (``engine="auto"``
+    choosing Triton): if compiling or launching it raises, the members' parameters,
+    optimizer state and step counts are put back as they were, a warning says why, and
+    this and later epochs run ``fallback``. :attr:`engine` names what ran.
+    """
+
+    def __init__(self, fn, fallback):
+        self.fn, self.fallback, self.engine = fn, fallback, None
+
+    def __call__(self, flat, state, steps, *args, **kwargs):
+        if self.engine is not None:
+            return self.fn(flat, state, steps, *args, **kwargs)
+        saved = flat.clone(), state.clone(), steps.clone()
+        try:
+            out = self.fn(flat, state, steps, *args, **kwargs)
+        except (torch.cuda.OutOfMemoryError, MemoryError):
+            raise  # the data or the ensemble are too big: no other engine helps
+        except Exception as exc:  # noqa: BLE001 - any compile or launch failure
+            for tensor, before in zip((flat, state, steps), saved):
+                tensor.copy_(before)
+            first = str(exc).strip().splitlines()
+            why = f"{type(exc).__name__}: {first[0][:200] if first else ''}"
+            _warn.warn(
+                f"The Triton kernel failed on {flat.device} ({why}); training with "
+                f"engine={self.fallback!r} instead (see engine_). Pass "
+                f"engine={self.fallback!r} to skip the attempt, or engine='triton' to see "
+                "the error.", RuntimeWarning)
+            self.fn = _dispatch.epoch_function(self.fallback)
+            self.engine = f"{self.fallback} (triton failed: {type(exc).__name__})"
+            return self.fn(flat, state, steps, *args, **kwargs)
+        self.engine = "triton"
+        return out
+
+
+def _loop(flat, state, steps, lr, t, val, rows, seed, hyper, layout, engine, epoch_fn, config,
           member_score):
     """The epoch loop: all members in one call per epoch, each stopping on its own.
 
@@ -441,11 +482,11 @@ def _loop(flat, state, steps, lr, t, val, rows, seed, hyper, layout, engine, con
     """
     E = flat.shape[0]
     device = flat.device
-    epoch_fn = _dispatch.epoch_function(engine)
     order_device = device
     if t.stream:
         epoch_fn = functools.partial(_engine.epoch_streamed, epoch_fn, chunk_steps=t.stream)
         order_device = _CPU  # the host gathers each chunk's rows
+    per_member_lr = engine in _dispatch.PER_MEMBER_LR
     gen = torch.Generator().manual_seed(int(seed))
     adaptive = hyper.solver == "sgd" and config.learning_rate == "adaptive"
     invscaling = hyper.solver == "sgd" and config.learning_rate == "invscaling"
@@ -465,11 +506,15 @@ def _loop(flat, state, steps, lr, t, val, rows, seed, hyper, layout, engine, con
             if invscaling:
                 lr[:] = config.learning_rate_init / (t_seen + 1) ** config.power_t
             epoch_loss = torch.full((E,), float("nan"), device=device)
-            for rate in np.unique(lr[active]):
-                members = np.flatnonzero(active & (lr == rate))
+            if per_member_lr:  # one call, each member at its own rate
+                calls = [(np.flatnonzero(active), None)]
+            else:  # one call per distinct rate
+                calls = [(np.flatnonzero(active & (lr == rate)), float(rate))
+                         for rate in np.unique(lr[active])]
+            for members, rate in calls:
                 epoch_loss[torch.from_numpy(members).to(device)] = _epoch_subset(
-                    epoch_fn, members, flat, state, steps, t, order, order_device, float(rate),
-                    hyper, layout,
+                    epoch_fn, members, flat, state, steps, t, order, order_device,
+                    lr[members] if rate is None else rate, hyper, layout,
                 )
             t_seen += M
             n_iter[active] += 1

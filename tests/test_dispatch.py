@@ -71,8 +71,9 @@ def test_auto_cpu_without_numba_runs_batched_torch(monkeypatch):
 @pytest.fixture
 def fake_triton(monkeypatch):
     """CUDA with Triton available; ``supports`` answers what the test sets."""
-    fake = types.SimpleNamespace(supported=True)
+    fake = types.SimpleNamespace(supported=True, preferred=True)
     fake.supports = lambda hyper, layout, device: fake.supported
+    fake.auto_prefers = lambda hyper, layout: fake.preferred
     monkeypatch.setitem(sys.modules, "skensemble._kernels.triton_gpu", fake)
     monkeypatch.setattr(skensemble._kernels, "triton_gpu", fake, raising=False)
     monkeypatch.setattr(
@@ -81,9 +82,11 @@ def fake_triton(monkeypatch):
     return fake
 
 
-def test_auto_cuda_prefers_triton_where_supported(fake_triton):
+def test_auto_cuda_prefers_triton_where_supported_and_faster(fake_triton):
     assert _dispatch.select_engine("auto", hyper(32), LAYOUT, CUDA) == "triton"
-    fake_triton.supported = False
+    fake_triton.preferred = False
+    assert _dispatch.select_engine("auto", hyper(32), LAYOUT, CUDA) == "graphed"
+    fake_triton.preferred, fake_triton.supported = True, False
     assert _dispatch.select_engine("auto", hyper(32), LAYOUT, CUDA) == "graphed"
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from skensemble import _engine, _sampling, _training
+from skensemble import _dispatch, _engine, _sampling, _training
 from skensemble._engine import Hyper, Layout
 
 ACT = {"relu": nn.ReLU, "tanh": nn.Tanh, "logistic": nn.Sigmoid, "identity": nn.Identity}
@@ -289,5 +289,35 @@ def test_graphed_schedule_equals_reference(activation, solver, loss, chunk):
         torch.testing.assert_close(flat, f2, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(state, s2, rtol=1e-5, atol=1e-6)
         assert torch.equal(steps, t2)
+    assert _engine.cached_runner_count() == 1
     _engine.release_graphs()
-    assert not _engine._RUNNER_CACHE
+    assert _engine.cached_runner_count() == 0
+
+
+@pytest.mark.parametrize("engine", ["reference", "batched", "graphed"])
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_per_member_learning_rates_equal_one_call_per_rate(engine, solver):
+    # Engines in PER_MEMBER_LR take an (E,) rate: one call must equal separate calls for
+    # the members of each rate, and a member at rate 0 must keep its weights.
+    X, Y, sw, layout = _problem("squared_error", E=4, N=21, hidden=(6,), O=2)
+    hyper = Hyper(activation="tanh", solver=solver, alpha=0.01, batch_size=4)
+    rates = np.array([0.01, 0.0, 0.03, 0.01])
+    flat = _engine.init_parameters(layout, range(4), "tanh")
+    start = flat.clone()
+    state, steps = _engine.init_state(flat, hyper)
+    f2, s2, t2 = flat.clone(), state.clone(), steps.clone()
+    order = torch.argsort(torch.rand(4, 21, generator=torch.Generator().manual_seed(3)), 1)
+    fn = _dispatch.epoch_function(engine)
+    kw = {"capture": False} if engine == "graphed" else {}
+    loss = fn(flat, state, steps, X, Y, sw, order, rates, hyper, layout, **kw)
+    for rate in np.unique(rates):
+        m = torch.from_numpy(np.flatnonzero(rates == rate))
+        sub = f2[m], s2[:, m].contiguous(), t2[m]
+        part = fn(*sub, X, Y, sw, order[m], float(rate), hyper, layout, **kw)
+        f2[m], s2[:, m], t2[m] = sub
+        torch.testing.assert_close(loss[m], part, rtol=0, atol=0)
+    torch.testing.assert_close(flat, f2, rtol=0, atol=0)
+    torch.testing.assert_close(state, s2, rtol=0, atol=0)
+    torch.testing.assert_close(flat[1], start[1], rtol=0, atol=0)  # rate 0: untouched
+    assert not torch.equal(flat[0], start[0])
+    _engine.release_graphs()

@@ -252,13 +252,12 @@ def test_auto_on_device_runs_and_keeps_no_graph_after_fit(noise_data, monkeypatc
     with fake_cuda():
         est = NeuralBaggingRegressor(**dict(SETTINGS, engine="auto"), device="cuda").fit(X, y)
     assert est.engine_ in ("graphed", "triton")
-    assert not _engine._RUNNER_CACHE  # the graph runner (device buffers) is released
+    assert _engine.cached_runner_count() == 0  # the graph runner (device buffers) is released
 
 
 def test_graphed_engine_needs_capture_disabled(noise_data, monkeypatch):
     """engine='graphed' captures CUDA graphs on a CUDA device; its eager schedule runs."""
     X, y = noise_data
-    monkeypatch.setattr(_engine, "_RUNNER_CACHE", {})  # no device tensors outlive the test
     kw = dict(SETTINGS, engine="graphed", max_iter=3, batch_size=16)
     with fake_cuda(), pytest.raises(NotImplementedError, match="CUDA graph capture"):
         NeuralBaggingRegressor(**kw, device="cuda").fit(X, y)

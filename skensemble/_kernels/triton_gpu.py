@@ -61,11 +61,19 @@ except ImportError:  # pragma: no cover - exercised only where triton is missing
 
 #: Largest hidden or output width the kernel takes (padded widths stay <= 1024).
 MAX_WIDTH = 1024
-#: Largest batch size :func:`supports` accepts. Rows of a batch run one after another in
-#: one program, so the cost of a step grows linearly with B, while the batched torch path
-#: is launch-bound and nearly flat in B; somewhere above this the batched path wins.
-#: A guess, not yet measured on a GPU.
-MAX_BATCH = 16
+#: Largest batch size :func:`supports` accepts (``engine="triton"`` named explicitly).
+#: Rows of a batch run one after another in one program, so a step costs about B times
+#: a row, while the graphed torch path is launch-bound and nearly flat in B.
+MAX_BATCH = 64
+#: ``engine="auto"`` picks this kernel while ``batch_size * P <= AUTO_BATCH_PARAMS`` (P:
+#: parameters of one member) and ``batch_size <= AUTO_MAX_BATCH``; always at batch 1.
+#: Measured on an H200 (``benchmarks/gpu_check.py``, 10,000 x 30 rows, two tanh layers of
+#: width w, sgd; Triton against the graphed engine over B in {2, 4, 8, 16, 32}): the
+#: crossover sat between B=4 and 8 for w=100 (P=13,301) at E=50 and E=1000, between 16
+#: and 32 for w=30 (P=1,891) at E=1000 (Triton still ahead at 32 for E=50), and above
+#: 32 for w=10. At batch 1 the kernel was 5-22x faster than the graphed engine.
+AUTO_BATCH_PARAMS = 65_536
+AUTO_MAX_BATCH = 32
 #: Hidden layers the kernel is compiled for.
 HIDDEN_LAYERS = (1, 2, 3)
 #: Oldest triton the compiled path accepts: tuples inside @jit functions arrived in 3.2;
@@ -153,9 +161,7 @@ def _optimizer_math(p, g, m, v, opt, SOLVER: tl.constexpr, NESTEROV: tl.constexp
 
 
 @_jit
-def _dense_forward(
-    a_ptr, w_ptr, b_ptr, K: tl.constexpr, N: tl.constexpr, NP: tl.constexpr, BK: tl.constexpr
-):
+def _dense_forward(a_ptr, w_ptr, b_ptr, K, N, NP: tl.constexpr, BK: tl.constexpr):
     """Return ``z = a @ W + b`` for one row: a (K,) at a_ptr, W (K, N) row-major, b (N,); (NP,)."""
     cols = tl.arange(0, NP)
     cmask = cols < N
@@ -176,9 +182,8 @@ def _dense_forward(
 # fmt: off
 @_jit
 def _dense_backward(
-    a_ptr, mem, d, dprev_ptr, l2, opt,
-    W0: tl.constexpr, B0: tl.constexpr, K: tl.constexpr, N: tl.constexpr, NP: tl.constexpr,
-    BK: tl.constexpr, HAS_PREV: tl.constexpr, ACT: tl.constexpr, FUSED: tl.constexpr,
+    a_ptr, mem, d, dprev_ptr, l2, opt, W0, B0, K, N, NP: tl.constexpr, BK: tl.constexpr,
+    HAS_PREV: tl.constexpr, ACT: tl.constexpr, FUSED: tl.constexpr,
     SOLVER: tl.constexpr, NESTEROV: tl.constexpr,
 ):
     """Back-propagate one row through one layer, given ``d (NP,)`` = dLoss/dz of its output.
@@ -269,8 +274,7 @@ def _apply_accumulated(
 # fmt: off
 @_jit
 def _hidden_forward(
-    in_ptr, p_row, out_ptr, W0: tl.constexpr, B0: tl.constexpr,
-    K: tl.constexpr, N: tl.constexpr, NP: tl.constexpr, BK: tl.constexpr, ACT: tl.constexpr,
+    in_ptr, p_row, out_ptr, W0, B0, K, N, NP: tl.constexpr, BK: tl.constexpr, ACT: tl.constexpr,
 ):
     """Run one hidden layer for one row: activations (N,) from ``in_ptr`` (K,) to ``out_ptr``."""
     z = _dense_forward(in_ptr, p_row + W0, p_row + B0, K, N, NP, BK)  # (NP,)
@@ -282,25 +286,40 @@ def _hidden_forward(
 
 
 # ----------------------------------------------------------------------------- kernel
+#: Integer arguments passed at run time, and not specialised on their values (Triton
+#: would otherwise compile a variant per value 1 and per multiple of 16): one compiled
+#: kernel serves every data set, batch size and set of widths with the same padded
+#: widths, depth and mathematics.
+_RUNTIME_INTS = (
+    "t_lo", "E", "M", "P", "n_steps", "F", "NOUT", "H1", "H2", "H3", "HL",
+    "W1", "B1", "W2", "B2", "W3", "B3", "WO", "BO",
+    "A1", "A2", "A3", "AL", "D1", "D2", "D3", "DL", "SCR", "BATCH",
+)
+
+
+def _jit_runtime(fn):
+    if triton is None:
+        return fn
+    return triton.jit(fn, do_not_specialize=list(_RUNTIME_INTS))
+
+
 # fmt: off
-@_jit
+@_jit_runtime
 def _epoch_kernel(
     flat_ptr, state_ptr, steps_ptr, grad_ptr, scratch_ptr, wmask_ptr, loss_ptr,
     x_ptr, y_ptr, sw_ptr, order_ptr, lr_t_ptr,
     t_lo, E, M, P, n_steps,
     lr, alpha, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
-    # widths (H*P, NOUTP: padded to powers of two; HL: last hidden layer)
-    F: tl.constexpr, NOUT: tl.constexpr, NOUTP: tl.constexpr,
-    H1: tl.constexpr, H1P: tl.constexpr, H2: tl.constexpr, H2P: tl.constexpr,
-    H3: tl.constexpr, H3P: tl.constexpr, HL: tl.constexpr,
+    # widths (HL: last hidden layer; unused layers have width 1)
+    F, NOUT, H1, H2, H3, HL,
     # offsets in a member's flat row
-    W1: tl.constexpr, B1: tl.constexpr, W2: tl.constexpr, B2: tl.constexpr,
-    W3: tl.constexpr, B3: tl.constexpr, WO: tl.constexpr, BO: tl.constexpr,
+    W1, B1, W2, B2, W3, B3, WO, BO,
     # offsets in a member's scratch row (length SCR)
-    A1: tl.constexpr, A2: tl.constexpr, A3: tl.constexpr, AL: tl.constexpr,
-    D1: tl.constexpr, D2: tl.constexpr, D3: tl.constexpr, DL: tl.constexpr, SCR: tl.constexpr,
-    # what to compute
-    NH: tl.constexpr, BATCH: tl.constexpr, ACT: tl.constexpr, LOG_LOSS: tl.constexpr,
+    A1, A2, A3, AL, D1, D2, D3, DL, SCR,
+    BATCH,
+    # compiled in: widths padded to powers of two, depth, what to compute, block sizes
+    NOUTP: tl.constexpr, H1P: tl.constexpr, H2P: tl.constexpr, H3P: tl.constexpr,
+    NH: tl.constexpr, FUSED: tl.constexpr, ACT: tl.constexpr, LOG_LOSS: tl.constexpr,
     SOLVER: tl.constexpr, NESTEROV: tl.constexpr, HAS_SW: tl.constexpr,
     BK: tl.constexpr, BP: tl.constexpr,
 ):
@@ -309,8 +328,8 @@ def _epoch_kernel(
     Offsets W*/B* (weights/bias of layers 1..3 and output) index the member's flat row;
     A*/D* (activations / deltas of hidden layers 1..3, L = last hidden) its scratch row.
     ``lr_t_ptr[t - 1 - t_lo]``: adam's bias-corrected step size at step count ``t``.
+    FUSED: batch size 1 (each gradient block applied at once).
     """
-    FUSED: tl.constexpr = BATCH == 1
     e = tl.program_id(0).to(tl.int64)
     p_row = flat_ptr + e * P
     m_row = state_ptr + e * P  # slot 0: adam first moment / sgd velocity
@@ -396,6 +415,40 @@ def _pow2(n):
     return 1 << max(0, int(n) - 1).bit_length()
 
 
+#: Distinct compile-time argument sets :func:`epoch_triton` has launched in this process:
+#: each is one compiled kernel on a GPU (tests count them under the interpreter, which
+#: compiles nothing).
+COMPILED_VARIANTS = set()
+
+
+def compile_time_arguments(hyper, layout, block_k=None):
+    """The kernel's compile-time arguments for a configuration: one dict per compiled kernel.
+
+    Only what changes the generated code: padded widths, depth, activation, loss,
+    solver and momentum kind, whether the batch size is 1, and block sizes (whether
+    rows are weighted, ``HAS_SW``, is added at the launch). Data set size, input width,
+    exact widths, offsets and batch size are run-time arguments.
+
+    Returns
+    -------
+    dict
+        Keyword arguments for the launch, ``num_warps`` included.
+    """
+    sizes = layout.sizes
+    nh = len(sizes) - 2
+    hp = [_pow2(h) for h in list(sizes[1:-1]) + [1] * (3 - nh)]
+    op = _pow2(sizes[-1])
+    widest = max(hp + [op])
+    block_k = block_k or max(1, min(32, 2048 // widest))  # (BK, widest) block ~2K floats
+    return dict(
+        NOUTP=op, H1P=hp[0], H2P=hp[1], H3P=hp[2], NH=nh,
+        FUSED=int(hyper.batch_size) == 1, ACT=_ACT_CODE[hyper.activation],
+        LOG_LOSS=hyper.loss == "log_loss", SOLVER=0 if hyper.solver == "adam" else 1,
+        NESTEROV=bool(hyper.nesterovs_momentum),
+        BK=block_k, BP=1024, num_warps=max(1, min(4, (block_k * widest) // 512)),
+    )
+
+
 def supports(hyper, layout, device):
     """Tell whether :func:`epoch_triton` handles this configuration on ``device``.
 
@@ -425,6 +478,16 @@ def supports(hyper, layout, device):
         and hyper.loss in LOSSES
         and hyper.solver in SOLVERS
     )
+
+
+def auto_prefers(hyper, layout):
+    """Tell whether ``engine="auto"`` should take this kernel over the graphed engine.
+
+    Only the batch size and member size decide (see :data:`AUTO_BATCH_PARAMS`); whether
+    the kernel runs the configuration at all is :func:`supports`'s question.
+    """
+    limit = min(AUTO_MAX_BATCH, max(1, AUTO_BATCH_PARAMS // layout.n_params))
+    return hyper.batch_size <= limit
 
 
 def _require(t, name, dtype):
@@ -494,7 +557,6 @@ def epoch_triton(
     hidden = list(sizes[1:-1]) + [1] * (3 - (len(sizes) - 2))  # unused layers: width 1
     nh = len(sizes) - 2
     hp = [_pow2(h) for h in hidden]
-    op = _pow2(n_out)
     offs = list(layout.offsets)  # per layer (w0, b0, end)
     w_off = [offs[i][0] if i < nh else 0 for i in range(3)]
     b_off = [offs[i][1] if i < nh else 0 for i in range(3)]
@@ -503,9 +565,6 @@ def epoch_triton(
     d0 = sum(hp)
     d_off = [d0, d0 + hp[0], d0 + hp[0] + hp[1]]
     scr = 2 * d0
-    widest = max(hp + [op])
-    block_k = _block_k or max(1, min(32, 2048 // widest))  # (BK, widest) block ~2K floats
-    num_warps = max(1, min(4, (block_k * widest) // 512))
 
     batch = int(hyper.batch_size)
     n_steps = -(-M // batch)
@@ -525,6 +584,9 @@ def epoch_triton(
     else:
         t_lo, lr_t = 0, flat  # not read by sgd
     loss = torch.empty(E, dtype=torch.float32, device=dev)
+    compiled = compile_time_arguments(hyper, layout, block_k=_block_k)
+    compiled.update(HAS_SW=sw is not None, enable_fp_fusion=True)
+    COMPILED_VARIANTS.add(tuple(sorted(compiled.items())))
     # fmt: off
     _epoch_kernel[(E,)](
         flat, state, steps, grad, scratch, wmask, loss,
@@ -534,17 +596,12 @@ def epoch_triton(
         float(hyper.beta_1), 1.0 - float(hyper.beta_1),
         float(hyper.beta_2), 1.0 - float(hyper.beta_2),
         float(hyper.epsilon), float(hyper.momentum),
-        F=F, NOUT=n_out, NOUTP=op,
-        H1=hidden[0], H1P=hp[0], H2=hidden[1], H2P=hp[1], H3=hidden[2], H3P=hp[2],
-        HL=hidden[nh - 1],
-        W1=w_off[0], B1=b_off[0], W2=w_off[1], B2=b_off[1], W3=w_off[2], B3=b_off[2],
-        WO=offs[-1][0], BO=offs[-1][1],
-        A1=a_off[0], A2=a_off[1], A3=a_off[2], AL=a_off[nh - 1],
-        D1=d_off[0], D2=d_off[1], D3=d_off[2], DL=d_off[nh - 1], SCR=scr,
-        NH=nh, BATCH=batch, ACT=_ACT_CODE[hyper.activation],
-        LOG_LOSS=hyper.loss == "log_loss", SOLVER=0 if hyper.solver == "adam" else 1,
-        NESTEROV=bool(hyper.nesterovs_momentum), HAS_SW=sw is not None,
-        BK=block_k, BP=1024, num_warps=num_warps, enable_fp_fusion=True,
+        F, n_out, hidden[0], hidden[1], hidden[2], hidden[nh - 1],
+        w_off[0], b_off[0], w_off[1], b_off[1], w_off[2], b_off[2], offs[-1][0], offs[-1][1],
+        a_off[0], a_off[1], a_off[2], a_off[nh - 1],
+        d_off[0], d_off[1], d_off[2], d_off[nh - 1], scr,
+        batch,
+        **compiled,
     )
     # fmt: on
     return loss
