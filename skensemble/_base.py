@@ -31,6 +31,7 @@ from . import (
     _predict,
     _sampling,
     _scaling,
+    _selection,
     _training,
     _version,
     _warn,
@@ -84,6 +85,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         "numeric_encoding": [StrOptions({"none", "piecewise_linear"})],
         "n_bins": [Interval(Integral, 2, None, closed="left")],
         "oob_score": ["boolean"],
+        "ensemble_selection": [None, Interval(Integral, 1, None, closed="left")],
         "warm_start": ["boolean"],
         "init": [StrOptions({"random", "mothernet"})],
         "n_mothernets": [Interval(Integral, 1, None, closed="left")],
@@ -128,6 +130,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         numeric_encoding="piecewise_linear",
         n_bins=8,
         oob_score=False,
+        ensemble_selection=None,
         warm_start=False,
         init="random",
         n_mothernets=1,
@@ -165,6 +168,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         self.numeric_encoding = numeric_encoding
         self.n_bins = n_bins
         self.oob_score = oob_score
+        self.ensemble_selection = ensemble_selection
         self.warm_start = warm_start
         self.init = init
         self.n_mothernets = n_mothernets
@@ -190,6 +194,17 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
     @abstractmethod
     def _set_oob(self, mean, has_oob, y):
         """Set ``oob_score_`` and the task's out-of-bag attribute from ``mean (N, O)``."""
+
+    @abstractmethod
+    def _selection_values(self, out, Y):
+        """What members contribute to a row's average for selection: ``(E, n, D)`` float64.
+
+        ``out (E, n, O)`` are transformed outputs, ``Y (n, O)`` the encoded targets.
+        """
+
+    @abstractmethod
+    def _selection_loss(self, mean, Y):
+        """Loss ``(n,)`` of each row's averaged values ``mean (n, D)`` against ``Y (n, O)``."""
 
     def _stratify_labels(self, y):
         return None
@@ -329,6 +344,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         archs = _hetero.member_architectures(self.hidden_layer_sizes, self.n_estimators)
         X, y, sw = self._validate_fit_data(X, y, sample_weight, reset=True)
         plan = self._plan(*X.shape)
+        self._check_selection(plan)
         n_old = self._check_warm_start(archs, X, plan) if warm else 0
         if not warm:
             self._fit_inputs(X, sw)
@@ -368,6 +384,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         self._set_history(history, plan.n_draw)
         if self.oob_score:
             self._compute_oob(Xs, y)
+        self._select_members(Xs, Y, sw)  # over all members, old ones too after a warm start
         if history.unconverged:
             what = "validation" if self.early_stopping_ else "training"
             _warn.warn(
@@ -488,6 +505,13 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
     # ------------------------------------------------------- partial_fit
     def _partial_fit(self, X, y, sample_weight, classes=None):
         """One more epoch for every member on ``(X, y)``; initialises on the first call."""
+        if self.ensemble_selection is not None:
+            raise ValueError(
+                f"ensemble_selection={self.ensemble_selection} weighs members on validation "
+                "rows that only fit sets aside; partial_fit has none. Use fit, or set "
+                "ensemble_selection=None to train with partial_fit (all members then weigh "
+                "the same)."
+            )
         first = not hasattr(self, "_groups")
         X, y, sw = self._validate_fit_data(X, y, sample_weight, reset=first)
         if first:
@@ -532,6 +556,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         self.n_iter_per_member_ = self.n_iter_per_member_ + 1
         self.n_iter_ = int(self.n_iter_per_member_.max())
         self.t_ = int(self.t_ + plan.n_draw)
+        self._set_uniform_weights()  # the members changed: no selection holds any more
         return self
 
     # ----------------------------------------------------------- bagging
@@ -560,6 +585,82 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         mean[~has] = np.nan
         self._set_oob(mean, has, y)
 
+    # -------------------------------------------------- ensemble selection
+    def _no_validation_rows(self, why):
+        return ValueError(
+            f"ensemble_selection={self.ensemble_selection} weighs members by their loss on "
+            f"their validation rows, but {why}. Set bootstrap=True (out-of-bag rows), "
+            "early_stopping=True (held-out rows) or max_samples < 1, or set "
+            "ensemble_selection=None."
+        )
+
+    def _check_selection(self, plan):
+        """Raise before training when ``ensemble_selection`` would find no validation row."""
+        if isinstance(self.ensemble_selection, bool):  # an Integral to the constraints
+            raise ValueError(
+                f"ensemble_selection={self.ensemble_selection} is ambiguous: pass the number "
+                "of selection rounds (e.g. 50), or None for no selection."
+            )
+        if (self.ensemble_selection is not None and plan.holdout is None
+                and not plan.bootstrap and plan.n_draw >= plan.n_samples):
+            raise self._no_validation_rows(
+                "no member has any: each trains on every row and holds none out")
+
+    def _validation_mask(self):
+        """Boolean ``(E, N)``: the rows each member validates on.
+
+        The rows it held out to stop on (``early_stopping`` without bootstrap, or with
+        ``oob_score``), otherwise the rows it did not draw (out-of-bag).
+        """
+        rows, held, _ = self._member_draws()
+        if held is not None:
+            return _sampling.held_mask(held, self._plan_.n_samples)
+        return ~_sampling.in_bag_mask(rows, self._plan_.n_samples)
+
+    def _set_uniform_weights(self):
+        """Every member weighs ``1 / E``; no selection scores."""
+        self.ensemble_weights_ = np.full(len(self._seeds), 1.0 / len(self._seeds))
+        for name in ("selection_score_", "uniform_score_"):
+            self.__dict__.pop(name, None)  # no stale scores from an earlier fit
+
+    def _select_members(self, Xs, Y, sw):
+        """Set ``ensemble_weights_`` (and, with ``ensemble_selection``, both scores).
+
+        ``Xs (N, F)`` float32 standardised inputs, ``Y (N, O)`` encoded targets, ``sw
+        (N,)`` or None: the data the members were fitted on.
+        """
+        if self.ensemble_selection is None:
+            self._set_uniform_weights()
+            return
+        E = len(self._seeds)
+        mask = self._validation_mask()  # (E, N)
+        if sw is not None:
+            mask &= sw > 0  # rows of weight zero score nothing
+        scored = mask.any(0)  # (N,)
+        if not scored.any():
+            raise self._no_validation_rows("no member has any (of positive sample_weight)")
+        mask_t = np.ascontiguousarray(mask[:, scored].T)  # (Nv, E)
+        row, member = np.nonzero(mask_t)  # (Z,) each, row-major like the masked gather below
+        Yv = Y[scored]  # (Nv, O)
+        Yt = torch.from_numpy(Yv)
+
+        def reduce(out, rows):  # (E, n, O) -> (z, D): each member's values on its rows
+            values = self._selection_values(self._transform_outputs(out),
+                                            Yt[rows].to(out.device))  # (E, n, D)
+            return values.transpose(0, 1)[torch.from_numpy(mask_t[rows]).to(out.device)]
+
+        values = _predict.run_chunked(self._groups, self._input.columns(self._features),
+                                      self.activation, Xs[scored], self._predict_device(),
+                                      reduce)  # (Z, D)
+        entries = _selection.Entries(
+            member=member, row=row, values=values,
+            row_weight=np.ones(Yv.shape[0]) if sw is None else sw[scored], n_members=E)
+        result = _selection.greedy(entries, self.ensemble_selection,
+                                   lambda mean, rows: self._selection_loss(mean, Yv[rows]))
+        self.ensemble_weights_ = result.weights
+        self.selection_score_ = result.score
+        self.uniform_score_ = result.uniform_score
+
     # ------------------------------------------------------------- predict
     def _predict_device(self):
         """The device to predict on: ``device``, or the CPU where CUDA is not available.
@@ -572,22 +673,33 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             return torch.device("cpu")
         return _dispatch.resolve_device(self.device)
 
-    def _member_outputs(self, X, reduce, transform=True):
-        """Validate ``X``, run all members in row chunks, concatenate ``reduce``d chunks.
+    def _member_outputs(self, X, reduce, transform=True, weighted=False):
+        """Validate ``X``, run the members in row chunks, concatenate ``reduce``d chunks.
 
         ``reduce`` receives the members' transformed outputs ``(E, n, O)`` (float64), or
-        their raw outputs with ``transform=False``.
+        their raw outputs with ``transform=False``. With ``weighted``, only the members
+        of positive ``ensemble_weights_`` run (zero-weight members are not computed),
+        and ``reduce(out, weights)`` also receives their weights ``(E',)`` (a float64
+        tensor on ``out``'s device), or None when every member runs with equal weight.
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=_FLOAT, reset=False)
         Xs = self._standardise(X)
         fn = self._transform_outputs if transform else (lambda out: out.double())
-        work = X.shape[0] * sum(g.flat.size for g in self._groups)
+        if weighted:
+            groups, features, weights = self._selected_members()
+        else:
+            groups, features, weights = self._groups, self._features, None
+        device = self._predict_device()
+        w = None if weights is None else torch.from_numpy(weights).to(device)
+
+        def call(out, rows):
+            return reduce(fn(out), w) if weighted else reduce(fn(out))
+
+        work = X.shape[0] * sum(g.flat.size for g in groups)
         with _dispatch.thread_limit(_dispatch.default_threads(work), "batched"):
-            return _predict.run_chunked(self._groups, self._input.columns(self._features),
-                                        self.activation, Xs,
-                                        self._predict_device(),
-                                        lambda out, rows: reduce(fn(out)))
+            return _predict.run_chunked(groups, self._input.columns(features),
+                                        self.activation, Xs, device, call)
 
     def __getstate__(self):
         state = super().__getstate__()

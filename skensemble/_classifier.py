@@ -14,6 +14,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseNeuralBagging
 
+# Probabilities are clipped to [LOG_LOSS_EPS, 1] in the selection's log-loss, so that one
+# confidently wrong member costs a large but finite loss.
+LOG_LOSS_EPS = 1e-15
+
 
 class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     """Bagged ensemble of small MLP classifiers, all trained at once as one computation.
@@ -149,7 +153,25 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     oob_score : bool, default=False
         Whether to score the ensemble on out-of-bag rows: each training row predicted
         only by the members that did not draw it (nor, with ``early_stopping``, hold
-        it out to stop on). Requires ``bootstrap=True``.
+        it out to stop on). Requires ``bootstrap=True``. It scores the unweighted
+        average of those members, whatever ``ensemble_selection``: the selection may
+        have chosen its weights on these very rows.
+
+    ensemble_selection : int or None, default=None
+        Weigh the members by greedy forward selection with replacement (Caruana et
+        al., 2004) for this many rounds. Each member is judged on its validation rows:
+        the rows it held out to stop on (``early_stopping`` without bootstrap, or with
+        ``oob_score=True``), otherwise the rows it did not draw (out-of-bag rows, with
+        ``bootstrap=True`` or ``max_samples < 1``). Each round adds, possibly again,
+        the member that most lowers the ensemble's validation log-loss (of the averaged
+        probabilities); the ensemble of the best round gives ``ensemble_weights_``,
+        unless the uniform average scores as well or better on the same rows (then it
+        is kept). ``predict_proba`` then takes the weighted mean of the probabilities
+        and skips members of weight 0, as does ``to_torch()``. How rows that only some
+        members validate on are scored: see Notes. A warm start selects again among all
+        members. ``None``: every member weighs the same. Needs validation rows: without
+        bootstrap, ``early_stopping`` or ``max_samples < 1`` it raises a ``ValueError``;
+        ``partial_fit`` cannot select.
 
     warm_start : bool, default=False
         When True and ``n_estimators`` has been raised, ``fit`` trains only the new
@@ -199,7 +221,7 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     early_stopping_ : bool
         Whether members stopped on validation rows (``early_stopping`` resolved).
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of the features, when ``X`` has string column names.
 
     coefs_ : list of ndarray
@@ -220,6 +242,19 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     oob_score_ : float
         Accuracy of ``oob_decision_function_`` over the rows that have one (with
         ``oob_score=True``).
+
+    ensemble_weights_ : ndarray of shape (n_estimators,)
+        Each member's weight in the prediction; sums to 1. ``1 / n_estimators`` for
+        every member without ``ensemble_selection`` (and after ``partial_fit``).
+        ``predict_proba_members`` returns all members, unweighted.
+
+    selection_score_ : float
+        With ``ensemble_selection``: validation loss of the weighted ensemble, the
+        log-loss of its averaged probabilities; lower is better.
+
+    uniform_score_ : float
+        With ``ensemble_selection``: the same loss of the uniform average of all
+        members on the same rows; never below ``selection_score_``.
 
     oob_decision_function_ : ndarray of shape (n_samples, n_classes)
         Mean class probabilities of the members that did not draw each training row;
@@ -250,14 +285,14 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     t_ : int
         Rows seen by the longest-training member (``n_iter_`` epochs of its rows).
 
-    loss_curve_ : ndarray of shape (n_iter_, n_estimators)
+    loss_curve_ : ndarray of shape (``n_iter_``, n_estimators)
         Each member's mean training cross-entropy per epoch (without the L2 penalty);
         NaN after a member stopped.
 
-    validation_loss_curve_ : ndarray of shape (n_iter_, n_estimators)
+    validation_loss_curve_ : ndarray of shape (``n_iter_``, n_estimators)
         With ``early_stopping``: each member's validation cross-entropy per epoch.
 
-    validation_scores_ : ndarray of shape (n_iter_, n_estimators)
+    validation_scores_ : ndarray of shape (``n_iter_``, n_estimators)
         With ``early_stopping``: each member's validation accuracy per epoch.
 
     best_validation_loss_ : ndarray of shape (n_estimators,)
@@ -285,11 +320,28 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     stopping rule. A diverging member (non-finite loss) raises a ``ValueError`` that
     names the remedy instead of producing NaN probabilities.
 
+    With ``ensemble_selection``, most validation rows belong to some members only (a
+    member's held-out or out-of-bag rows). Every row that some member validates on is
+    scored; on it, a weighted ensemble's prediction takes each member that does not
+    validate on the row to predict the row's validation average ``m_i`` (the plain
+    mean of the members that do, i.e. the out-of-bag prediction): ``p_i = m_i +
+    sum(w_e * (v_ei - m_i))`` over the members ``e`` that validate on row ``i``. The
+    validation loss is the mean of the rows' losses (weighted by ``sample_weight``), so
+    ``uniform_score_`` is the loss of the out-of-bag (or held-out) average, and where
+    members share their validation rows it is the plain loss of the weighted
+    ensemble. Members with no validation row are never selected. Selection weighs
+    members by rows that also stopped them (with ``early_stopping``) and by as few rows
+    as each member validates on: with members that differ only by their seeds it
+    rarely beats the uniform average on new data; it pays off when some members are
+    clearly worse than others (other architectures or hyperparameters).
+
     References
     ----------
-    .. [1] L. Breiman, "Bagging predictors", Machine Learning 24(2), 1996.
+    .. [1] Leo Breiman, "Bagging predictors", Machine Learning 24(2), 1996.
     .. [2] B. Lakshminarayanan, A. Pritzel, C. Blundell, "Simple and scalable predictive
        uncertainty estimation using deep ensembles", NeurIPS 2017.
+    .. [3] R. Caruana, A. Niculescu-Mizil, G. Crew, A. Ksikes, "Ensemble selection from
+       libraries of models", ICML 2004.
 
     Examples
     --------
@@ -328,6 +380,13 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
 
     def _transform_outputs(self, out):
         return torch.softmax(out.double(), dim=-1)
+
+    def _selection_values(self, out, Y):
+        # Log-loss of an average needs only each member's probability of the true class.
+        return (out * Y).sum(-1, keepdim=True)  # (E, n, 1)
+
+    def _selection_loss(self, mean, Y):
+        return -np.log(np.clip(mean[:, 0], LOG_LOSS_EPS, 1.0))
 
     def _set_oob(self, mean, has_oob, y):
         self.oob_decision_function_ = mean
@@ -374,6 +433,8 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     def predict_proba(self, X):
         """Class probabilities: the mean of the members' softmax outputs.
 
+        Weighted by ``ensemble_weights_``; members of weight 0 are not computed.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
@@ -384,7 +445,10 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         ndarray of shape (n_samples, n_classes)
             Float64 probabilities in the order of ``classes_``; rows sum to 1.
         """
-        proba = self._member_outputs(X, lambda p: p.mean(0))  # (n, K)
+        def reduce(p, w):  # (E, n, K) -> (n, K)
+            return p.mean(0) if w is None else (w[:, None, None] * p).sum(0)
+
+        proba = self._member_outputs(X, reduce, weighted=True)  # (n, K)
         self._check_finite(proba)
         return proba / proba.sum(axis=1, keepdims=True)
 
@@ -405,10 +469,13 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         check_is_fitted(self)
         E = len(self._seeds)
 
-        def reduce(out):  # raw (E, n, K): log of the mean of softmaxes, in log space
-            return torch.logsumexp(torch.log_softmax(out, dim=-1), dim=0) - np.log(E)
+        def reduce(out, w):  # raw (E, n, K): log of the (weighted) mean of softmaxes
+            logp = torch.log_softmax(out, dim=-1)  # (E, n, K)
+            if w is None:
+                return torch.logsumexp(logp, dim=0) - np.log(E)
+            return torch.logsumexp(logp + w.log()[:, None, None], dim=0)
 
-        logp = self._member_outputs(X, reduce, transform=False)  # (n, K)
+        logp = self._member_outputs(X, reduce, transform=False, weighted=True)  # (n, K)
         self._check_finite(logp)
         return logp
 
@@ -430,6 +497,10 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
 
     def predict_proba_members(self, X):
         """Every member's class probabilities.
+
+        All members, also those that ``ensemble_selection`` gave weight 0; the weights
+        are in ``ensemble_weights_``, and ``np.tensordot(ensemble_weights_,
+        predict_proba_members(X), 1)`` is :meth:`predict_proba` (up to rounding).
 
         Parameters
         ----------

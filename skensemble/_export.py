@@ -11,12 +11,12 @@ from . import _predict, _scaling
 
 
 class EnsembleModule(nn.Module):
-    """The fitted ensemble as one module: scaling, every member, and the aggregation.
+    """The fitted ensemble as one module: scaling, its members, and the aggregation.
 
     ``forward(X)`` takes a float tensor ``(n, n_features)`` in the original units and
     returns the mean prediction ``(n,)`` / ``(n, n_outputs)`` in float64 (regression;
     targets may exceed float32's range) or the averaged class probabilities
-    ``(n, n_classes)`` in float32 (classification). All
+    ``(n, n_classes)`` in float32 (classification); weighted means with ``weights``. All
     state is registered as buffers, so ``state_dict``, ``.to(device)``,
     ``torch.export.export`` and ONNX export work as for any module.
 
@@ -34,10 +34,14 @@ class EnsembleModule(nn.Module):
         The regressor's target standardisation, undone at the end.
     squeeze : bool
         Return ``(n,)`` for a single-output regressor fitted on a 1-D ``y``.
+    weights : ndarray (E,) or None
+        Each member's weight in the average (buffer ``weights``, float64); None: the
+        plain mean.
     """
 
     def __init__(self, groups, activation, inputs, features=None,
-                 classification=False, y_mean=None, y_scale=None, squeeze=False):
+                 classification=False, y_mean=None, y_scale=None, squeeze=False,
+                 weights=None):
         super().__init__()
         self.layouts = [g.layout for g in groups]
         for k, g in enumerate(groups):
@@ -60,6 +64,9 @@ class EnsembleModule(nn.Module):
         if not classification:
             self.register_buffer("y_mean", torch.as_tensor(y_mean, dtype=torch.float64))
             self.register_buffer("y_scale", torch.as_tensor(y_scale, dtype=torch.float64))
+        self.weighted = weights is not None
+        if self.weighted:
+            self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float64))
 
     def forward(self, X):
         """Ensemble output for ``X (n, F)``."""
@@ -71,19 +78,29 @@ class EnsembleModule(nn.Module):
         out = _predict.forward_members(groups, Xs, self.activation,
                                        self.inverse if self.reorder else None)  # (E, n, O)
         if self.classification:
-            return torch.softmax(out, dim=-1).mean(0)  # (n, K)
-        out = out.double().mean(0) * self.y_scale + self.y_mean  # (n, O) float64
+            proba = torch.softmax(out, dim=-1)  # (E, n, K)
+            if self.weighted:
+                return (proba * self.weights.to(proba.dtype)[:, None, None]).sum(0)  # (n, K)
+            return proba.mean(0)  # (n, K)
+        out = out.double()  # (E, n, O)
+        mean = (out * self.weights[:, None, None]).sum(0) if self.weighted else out.mean(0)
+        out = mean * self.y_scale + self.y_mean  # (n, O) float64
         return out[:, 0] if self.squeeze else out
 
 
 def to_torch(est):
-    """Build the :class:`EnsembleModule` of a fitted estimator (weights copied)."""
+    """Build the :class:`EnsembleModule` of a fitted estimator (weights copied).
+
+    Only the members of positive ``ensemble_weights_`` are exported.
+    """
     classification = hasattr(est, "classes_")
+    groups, features, weights = est._selected_members()
     return EnsembleModule(
-        est._groups, est.activation, est._input,
-        features=est._input.columns(est._features),
+        groups, est.activation, est._input,
+        features=est._input.columns(features),
         classification=classification,
         y_mean=None if classification else est._y_mean,
         y_scale=None if classification else est._y_scale,
         squeeze=False if classification else est._y_1d,
+        weights=weights,
     ).eval()

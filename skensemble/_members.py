@@ -1,10 +1,13 @@
 """Read access to a fitted ensemble's members: their parameters, and export.
 
 Owns ``estimators_samples_``/``estimators_features_`` (recomputed from the member
-seeds), ``get_member_params``, ``coefs_``/``intercepts_`` and ``to_torch()`` for the
-estimators (a mixin of :class:`skensemble._base.BaseNeuralBagging`). Must not train or
-predict: it only reads the fitted groups (``_groups``, ``hidden_layer_sizes_``).
+seeds), ``get_member_params``, ``coefs_``/``intercepts_``, the members that
+``ensemble_weights_`` keeps, and ``to_torch()`` for the estimators (a mixin of
+:class:`skensemble._base.BaseNeuralBagging`). Must not train or predict: it only reads
+the fitted groups (``_groups``, ``hidden_layer_sizes_``, ``ensemble_weights_``).
 """
+
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -39,6 +42,35 @@ class FittedMembers:
         if self._features is None:
             return [np.arange(self.n_features_in_) for _ in range(len(self._seeds))]
         return list(self._features)
+
+    def _selected_members(self):
+        """The members of positive ``ensemble_weights_``, as prediction runs them.
+
+        Returns
+        -------
+        groups : list of Group
+            The fitted groups cut to those members, renumbered ``0..E'-1`` in member
+            order (all groups unchanged when every member weighs the same).
+        features : ndarray (E', k) or None
+            Their feature subsets.
+        weights : ndarray (E',) float64 or None
+            Their weights, summing to 1; None when every member weighs the same (the
+            plain mean, computed exactly as without selection).
+        """
+        check_is_fitted(self, "_groups")
+        w = getattr(self, "ensemble_weights_", None)
+        if w is None or np.all(w == w[0]):
+            return self._groups, self._features, None
+        kept = np.flatnonzero(w > 0)  # (E',) sorted member positions
+        groups = []
+        for g in self._groups:
+            keep = w[g.members] > 0  # (G,)
+            if keep.any():
+                groups.append(replace(g, members=np.searchsorted(kept, g.members[keep]),
+                                      flat=g.flat[keep]))
+        features = None if self._features is None else self._features[kept]
+        weights = w[kept]
+        return groups, features, weights / weights.sum()
 
     def _member_row(self, member):
         """Flat parameters ``(P_e,)`` of one member at its own architecture, and its sizes."""
@@ -78,7 +110,8 @@ class FittedMembers:
         The module applies the estimator's input scaling, every member and the
         aggregation: ``module(torch.as_tensor(X, dtype=torch.float32))`` returns the mean
         prediction (regressor) or the class probabilities in the order of ``classes_``
-        (classifier). It needs PyTorch only, and exports with ``torch.onnx.export``.
+        (classifier), weighted by ``ensemble_weights_``. Members of weight 0 are left
+        out of the module. It needs PyTorch only, and exports with ``torch.onnx.export``.
 
         Returns
         -------

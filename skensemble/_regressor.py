@@ -147,7 +147,26 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     oob_score : bool, default=False
         Whether to score the ensemble on out-of-bag rows: each training row predicted
         only by the members that did not draw it (nor, with ``early_stopping``, hold
-        it out to stop on). Requires ``bootstrap=True``.
+        it out to stop on). Requires ``bootstrap=True``. It scores the unweighted
+        average of those members, whatever ``ensemble_selection``: the selection may
+        have chosen its weights on these very rows.
+
+    ensemble_selection : int or None, default=None
+        Weigh the members by greedy forward selection with replacement (Caruana et
+        al., 2004) for this many rounds. Each member is judged on its validation rows:
+        the rows it held out to stop on (``early_stopping`` without bootstrap, or with
+        ``oob_score=True``), otherwise the rows it did not draw (out-of-bag rows, with
+        ``bootstrap=True`` or ``max_samples < 1``). Each round adds, possibly again,
+        the member that most lowers the ensemble's validation squared error (in units
+        of each training target's standard deviation, averaged over outputs); the
+        ensemble of the best round gives ``ensemble_weights_``, unless the uniform
+        average scores as well or better on the same rows (then it is kept).
+        ``predict`` then takes the weighted mean (and the weighted ``return_std``) and
+        skips members of weight 0, as does ``to_torch()``. How rows that only some
+        members validate on are scored: see Notes. A warm start selects again among all
+        members. ``None``: every member weighs the same. Needs validation rows: without
+        bootstrap, ``early_stopping`` or ``max_samples < 1`` it raises a ``ValueError``;
+        ``partial_fit`` cannot select.
 
     warm_start : bool, default=False
         When True and ``n_estimators`` has been raised, ``fit`` trains only the new
@@ -194,7 +213,7 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     early_stopping_ : bool
         Whether members stopped on validation rows (``early_stopping`` resolved).
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of the features, when ``X`` has string column names.
 
     n_outputs_ : int
@@ -216,6 +235,20 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
 
     oob_score_ : float
         R^2 of ``oob_prediction_`` over the rows that have one (with ``oob_score=True``).
+
+    ensemble_weights_ : ndarray of shape (n_estimators,)
+        Each member's weight in the prediction; sums to 1. ``1 / n_estimators`` for
+        every member without ``ensemble_selection`` (and after ``partial_fit``).
+        ``predict_members`` returns all members, unweighted.
+
+    selection_score_ : float
+        With ``ensemble_selection``: validation loss of the weighted ensemble, the
+        mean squared error in units of each target's standard deviation (averaged over
+        outputs); lower is better.
+
+    uniform_score_ : float
+        With ``ensemble_selection``: the same loss of the uniform average of all
+        members on the same rows; never below ``selection_score_``.
 
     oob_prediction_ : ndarray of shape (n_samples,) or (n_samples, n_outputs)
         Mean prediction of the members that did not draw each training row; NaN for
@@ -246,14 +279,14 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     t_ : int
         Rows seen by the longest-training member (``n_iter_`` epochs of its rows).
 
-    loss_curve_ : ndarray of shape (n_iter_, n_estimators)
+    loss_curve_ : ndarray of shape (``n_iter_``, n_estimators)
         Each member's mean training loss per epoch (data term ``0.5 * squared error``
         in standardised units, without the L2 penalty); NaN after a member stopped.
 
-    validation_loss_curve_ : ndarray of shape (n_iter_, n_estimators)
+    validation_loss_curve_ : ndarray of shape (``n_iter_``, n_estimators)
         With ``early_stopping``: each member's validation loss per epoch.
 
-    validation_scores_ : ndarray of shape (n_iter_, n_estimators)
+    validation_scores_ : ndarray of shape (``n_iter_``, n_estimators)
         With ``early_stopping``: each member's validation R^2 per epoch.
 
     best_validation_loss_ : ndarray of shape (n_estimators,)
@@ -282,11 +315,28 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     ``learning_rate_init``) raises a ``ValueError`` that names the remedy instead of
     producing NaN predictions.
 
+    With ``ensemble_selection``, most validation rows belong to some members only (a
+    member's held-out or out-of-bag rows). Every row that some member validates on is
+    scored; on it, a weighted ensemble's prediction takes each member that does not
+    validate on the row to predict the row's validation average ``m_i`` (the plain
+    mean of the members that do, i.e. the out-of-bag prediction): ``p_i = m_i +
+    sum(w_e * (v_ei - m_i))`` over the members ``e`` that validate on row ``i``. The
+    validation loss is the mean of the rows' losses (weighted by ``sample_weight``), so
+    ``uniform_score_`` is the loss of the out-of-bag (or held-out) average, and where
+    members share their validation rows it is the plain loss of the weighted
+    ensemble. Members with no validation row are never selected. Selection weighs
+    members by rows that also stopped them (with ``early_stopping``) and by as few rows
+    as each member validates on: with members that differ only by their seeds it
+    rarely beats the uniform average on new data; it pays off when some members are
+    clearly worse than others (other architectures or hyperparameters).
+
     References
     ----------
-    .. [1] L. Breiman, "Bagging predictors", Machine Learning 24(2), 1996.
+    .. [1] Leo Breiman, "Bagging predictors", Machine Learning 24(2), 1996.
     .. [2] B. Lakshminarayanan, A. Pritzel, C. Blundell, "Simple and scalable predictive
        uncertainty estimation using deep ensembles", NeurIPS 2017.
+    .. [3] R. Caruana, A. Niculescu-Mizil, G. Crew, A. Ksikes, "Ensemble selection from
+       libraries of models", ICML 2004.
 
     Examples
     --------
@@ -331,6 +381,13 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         sst = (w * (Y - Ybar) ** 2).sum(1)  # (E, O)
         sse = (w * (out - Y) ** 2).sum(1)  # (E, O)
         return (1 - sse / sst).mean(-1)
+
+    def _selection_values(self, out, Y):
+        return out  # (E, n, O): the members' standardised predictions
+
+    def _selection_loss(self, mean, Y):
+        # Squared error in standardised target units, averaged over outputs.
+        return ((mean - Y) ** 2).mean(-1)
 
     def _set_oob(self, mean, has_oob, y):
         pred = mean * self._y_scale + self._y_mean  # (N, O)
@@ -395,7 +452,7 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         return self._partial_fit(X, y, sample_weight)
 
     def predict(self, X, return_std=False):
-        """Mean prediction of the members.
+        """Mean prediction of the members, weighted by ``ensemble_weights_``.
 
         Parameters
         ----------
@@ -410,13 +467,19 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             Mean of the members, float64.
         y_std : ndarray of the same shape
-            Standard deviation over members (only with ``return_std=True``).
+            Standard deviation over members, with the same weights (only with
+            ``return_std=True``).
         """
 
-        def reduce(out):  # (E, n, O) -> (n, O, 2): mean and std over members in float64
-            return torch.stack([out.mean(0), out.std(0, correction=0)], dim=-1)
+        def reduce(out, w):  # (E, n, O) -> (n, O, 2): mean and std over members in float64
+            if w is None:
+                return torch.stack([out.mean(0), out.std(0, correction=0)], dim=-1)
+            w = w[:, None, None]  # (E, 1, 1), sums to 1
+            mean = (w * out).sum(0)  # (n, O)
+            std = (w * (out - mean) ** 2).sum(0).sqrt()  # (n, O)
+            return torch.stack([mean, std], dim=-1)
 
-        res = self._member_outputs(X, reduce)  # (n, O, 2)
+        res = self._member_outputs(X, reduce, weighted=True)  # (n, O, 2)
         mean = res[..., 0] * self._y_scale + self._y_mean
         std = res[..., 1] * self._y_scale
         if self._y_1d:
@@ -426,6 +489,10 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
 
     def predict_members(self, X):
         """Every member's prediction.
+
+        All members, also those that ``ensemble_selection`` gave weight 0; the weights
+        are in ``ensemble_weights_``, and ``np.tensordot(ensemble_weights_,
+        predict_members(X), 1)`` is :meth:`predict` (up to rounding).
 
         Parameters
         ----------
