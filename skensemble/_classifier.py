@@ -298,8 +298,11 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     best_validation_loss_ : ndarray of shape (n_estimators,)
         With ``early_stopping``: the loss of the weights each member kept.
 
-    engine_ : str
-        The engine that trained the members.
+    engine_ : str or tuple of str
+        The engine that trained the members (one per group when groups differed). With
+        ``engine="auto"`` on CUDA, if the Triton kernel failed to compile or launch on
+        the device, training went on with the graphed engine, a ``RuntimeWarning`` said
+        why, and this reads ``"graphed (triton failed: <error type>)"``.
 
     device_ : str
         The device they were trained on.
