@@ -293,9 +293,28 @@ def graphs(device):
     rng = np.random.RandomState(0)
     X = rng.normal(size=(600, 6))
     y = X[:, 0] - 2 * np.tanh(X[:, 1]) + 0.3 * rng.normal(size=600)
-    out = {"threads": threads(device, X, y), "captures": captures(device, X, y)}
-    out["failed"] = int(not out["threads"]["ok"]) + int(not out["captures"]["ok"])
+    out = {"threads": threads(device, X, y), "captures": captures(device, X, y),
+           "memory": memory(device, X, y)}
+    out["failed"] = sum(not out[k]["ok"] for k in ("threads", "captures", "memory"))
     return out
+
+
+def memory(device, X, y, n=8):
+    """Live device memory after one graphed fit and after ``n`` more: a fit keeps none."""
+    kw = dict(n_estimators=16, hidden_layer_sizes=(32,), max_iter=10, early_stopping=True,
+              n_iter_no_change=2, engine="graphed", device=str(device), batch_size=8,
+              random_state=0)
+    NeuralBaggingRegressor(**kw).fit(X, y)
+    sync(device)
+    after_one = torch.cuda.memory_allocated(device)
+    for i in range(n):
+        NeuralBaggingRegressor(**dict(kw, random_state=i + 1)).fit(X, y)
+    sync(device)
+    growth = torch.cuda.memory_allocated(device) - after_one
+    result = {"after_one_fit_mb": round(after_one / 2**20, 1), "fits": n,
+              "growth_mb": round(growth / 2**20, 1), "ok": growth < 64 * 2**20}
+    print("memory:", result, flush=True)
+    return result
 
 
 def threads(device, X, y, n=3):

@@ -458,7 +458,12 @@ class _ChunkRunner:
         with _CAPTURE_LOCK:
             # Warm up (cuBLAS handles, allocator pools) on a side stream, as torch's
             # docs ask; the buffers are still zeros, so nothing of the fit is touched.
-            side = torch.cuda.Stream(device)
+            # One side stream per device for the process: cuBLAS keeps a workspace per
+            # stream it ever ran on, and a new pool stream per capture grew live device
+            # memory by ~0.5 GiB over one gpu_check run (H200).
+            side = _WARMUP_STREAMS.get(device)
+            if side is None:
+                side = _WARMUP_STREAMS[device] = torch.cuda.Stream(device)
             side.wait_stream(torch.cuda.current_stream(device))
             with torch.cuda.stream(side):
                 for _ in range(2):
@@ -496,8 +501,10 @@ class _ChunkRunner:
         return self.total[:n]
 
 
-# One capture at a time in the process (see _ChunkRunner._capture).
+# One capture at a time in the process (see _ChunkRunner._capture), and the side stream
+# each device's captures warm up on (used under the lock only).
 _CAPTURE_LOCK = threading.Lock()
+_WARMUP_STREAMS = {}
 
 # Per thread: the runner of the fit running in this thread (a fit runs in one thread), so
 # that fits in other threads neither reuse nor drop it.
