@@ -64,6 +64,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         "shuffle": ["boolean"],
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "plateau_decays": [Interval(Integral, 0, None, closed="left")],
         "early_stopping": [StrOptions({"auto"}), "boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="both")],
@@ -115,6 +116,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         shuffle=True,
         tol=1e-4,
         n_iter_no_change=10,
+        plateau_decays=0,
         early_stopping="auto",
         validation_fraction=0.1,
         momentum=0.9,
@@ -153,6 +155,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         self.shuffle = shuffle
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
+        self.plateau_decays = plateau_decays
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.momentum = momentum
@@ -242,6 +245,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             shuffle=bool(self.shuffle), tol=float(self.tol),
             n_iter_no_change=int(self.n_iter_no_change), stop=stop, t_start=int(t_start),
             engine=self.engine, verbose=self.verbose,
+            plateau_decays=int(self.plateau_decays),
         )
 
     def _validate_fit_data(self, X, y, sample_weight, reset):

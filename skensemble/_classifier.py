@@ -85,6 +85,13 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     n_iter_no_change : int, default=10
         Patience of the stopping rule, in epochs.
 
+    plateau_decays : int, default=0
+        How many times a member whose stopping criterion ran out of patience goes on
+        instead, with its learning rate divided by 10 and, when it validates, from its
+        best weights so far. 0 stops at the first plateau, as scikit-learn's MLP does.
+        Not used with ``solver="sgd", learning_rate="adaptive"``, whose own rule
+        divides the rate by 5 on a plateau.
+
     early_stopping : bool or "auto", default="auto"
         Whether each member stops on its own validation loss and ends with its best
         weights. ``"auto"`` stops when each member's validation set would hold at least

@@ -150,6 +150,9 @@ class Config:
 
     ``stop=False`` runs exactly ``max_iter`` epochs with no stopping (``partial_fit``);
     ``t_start`` is the number of rows seen before (``"invscaling"`` continues from it).
+    ``plateau_decays``: times a member whose stopping criterion ran out of patience has
+    its rate multiplied by ``plateau_factor`` and goes back to its best weights (when it
+    validates) instead of stopping (any solver; sgd's ``"adaptive"`` schedule aside).
     """
 
     max_iter: int = 200
@@ -163,6 +166,8 @@ class Config:
     t_start: int = 0
     engine: str = "auto"
     verbose: int = 0
+    plateau_decays: int = 0
+    plateau_factor: float = 0.1
 
 
 @dataclass
@@ -494,6 +499,7 @@ def _loop(flat, state, steps, lr, t, val, rows, seed, hyper, layout, engine, epo
     n_iter = np.zeros(E, dtype=np.int64)
     best = np.full(E, np.inf)
     no_improve = np.zeros(E, dtype=np.int64)
+    n_decays = np.zeros(E, dtype=np.int64)
     best_flat = flat.clone() if val is not None else None
     losses, val_losses, val_scores = [], [], []
     M = rows.shape[1]
@@ -554,6 +560,16 @@ def _loop(flat, state, steps, lr, t, val, rows, seed, hyper, layout, engine, epo
                     lr[shrink] /= 5.0
                     no_improve[shrink] = 0
                     patience_out &= ~shrink
+                elif config.plateau_decays:
+                    decay = patience_out & (n_decays < config.plateau_decays)
+                    if decay.any():
+                        lr[decay] *= config.plateau_factor
+                        n_decays[decay] += 1
+                        no_improve[decay] = 0
+                        patience_out &= ~decay
+                        if val is not None:  # on from the best weights, at the lower rate
+                            back = torch.from_numpy(np.flatnonzero(decay)).to(device)
+                            flat[back] = best_flat[back]
                 active &= ~patience_out
             bar.update(float(np.nanmean(loss_np)), int(active.sum()), E,
                        None if val is None else float(np.nanmean(val_losses[-1])))

@@ -172,3 +172,23 @@ def test_epoch_order_permutes_within_each_member():
         assert sorted(order[e].tolist()) == rows[e].tolist()
     assert not torch.equal(order, rows)
     assert torch.equal(_training.epoch_order(rows, torch.Generator(), False), rows)
+
+
+def test_plateau_decays_lower_the_rate_and_never_end_worse():
+    # The run is the no-decay run up to each member's first plateau; from there the
+    # member goes on at a tenth of its rate from its best weights, so its best
+    # validation loss (the weights it ends with) can only go down.
+    group, data = _group_data(E=5, N=60)
+    hyper = Hyper(activation="tanh", solver="adam", batch_size=8)
+    base = dict(max_iter=200, learning_rate_init=0.01, n_iter_no_change=2, tol=1e-4,
+                engine="batched")
+    plain, h0 = _train(data, group, hyper, _training.Config(**base))
+    decayed, h2 = _train(data, group, hyper, _training.Config(**base, plateau_decays=2))
+    assert np.all(h2.n_iter >= h0.n_iter) and np.any(h2.n_iter > h0.n_iter)
+    assert np.all(h2.best <= h0.best) and np.any(h2.best < h0.best)
+    rates = decayed.lr / 0.01
+    assert set(np.round(rates, 12)) <= {1.0, 0.1, 0.01} and np.any(rates < 1)
+    assert np.all(plain.lr == 0.01)
+    # the trajectories agree until the first plateau
+    first = int(h0.n_iter.min())
+    np.testing.assert_array_equal(h2.val_loss[:first], h0.val_loss[:first])
