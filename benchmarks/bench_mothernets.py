@@ -89,7 +89,9 @@ mean error (its gap to the ensemble's error is what averaging gains: diversity),
 seconds mean and median, epochs per member, EE mean, EE and seconds relative to the
 matching independent ensemble), the MotherNets' share of the cost, the verdicts,
 ``results/mothernets[_quick].png`` (error against EE, top row, and against seconds,
-bottom row; one panel per data set) and ``results/mothernets[_quick].json``
+bottom row; one panel per data set; markers are means over seeds, error bars one standard
+deviation over seeds, and a grey staircase is the Pareto front of all the means: the
+lowest error any method reached at or below each cost) and ``results/mothernets[_quick].json``
 (settings, machine, every run's raw numbers).
 
 How to run
@@ -97,6 +99,7 @@ How to run
     python benchmarks/bench_mothernets.py                 # full run, 3 seeds (~4-8 minutes)
     python benchmarks/bench_mothernets.py --quick         # smoke test: 1 seed (~20-60 s)
     python benchmarks/bench_mothernets.py --seeds 5 --out DIR
+    python benchmarks/bench_mothernets.py --replot        # redraw the PNG from the JSON
 
 ``--quick`` uses 800 digits rows, 2,000 synthetic rows, ``max_iter=40`` and snapshot
 cycles of 3 and 8 epochs (4 snapshots): it checks that everything runs, nothing more.
@@ -698,10 +701,24 @@ STYLE = {  # marker, colour
 }
 
 
-def plot(summary, datasets, labels, path):
+def pareto_front(points):
+    """The (cost, error) points no other point beats on both: sorted by cost, error falling."""
+    front = []
+    for x, y in sorted(points):
+        if not front or y < front[-1][1]:
+            front.append((x, y))
+    return front
+
+
+def plot(summary, datasets, labels, path, n_seeds):
+    """Error against EE (top row) and seconds (bottom row), one column per data set.
+
+    ``datasets``: dicts with ``name``, ``error_name`` and ``n_train`` (or ``y_train``).
+    """
     fig, axes = plt.subplots(2, len(datasets), figsize=(5.2 * len(datasets), 8.4), squeeze=False)
     for col, data in enumerate(datasets):
         ds = data["name"]
+        n_train = data["n_train"] if "n_train" in data else len(data["y_train"])
         for row, (key, xlabel) in enumerate(
             (
                 ("ee_mean", "training cost (epoch-equivalents)"),
@@ -740,6 +757,25 @@ def plot(summary, datasets, labels, path):
                     capsize=3,
                     label=labels[method],
                 )
+            # The Pareto front over every plotted mean (each method, each snapshot ensemble):
+            # the lowest error reached at or below each cost, as a staircase.
+            points = [
+                (p[key], p["error_mean"])
+                for method, entry in summary[ds].items()
+                for p in (entry if method.startswith("snapshot") else [entry])
+            ]
+            front = pareto_front(points)
+            ax.step(
+                [x for x, _ in front],
+                [y for _, y in front],
+                where="post",
+                color="0.35",
+                lw=5,
+                alpha=0.25,
+                zorder=0,
+                solid_capstyle="round",
+                label="Pareto front (no point both cheaper and better)",
+            )
             ax.set_xscale("log")
             if row == 0:  # target 1 region: below ref error + sd, left of 60 % of its EE
                 (x0, _), (y0, _) = ax.get_xlim(), ax.get_ylim()
@@ -756,17 +792,18 @@ def plot(summary, datasets, labels, path):
             ax.set_ylabel(f"test {data['error_name']}")
             ax.grid(True, which="both", alpha=0.3)
             if row == 0:
-                ax.set_title(f"{ds} ({len(data['y_train'])} training rows)")
+                ax.set_title(f"{ds} ({n_train} training rows)")
     handles, names = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=5, fontsize=8, frameon=False)
+    fig.legend(handles, names, loc="lower center", ncol=6, fontsize=8, frameon=False)
     fig.suptitle(
-        "Test error vs training cost: mean over seeds, bars = sd; lower-left is better. Snapshot"
-        " curves: ensembles of the first m = 1..M snapshots.\nDotted corners (top row): target 1"
-        " region of each independent ensemble (its error + sd, 60 % of its cost), blue = bagged,"
-        " cyan = not bagged",
+        f"Test error vs training cost; lower-left is better. Markers: mean over {n_seeds} training"
+        f" seeds; error bars: ± 1 standard deviation over those seeds (the test rows are the same"
+        f" for every seed).\nGrey staircase: the Pareto front. Snapshot curves: ensembles of the"
+        " first m = 1..M snapshots. Dotted corners (top row): target 1 region of each independent"
+        " ensemble\n(its error + sd, 60 % of its cost), blue = bagged, cyan = not bagged",
         fontsize=10,
     )
-    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -777,6 +814,22 @@ def warm_up(datasets):
         small = {**data, "X_train": data["X_train"][:200], "y_train": data["y_train"][:200]}
         run_library(small, {"init": "mothernet", "bootstrap": True}, 0, 2)
         run_snapshots(small, 0, 1, 1)
+
+
+def replot(out, suffix):
+    """Redraw ``mothernets{suffix}.png`` from ``mothernets{suffix}.json`` in ``out``."""
+    path = out / f"mothernets{suffix}.json"
+    results = json.loads(path.read_text())
+    labels = {name: label for name, label, _, _ in METHODS}
+    for c in results["settings"]["snapshot"]["cycles"]:
+        labels[f"snapshot c={c}"] = f"Snapshot Ens. (128, 64), c={c}"
+    datasets = [
+        {"name": name, "n_train": d["n_train"], "error_name": d["error"]}
+        for name, d in results["datasets"].items()
+    ]
+    png = path.with_suffix(".png")
+    plot(results["summary"], datasets, labels, png, len(results["settings"]["seeds"]))
+    print(f"redrew {png} from {path} (written at commit {results['machine']['git_commit']})")
 
 
 # -------------------------------------------------------------------------- main
@@ -794,7 +847,15 @@ def main():
         default=Path(__file__).resolve().parent / "results",
         help="folder for the JSON and PNG (default: benchmarks/results)",
     )
+    parser.add_argument(
+        "--replot",
+        action="store_true",
+        help="fit nothing: redraw the PNG from the JSON in --out (with --quick: the quick one)",
+    )
     args = parser.parse_args()
+    if args.replot:
+        replot(args.out, "_quick" if args.quick else "")
+        return
     n_seeds = args.seeds if args.seeds is not None else (1 if args.quick else 3)
     if n_seeds < 1:
         parser.error("--seeds must be at least 1")
@@ -853,7 +914,7 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if args.quick else ""
     png = args.out / f"mothernets{suffix}.png"
-    plot(summary, datasets, labels, png)
+    plot(summary, datasets, labels, png, n_seeds)
     wall = time.perf_counter() - started
     results = {
         "machine": info,

@@ -3,13 +3,14 @@
 A 1-D regression with training data only in two intervals. Every member of a
 ``NeuralBaggingRegressor`` fits the data, but outside it the members extrapolate
 differently; ``predict(X, return_std=True)`` returns their mean and standard
-deviation. The picture (saved as ``examples/images/uncertainty.png``) shows the
-band narrow where there is data and widening in the gap and beyond the ends.
+deviation. The picture shows the band narrow where there is data and widening in the
+gap and beyond the ends; it is written as ``uncertainty.png`` to ``--out`` (default: the
+current folder).
 
-    python examples/plot_uncertainty.py
+    python examples/plot_uncertainty.py [--out DIR]
 """
 
-import sys
+import argparse
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +20,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from skensemble import NeuralBaggingRegressor
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("--out", type=Path, default=Path("."), help="folder for the picture (default: .)")
+args = parser.parse_args()
 
 rng = np.random.RandomState(0)
 x = np.concatenate([rng.uniform(-3, -1, 150), rng.uniform(1, 3, 150)])
@@ -50,7 +55,7 @@ ax.set_ylabel("y")
 ax.set_title("NeuralBaggingRegressor: 40 members, predictive band from their disagreement")
 ax.legend(loc="upper left")
 fig.tight_layout()
-out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "images" / "uncertainty.png"
-out.parent.mkdir(parents=True, exist_ok=True)
-fig.savefig(out, dpi=110)
-print(f"saved {out}")
+args.out.mkdir(parents=True, exist_ok=True)
+path = args.out / "uncertainty.png"
+fig.savefig(path, dpi=110)
+print(f"saved {path}")

@@ -7,8 +7,10 @@ ships with scikit-learn -- side by side with the loop it replaces,
 layer, same epochs, same batch size, no bootstrap). To compare like with like, the
 ensemble's own recipe (early stopping, robust scaling, piecewise-linear encoding: see
 the README's "Accuracy on real data") is switched off here, so both train the same
-networks on the same inputs. It prints accuracies and fit times. Runs in under a minute
-on a laptop CPU.
+networks on the same inputs. It prints accuracies and fit times. On the 2-core
+development machine it took 47 s with the compiled kernel cached, 36-39 s of that in the
+scikit-learn loop; the first run in a new environment also compiles the kernel (14 s
+there), 66 s in all.
 
     python examples/quickstart.py
 """
@@ -60,7 +62,9 @@ candidates = {
 print(f"breast cancer: {X.shape[0]} rows x {X.shape[1]} features; {N_MEMBERS} members, "
       f"hidden {HIDDEN}, {EPOCHS} epochs, batch {BATCH}")
 # The member-major CPU kernel is compiled by numba on first use and cached on disk: the
-# first run on a machine pays a few seconds once; it is timed apart from the fits.
+# first run in a new environment pays the compile once (about 14 s on the 2-core
+# development machine; benchmarks/bench_cold_start.py), later runs load it in well under
+# a second. It is timed apart from the fits.
 start = time.perf_counter()
 NeuralBaggingClassifier(n_estimators=2, hidden_layer_sizes=(4,), max_iter=1, batch_size=BATCH,
                         random_state=0).fit(X[:50], y[:50])
