@@ -57,7 +57,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         "solver": [StrOptions(set(_engine.SOLVERS))],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive", "warmup_cosine"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "power_t": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -211,6 +211,10 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
 
     def _stratify_labels(self, y):
         return None
+
+    def _training_targets(self, Y):
+        """The targets ``(N, O)`` the members fit, from the encoded ``Y`` (here: ``Y``)."""
+        return Y
 
     # ------------------------------------------------------------- set-up
     def _count(self, value, total, name):
@@ -465,13 +469,16 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             else:  # ... or on its own out-of-bag rows
                 val_mask = ~_sampling.in_bag_mask(rows, plan.n_samples)
         Y32 = Y.astype(np.float32)
+        Y_fit = self._training_targets(Y).astype(np.float32)  # what the members fit
+        Y_val = None if np.array_equal(Y_fit, Y32) else Y32  # validate on the true targets
         trained, parts, engines = [], [], []
         for k, group in enumerate(groups):
             loc = np.searchsorted(positions, group.members)
             data = _training.Data(
-                X=Xs, Y=Y32, rows=rows[loc], loss_weight=None if plan.bootstrap else sw,
+                X=Xs, Y=Y_fit, rows=rows[loc], loss_weight=None if plan.bootstrap else sw,
                 features=None if feats is None else feats[loc],
                 val_mask=None if val_mask is None else val_mask[loc], val_weight=sw,
+                Y_val=Y_val,
             )
             group, history, engine = _training.train_group(
                 group, data, hyper, config, device, seed=seed + k,

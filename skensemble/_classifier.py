@@ -5,10 +5,13 @@ validation score (accuracy), soft voting, ``oob_decision_function_``. Everything
 inherited from :mod:`._base`; this module must not grow training or prediction mechanics.
 """
 
+from numbers import Real
+
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin
 from sklearn.metrics import accuracy_score
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
@@ -62,9 +65,14 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         ``benchmarks/bench_quality.py`` and keep the compiled member-major kernel in use).
         Any int >= 1, including 1, is supported.
 
-    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
-        Schedule of the sgd step size, as in scikit-learn's MLP (ignored by adam).
-        ``"adaptive"`` divides a member's rate by 5 each time its loss stalls.
+    learning_rate : {"constant", "invscaling", "adaptive", "warmup_cosine"}, \
+            default="constant"
+        Schedule of the step size. The first three are scikit-learn's MLP schedules for
+        sgd (ignored by adam); ``"adaptive"`` divides a member's rate by 5 each time its
+        loss stalls. ``"warmup_cosine"`` (both solvers) raises the rate linearly from
+        ``learning_rate_init / w`` to ``learning_rate_init`` over the first ``w`` epochs,
+        ``w = max(1, max_iter // 20)``, then lowers it along a half cosine to 0 at epoch
+        ``max_iter``; the rate is set once per epoch.
 
     learning_rate_init : float, default=1e-3
         Initial step size.
@@ -217,6 +225,11 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     verbose : int, default=0
         Print the mean loss and the number of members still training every epoch.
 
+    label_smoothing : float in [0, 1), default=0.0
+        Members fit ``(1 - label_smoothing) * onehot + label_smoothing / n_classes``
+        instead of the one-hot labels; early stopping and every score still use the true
+        labels. Smoothing keeps members from pushing their probabilities to 0 and 1.
+
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
@@ -367,6 +380,102 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
 
     _loss = "log_loss"
     _multi_output = False
+    _parameter_constraints = {
+        **BaseNeuralBagging._parameter_constraints,
+        "label_smoothing": [Interval(Real, 0.0, 1.0, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_estimators=10,
+        *,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        solver="adam",
+        alpha=1e-4,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=1e-3,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        tol=1e-4,
+        n_iter_no_change=10,
+        plateau_decays=0,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        bootstrap=False,
+        max_samples=1.0,
+        max_features=1.0,
+        bootstrap_features=False,
+        input_scaling="robust",
+        numeric_encoding="piecewise_linear",
+        n_bins=8,
+        oob_score=False,
+        ensemble_selection=None,
+        warm_start=False,
+        init="random",
+        n_mothernets=1,
+        mothernet_noise=0.01,
+        random_state=None,
+        device="auto",
+        engine="auto",
+        verbose=0,
+        label_smoothing=0.0,
+    ):
+        super().__init__(
+            n_estimators=n_estimators,
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            solver=solver,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            tol=tol,
+            n_iter_no_change=n_iter_no_change,
+            plateau_decays=plateau_decays,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            bootstrap=bootstrap,
+            max_samples=max_samples,
+            max_features=max_features,
+            bootstrap_features=bootstrap_features,
+            input_scaling=input_scaling,
+            numeric_encoding=numeric_encoding,
+            n_bins=n_bins,
+            oob_score=oob_score,
+            ensemble_selection=ensemble_selection,
+            warm_start=warm_start,
+            init=init,
+            n_mothernets=n_mothernets,
+            mothernet_noise=mothernet_noise,
+            random_state=random_state,
+            device=device,
+            engine=engine,
+            verbose=verbose,
+        )
+        self.label_smoothing = label_smoothing
+
+    def _training_targets(self, Y):
+        """One-hot ``Y`` smoothed: ``(1 - label_smoothing) * Y + label_smoothing / K``."""
+        eps = float(self.label_smoothing)
+        if eps == 0.0:
+            return Y
+        return (1.0 - eps) * Y + eps / Y.shape[1]
 
     def _encode_targets(self, y, sample_weight, reset):
         check_classification_targets(y)

@@ -56,9 +56,14 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         ``benchmarks/bench_quality.py`` and keep the compiled member-major kernel in use).
         Any int >= 1, including 1, is supported.
 
-    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
-        Schedule of the sgd step size, as in scikit-learn's MLP (ignored by adam).
-        ``"adaptive"`` divides a member's rate by 5 each time its loss stalls.
+    learning_rate : {"constant", "invscaling", "adaptive", "warmup_cosine"}, \
+            default="constant"
+        Schedule of the step size. The first three are scikit-learn's MLP schedules for
+        sgd (ignored by adam); ``"adaptive"`` divides a member's rate by 5 each time its
+        loss stalls. ``"warmup_cosine"`` (both solvers) raises the rate linearly from
+        ``learning_rate_init / w`` to ``learning_rate_init`` over the first ``w`` epochs,
+        ``w = max(1, max_iter // 20)``, then lowers it along a half cosine to 0 at epoch
+        ``max_iter``; the rate is set once per epoch.
 
     learning_rate_init : float, default=1e-3
         Initial step size.

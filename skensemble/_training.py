@@ -24,6 +24,7 @@ one member, S optimizer state slots, T epochs.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from dataclasses import dataclass, replace
 
@@ -190,6 +191,9 @@ class Data:
         Rows each member validates on; None: members stop on their training loss.
     val_weight : ndarray (N,) or None
         Per-row weights of the validation loss.
+    Y_val : ndarray (N, O) or None
+        Targets to validate on where they differ from ``Y`` (the hard labels when ``Y``
+        is smoothed); None: ``Y``.
     """
 
     X: np.ndarray
@@ -199,6 +203,7 @@ class Data:
     features: np.ndarray = None
     val_mask: np.ndarray = None
     val_weight: np.ndarray = None
+    Y_val: np.ndarray = None
 
 
 @dataclass
@@ -353,7 +358,11 @@ def _validation(data, t, device):
     if data.val_weight is not None:
         vw = vw * data.val_weight[vrows].astype(np.float32)
     vidx = torch.from_numpy(vrows).to(t.X.device)  # indexes the data where it lives
-    return _Validation(X=t.X[vidx], Y=t.Y[vidx].to(device), w=torch.from_numpy(vw).to(device))
+    if data.Y_val is None:
+        Y = t.Y[vidx].to(device)
+    else:
+        Y = torch.from_numpy(np.ascontiguousarray(data.Y_val[vrows], dtype=np.float32)).to(device)
+    return _Validation(X=t.X[vidx], Y=Y, w=torch.from_numpy(vw).to(device))
 
 
 # ------------------------------------------------------------------------- train
@@ -477,6 +486,19 @@ class _FallBack:
         return out
 
 
+def warmup_cosine(epoch, max_iter):
+    """Factor on the rate in epoch ``epoch`` (from 0) of ``max_iter``: linear warm-up, cosine.
+
+    Over the first ``w = max(1, max_iter // 20)`` epochs ``(epoch + 1) / w``; then
+    ``0.5 * (1 + cos(pi * (epoch - w) / (max_iter - w)))``, which falls from 1 to 0.
+    """
+    w = max(1, max_iter // 20)
+    if epoch < w:
+        return (epoch + 1) / w
+    span = max(1, max_iter - w)
+    return 0.5 * (1.0 + math.cos(math.pi * (epoch - w) / span))
+
+
 def _loop(flat, state, steps, lr, t, val, rows, seed, hyper, layout, engine, epoch_fn, config,
           member_score):
     """The epoch loop: all members in one call per epoch, each stopping on its own.
@@ -495,6 +517,8 @@ def _loop(flat, state, steps, lr, t, val, rows, seed, hyper, layout, engine, epo
     gen = torch.Generator().manual_seed(int(seed))
     adaptive = hyper.solver == "sgd" and config.learning_rate == "adaptive"
     invscaling = hyper.solver == "sgd" and config.learning_rate == "invscaling"
+    cosine = config.learning_rate == "warmup_cosine"
+    base_lr = lr.copy()  # each member's rate before the per-epoch schedule
     active = np.ones(E, dtype=bool)
     n_iter = np.zeros(E, dtype=np.int64)
     best = np.full(E, np.inf)
@@ -511,6 +535,8 @@ def _loop(flat, state, steps, lr, t, val, rows, seed, hyper, layout, engine, epo
             order = epoch_order(rows, gen, config.shuffle)  # (E, M) on the CPU
             if invscaling:
                 lr[:] = config.learning_rate_init / (t_seen + 1) ** config.power_t
+            elif cosine:
+                lr[:] = base_lr * warmup_cosine(epoch, config.max_iter)
             epoch_loss = torch.full((E,), float("nan"), device=device)
             if per_member_lr:  # one call, each member at its own rate
                 calls = [(np.flatnonzero(active), None)]
@@ -564,6 +590,7 @@ def _loop(flat, state, steps, lr, t, val, rows, seed, hyper, layout, engine, epo
                     decay = patience_out & (n_decays < config.plateau_decays)
                     if decay.any():
                         lr[decay] *= config.plateau_factor
+                        base_lr[decay] *= config.plateau_factor
                         n_decays[decay] += 1
                         no_improve[decay] = 0
                         patience_out &= ~decay
@@ -584,6 +611,8 @@ def _loop(flat, state, steps, lr, t, val, rows, seed, hyper, layout, engine, epo
             interrupted = True
             break
     bar.close()
+    if cosine:
+        lr[:] = base_lr  # a continued fit (warm_start) runs the schedule again from these
     if val is not None:
         flat.copy_(best_flat)  # every member ends with its best-validation weights
     if interrupted:

@@ -192,3 +192,34 @@ def test_plateau_decays_lower_the_rate_and_never_end_worse():
     # the trajectories agree until the first plateau
     first = int(h0.n_iter.min())
     np.testing.assert_array_equal(h2.val_loss[:first], h0.val_loss[:first])
+
+
+def test_warmup_cosine_factor():
+    f = [_training.warmup_cosine(e, 100) for e in range(100)]
+    np.testing.assert_allclose(f[:5], [0.2, 0.4, 0.6, 0.8, 1.0])  # w = 100 // 20 = 5
+    assert f[4] == f[5] == 1.0 and np.all(np.diff(f[5:]) < 0) and 0 < f[-1] < 1e-3
+    np.testing.assert_allclose(_training.warmup_cosine(5 + 95 // 2, 100), 0.5 * (1 + np.cos(
+        np.pi * (95 // 2) / 95)))
+    assert _training.warmup_cosine(0, 1) == 1.0  # one epoch: warm-up of one epoch
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_warmup_cosine_sets_each_epochs_rate_and_engines_agree(solver, monkeypatch):
+    group, data = _group_data(E=3, N=40)
+    hyper = Hyper(activation="tanh", solver=solver, batch_size=8)
+    cfg = dict(max_iter=12, learning_rate="warmup_cosine", learning_rate_init=0.02,
+               n_iter_no_change=50)
+    seen = []
+    real = _training._epoch_subset
+
+    def spy(epoch_fn, members, *args):
+        seen.append(float(np.max(args[-3])))  # the rate of this epoch's call
+        return real(epoch_fn, members, *args)
+
+    monkeypatch.setattr(_training, "_epoch_subset", spy)
+    out, _ = _train(data, group, hyper, _training.Config(**cfg, engine="batched"))
+    want = [0.02 * _training.warmup_cosine(e, 12) for e in range(12)]
+    np.testing.assert_allclose(seen, want, rtol=1e-12)
+    assert np.all(out.lr == 0.02)  # the base rate is kept for a continued fit
+    other, _ = _train(data, group, hyper, _training.Config(**cfg, engine="numba"))
+    np.testing.assert_allclose(other.flat, out.flat, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,57 @@
+"""label_smoothing: members fit smoothed one-hot targets; validation uses the true labels."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from skensemble import NeuralBaggingClassifier, _training
+
+KW = dict(n_estimators=3, hidden_layer_sizes=(8,), max_iter=40, random_state=0,
+          early_stopping=True, n_iter_no_change=5)
+
+
+@pytest.fixture
+def separable():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(300, 3))
+    y = np.digitize(X[:, 0], [-0.5, 0.5])  # 3 classes, a clean threshold rule
+    return X, y
+
+
+def test_zero_is_the_default_and_changes_nothing(separable):
+    X, y = separable
+    a = NeuralBaggingClassifier(**KW).fit(X, y)
+    b = NeuralBaggingClassifier(**KW, label_smoothing=0.0).fit(X, y)
+    assert NeuralBaggingClassifier().get_params()["label_smoothing"] == 0.0
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    assert clone(b).get_params()["label_smoothing"] == 0.0
+
+
+def test_members_fit_smoothed_targets_and_validate_on_true_labels(separable, monkeypatch):
+    X, y = separable
+    seen = []
+    real = _training.train_group
+
+    def spy(group, data, *args, **kwargs):
+        seen.append(data)
+        return real(group, data, *args, **kwargs)
+
+    monkeypatch.setattr(_training, "train_group", spy)
+    clf = NeuralBaggingClassifier(**KW, label_smoothing=0.3).fit(X, y)
+    data = seen[-1]
+    onehot = np.eye(3)[y]
+    np.testing.assert_allclose(data.Y, 0.7 * onehot + 0.1, rtol=1e-6)
+    np.testing.assert_array_equal(data.Y_val, onehot)
+    # smoothed members cannot be sure: no class gets near 0 or 1 on easy rows
+    sharp = NeuralBaggingClassifier(**KW).fit(X, y).predict_proba(X)
+    smooth = clf.predict_proba(X)
+    assert smooth.max() < sharp.max() and smooth.min() > sharp.min()
+    assert smooth.max() < 0.85  # the smoothed target's top is 0.8
+    assert clf.score(X, y) > 0.9
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 2.0, "0.1"])
+def test_bad_values_name_the_parameter(separable, bad):
+    X, y = separable
+    with pytest.raises(ValueError, match="label_smoothing"):
+        NeuralBaggingClassifier(label_smoothing=bad).fit(X, y)
