@@ -9,7 +9,8 @@ soon as it ends, so that a run cut short still keeps what it measured):
    ``triton``, and ``graphed`` streamed from host memory in chunks of 2 batches; also
    ``graphed`` with per-member learning rates and feature subsets) against the CPU
    reference (``engine="reference"``, plain autograd) on the same initial weights and the
-   same per-member orders, 2 epochs, for all 4 activations x 3 solvers (adam, sgd with
+   same per-member orders, 2 epochs (``graphed`` and ``triton`` also with per-member
+   learning rates and L2 strengths), for all 4 activations x 3 solvers (adam, sgd with
    Nesterov, sgd heavy-ball) x 2 losses, at batch 1 (Triton's fused update) and batch 5
    (its accumulated one, with a short last batch). Pass: the largest parameter
    difference is below ``1e-4`` of the largest parameter.
@@ -117,12 +118,15 @@ def problem(E, N, F, hidden, loss, O, seed):
     return X, Y, sw, layout, orders
 
 
-def run_epochs(name, device, flat0, hyper, layout, X, Y, sw, orders, lr, features=None):
+def run_epochs(name, device, flat0, hyper, layout, X, Y, sw, orders, lr, features=None,
+               alpha=None):
     """Two epochs of engine ``name`` on ``device``; final parameters on the CPU."""
     flat = flat0.clone().to(device)
     state, steps = _engine.init_state(flat, hyper)
     feats = None if features is None else features.to(device)
     kw = {} if feats is None else {"features": feats}
+    if alpha is not None:
+        kw["alpha"] = alpha
     if name == "streamed":
         fn = _dispatch.epoch_function("graphed" if device.type == "cuda" else "batched")
         Xd, Yd, swd = X, Y, sw  # stay on the host
@@ -238,14 +242,25 @@ def equivalence(device, only=None):
                                  for e in range(E)])
             layout_k = Layout((3, *hidden, O))
             flat_k = _engine.init_parameters(layout_k, range(E), act)
+            alphas = np.linspace(0.0, 0.01, E)  # and per-member L2 strengths
             ref = run_epochs("reference", torch.device("cpu"), flat_k, hyper, layout_k, X, Y, sw,
-                             orders, rates, feats)
+                             orders, rates, feats, alphas)
             got = run_epochs("graphed", device, flat_k, hyper, layout_k, X, Y, sw, orders, rates,
-                             feats)
+                             feats, alphas)
             err = float((got - ref).abs().max()) / float(ref.abs().max())
             rows.append({"activation": act, "solver": solver_name, "loss": loss, "batch": batch,
                          "engine": "graphed+rates+features", "rel_err": err,
                          "ok": bool(err < TOL)})
+            if "triton" in engines and not (SMOKE and i % 8) and triton_gpu.supports(
+                    hyper, layout, device):
+                ref = run_epochs("reference", torch.device("cpu"), flat0, hyper, layout, X, Y,
+                                 sw, orders, rates, alpha=alphas)
+                got = run_epochs("triton", device, flat0, hyper, layout, X, Y, sw, orders,
+                                 rates, alpha=alphas)
+                err = float((got - ref).abs().max()) / float(ref.abs().max())
+                rows.append({"activation": act, "solver": solver_name, "loss": loss,
+                             "batch": batch, "engine": "triton+rates+alphas", "rel_err": err,
+                             "ok": bool(err < TOL)})
     bad = [r for r in rows if not r["ok"]]
     print(f"{len(rows)} comparisons, {len(bad)} over {TOL}; largest relative difference "
           f"{max(r['rel_err'] for r in rows):.2e}", flush=True)

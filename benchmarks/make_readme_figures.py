@@ -34,6 +34,10 @@ FIGURES = {
         "examples/images/mothernets_pareto.png",
         ["examples/mothernets_pareto.py", "--out", "examples/images"],
     ),
+    "hyperparameter_ensemble": (
+        "examples/images/hyperparameter_ensemble.png",
+        ["examples/hyperparameter_ensemble.py", "--out", "examples/images"],
+    ),
     "mothernets": (
         "benchmarks/results/mothernets.png",
         ["benchmarks/bench_mothernets.py", "--replot"],

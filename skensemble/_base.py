@@ -12,12 +12,13 @@ Must not hold training mechanics: the epoch loop lives in :mod:`._training`, sca
 in :mod:`._mothernets`, device/engine/thread choices in :mod:`._dispatch`.
 """
 
+import functools
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, _fit_context
+from sklearn.base import BaseEstimator, _fit_context, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -27,7 +28,9 @@ from . import (
     _dispatch,
     _engine,
     _hetero,
+    _hyperspace,
     _mothernets,
+    _parallel,
     _predict,
     _sampling,
     _scaling,
@@ -42,6 +45,38 @@ _FLOAT = (np.float64, np.float32)
 # batch_size="auto": small enough for the member-major kernels (_dispatch.MEMBER_MAJOR_MAX_BATCH)
 # and, on the tuning half of benchmarks/bench_quality.py, better than 200 (the MLP's).
 AUTO_BATCH = 64
+
+
+def _apply_member_params(groups, params):
+    """Give each group its members' own learning rates and L2 strengths (in place)."""
+    if params is None:
+        return
+    for g in groups:
+        drawn = [params[int(m)] for m in g.members]
+        if "learning_rate_init" in drawn[0]:
+            g.lr = np.array([p["learning_rate_init"] for p in drawn], dtype=np.float64)
+        if "alpha" in drawn[0]:
+            g.alpha = np.array([p["alpha"] for p in drawn], dtype=np.float64)
+
+
+def _all_or_nothing(fit):
+    """``fit`` that leaves the estimator exactly as it was when it raises.
+
+    A worker that died, ``KeyboardInterrupt`` with ``n_jobs``, any error: no partly
+    fitted state remains.
+    """
+
+    @functools.wraps(fit)
+    def wrapper(self, *args, **kwargs):
+        before = dict(self.__dict__)  # fit replaces attributes; it never mutates them
+        try:
+            return fit(self, *args, **kwargs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    return wrapper
 
 
 class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
@@ -64,6 +99,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         "shuffle": ["boolean"],
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "member_params": [None, StrOptions({"auto"}), dict],
         "plateau_decays": [Interval(Integral, 0, None, closed="left")],
         "early_stopping": [StrOptions({"auto"}), "boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -91,6 +127,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         "init": [StrOptions({"random", "mothernet"})],
         "n_mothernets": [Interval(Integral, 1, None, closed="left")],
         "mothernet_noise": [Interval(Real, 0, None, closed="left")],
+        "n_jobs": [None, Integral],
         "random_state": ["random_state"],
         "device": [str],
         "engine": [StrOptions({"auto", *_dispatch.ENGINES})],
@@ -133,10 +170,12 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         n_bins=8,
         oob_score=False,
         ensemble_selection=None,
+        member_params=None,
         warm_start=False,
         init="random",
         n_mothernets=1,
         mothernet_noise=0.01,
+        n_jobs=None,
         random_state=None,
         device="auto",
         engine="auto",
@@ -172,10 +211,12 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         self.n_bins = n_bins
         self.oob_score = oob_score
         self.ensemble_selection = ensemble_selection
+        self.member_params = member_params
         self.warm_start = warm_start
         self.init = init
         self.n_mothernets = n_mothernets
         self.mothernet_noise = mothernet_noise
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.device = device
         self.engine = engine
@@ -324,6 +365,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
 
     # --------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
+    @_all_or_nothing
     def fit(self, X, y, sample_weight=None):
         """Train all members at once.
 
@@ -349,20 +391,23 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         if self.oob_score and not self.bootstrap:
             raise ValueError("Out of bag estimation only available if bootstrap=True.")
         warm = self.warm_start and hasattr(self, "_groups")
-        archs = _hetero.member_architectures(self.hidden_layer_sizes, self.n_estimators)
         X, y, sw = self._validate_fit_data(X, y, sample_weight, reset=True)
         plan = self._plan(*X.shape)
         self._check_selection(plan)
+        rng = check_random_state(self.random_state)
+        seeds = _sampling.draw_seeds(rng, self.n_estimators)
+        order_seed = int(rng.randint(_sampling.MAX_SEED))
+        params = self._draw_member_params(seeds, warm)  # None, or one dict per member
+        archs = _hetero.member_architectures(self.hidden_layer_sizes, self.n_estimators)
+        if params is not None and "hidden_layer_sizes" in params[0]:
+            archs = [p["hidden_layer_sizes"] for p in params]
         n_old = self._check_warm_start(archs, X, plan) if warm else 0
         if not warm:
             self._fit_inputs(X, sw)
         Y = self._encode_targets(y, sw, reset=not warm)  # (N, O) float64
         Xs = self._standardise(X)  # (N, F) float32, the one copy the engines read
-        rng = check_random_state(self.random_state)
-        seeds = _sampling.draw_seeds(rng, self.n_estimators)
         if warm:
             seeds[:n_old] = self._seeds  # old members keep theirs; new ones get fresh ones
-        order_seed = int(rng.randint(_sampling.MAX_SEED))
         stratify = self._stratify_labels(y)
         # Warm start with more members trains only the new ones (bagging's meaning);
         # with the same number it continues training all of them (the MLP's meaning).
@@ -376,18 +421,21 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         else:
             groups = self._new_groups(Xs, Y, sw, stratify, [archs[e] for e in train],
                                       seeds[train], train, plan)
+        _apply_member_params(groups, params)
         groups, history = self._train_groups(groups, Xs, Y, sw, plan, train, rows, held,
                                              self._input.columns(feats),
                                              self._config(self.max_iter), order_seed)
         if warm and not resume:
             history = history.beside(self._history())
-            groups = _training.merge_groups(self._groups, groups, self.activation)
+            groups = _training.merge_groups(self._groups, groups, self.activation,
+                                            pad=self._pad_groups())
             feats = None if feats is None else np.concatenate([self._features, feats])
         elif resume:
             history = history.after(self._history())
         self._seeds, self._plan_, self._groups, self._features = seeds, plan, groups, feats
         self._sample_weight, self._stratify, self._partial_calls = sw, stratify, 0
         self.hidden_layer_sizes_ = archs
+        self._set_member_params(params)
         self.early_stopping_ = self._early_stopping(plan.n_samples)
         self._set_history(history, plan.n_draw)
         if self.oob_score:
@@ -402,6 +450,28 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
                 ConvergenceWarning,
             )
         return self
+
+    def _draw_member_params(self, seeds, warm):
+        """Each member's own hyperparameters (``member_params``): a list of dicts, or None.
+
+        After a warm start the fitted members keep the values they had.
+        """
+        space = _hyperspace.resolve(self.member_params)
+        if space is None:
+            return None
+        drawn = _hyperspace.sample(space, seeds)
+        old = getattr(self, "member_params_", None) if warm else None
+        if old:
+            keep = min(len(old), len(drawn))
+            drawn[:keep] = [dict(p) for p in old[:keep]]
+        return drawn
+
+    def _set_member_params(self, params):
+        """``member_params_``: each member's drawn values (absent without member_params)."""
+        if params is None:
+            self.__dict__.pop("member_params_", None)
+        else:
+            self.member_params_ = [dict(p) for p in params]
 
     def _check_warm_start(self, archs, X, plan):
         """Number of fitted members a warm start keeps; raises on what it cannot change."""
@@ -451,7 +521,17 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         else:
             rows = _training.random_rows(archs, [_sampling.init_seed(s) for s in seeds],
                                          n_in, n_out, self.activation)
-        return _training.make_groups(rows, archs, positions, n_in, n_out, self.activation)
+        return _training.make_groups(rows, archs, positions, n_in, n_out, self.activation,
+                                     pad=self._pad_groups())
+
+    def _pad_groups(self):
+        """Whether members of one depth but different widths share one padded group.
+
+        On CUDA yes: one stacked computation keeps the device busy. On the CPU no: the
+        engines there compute padding units like any other, so each architecture trains
+        as its own group.
+        """
+        return _dispatch.resolve_device(self.device).type == "cuda"
 
     def _train_groups(self, groups, Xs, Y, sw, plan, positions, rows, held, feats, config,
                       seed):
@@ -460,7 +540,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         ``positions (E,)`` (sorted) are the members being trained; ``rows``, ``held``
         and ``feats`` are theirs, in that order.
         """
-        device = _dispatch.resolve_device(self.device)
+        n_chunks = _parallel.n_chunks(self.n_jobs, len(positions))
         hyper = self._hyper(plan.n_draw, warn=True)
         val_mask = None
         if config.stop and self._early_stopping(plan.n_samples):
@@ -471,24 +551,20 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         Y32 = Y.astype(np.float32)
         Y_fit = self._training_targets(Y).astype(np.float32)  # what the members fit
         Y_val = None if np.array_equal(Y_fit, Y32) else Y32  # validate on the true targets
-        trained, parts, engines = [], [], []
-        for k, group in enumerate(groups):
-            loc = np.searchsorted(positions, group.members)
-            data = _training.Data(
-                X=Xs, Y=Y_fit, rows=rows[loc], loss_weight=None if plan.bootstrap else sw,
-                features=None if feats is None else feats[loc],
-                val_mask=None if val_mask is None else val_mask[loc], val_weight=sw,
-                Y_val=Y_val,
-            )
-            group, history, engine = _training.train_group(
-                group, data, hyper, config, device, seed=seed + k,
-                member_score=self._member_scores)
-            trained.append(group)
-            parts.append((loc, history))
-            engines.append(engine)
-        self.engine_ = engines[0] if len(set(engines)) == 1 else tuple(engines)
-        self.device_ = str(device)
-        return trained, _training.History.combine(parts, len(positions))
+        shared = _parallel.Shared(X=Xs, Y=Y_fit, loss_weight=None if plan.bootstrap else sw,
+                                  val_weight=sw, Y_val=Y_val)
+        members = _parallel.Members(positions=positions, rows=rows, features=feats,
+                                    val_mask=val_mask)
+        # Workers get the scores of an unfitted copy: pickling self would send its state.
+        score = self._member_scores if n_chunks == 1 else clone(self)._member_scores
+        run = _parallel.train(groups, shared, members, hyper, config, self.device, seed,
+                              score, n_chunks)
+        self.engine_, self.device_, self._parallel_report = run.engine, run.device, run.report
+        if self.verbose and run.report.n_chunks > 1:
+            r = run.report
+            sent = "" if r.seconds_sending is None else f", {r.seconds_sending:.2f} s sending data"
+            print(f"{r.n_chunks} chunks of members on {r.backend}: {r.seconds:.2f} s{sent}")
+        return run.groups, run.history
 
     def _history(self):
         """The fitted curves as a :class:`~skensemble._training.History`."""
@@ -543,11 +619,16 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
                               n_feat, bool(self.bootstrap), bool(self.bootstrap_features))
         if first:
             self._seeds = _sampling.draw_seeds(check_random_state(self.random_state), E)
+            params = self._draw_member_params(self._seeds, False)
             archs = _hetero.member_architectures(self.hidden_layer_sizes, E)
+            if params is not None and "hidden_layer_sizes" in params[0]:
+                archs = [p["hidden_layer_sizes"] for p in params]
             feats = _sampling.member_samples(self._seeds, plan)[2]  # features: fixed now
             self._features = None if plan.all_features else feats
             self._groups = self._new_groups(Xs, Y, sw, None, archs, self._seeds, np.arange(E),
                                             plan)
+            _apply_member_params(self._groups, params)
+            self._set_member_params(params)
             self.hidden_layer_sizes_ = archs
             self._partial_calls, self._plan_ = 0, plan
             self.early_stopping_ = False  # partial_fit runs exactly one epoch per call

@@ -16,6 +16,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseNeuralBagging
+from ._training import member_sum
 
 # Probabilities are clipped to [LOG_LOSS_EPS, 1] in the selection's log-loss, so that one
 # confidently wrong member costs a large but finite loss.
@@ -188,6 +189,21 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         bootstrap, ``early_stopping`` or ``max_samples < 1`` it raises a ``ValueError``;
         ``partial_fit`` cannot select.
 
+    member_params : None, "auto" or dict, default=None
+        Hyperparameters each member draws for itself, like ``RandomizedSearchCV``'s
+        ``param_distributions``: a dict mapping ``"learning_rate_init"``, ``"alpha"``
+        or ``"hidden_layer_sizes"`` to a list of values (one drawn uniformly) or a
+        ``scipy.stats`` distribution (one value drawn with its ``rvs``). Each member
+        draws from its own seed, so a warm start that adds members draws what one fit
+        of all of them would. Members that differ only in rates and L2 strengths train
+        as one stacked computation with per-member vectors in the optimizer; members of
+        different depths train in one group per depth. The values override the
+        estimator's ``learning_rate_init``, ``alpha`` and ``hidden_layer_sizes``.
+        ``"auto"``: log-uniform ``learning_rate_init`` in [3e-4, 3e-3] and ``alpha`` in
+        [1e-6, 1e-2], and ``hidden_layer_sizes`` from (64,), (128,), (256,), (64, 64),
+        (128, 128). Combine with ``ensemble_selection`` to keep the members that do
+        well. None: every member uses the estimator's values.
+
     warm_start : bool, default=False
         When True and ``n_estimators`` has been raised, ``fit`` trains only the new
         members and keeps the existing ones unchanged (scikit-learn's bagging meaning).
@@ -209,6 +225,18 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     mothernet_noise : float, default=0.01
         Standard deviation of the noise added to hatched members, relative to each
         layer's weight scale, so that copied units and members diverge.
+
+    n_jobs : int, default=None
+        Number of jobs that train the members in parallel: the members are split into
+        ``n_jobs`` contiguous chunks, trained through joblib (worker processes, with
+        joblib's default loky backend) and merged into one ensemble. ``None`` means 1
+        unless in a ``joblib.parallel_backend`` context, ``-1`` all processors.
+        Inside ``joblib.parallel_backend("dask")`` the chunks run on the Dask cluster
+        (``None``: one per worker thread), the training data sent to each worker once.
+        The cores are shared out between the chunks; with ``device="cuda"`` and several
+        visible GPUs, chunk ``i`` trains on ``cuda:(i mod n_gpus)``. With the numba
+        engine on the CPU the members are the ones ``n_jobs=1`` trains, bit for bit
+        (see Notes).
 
     random_state : int, RandomState instance or None, default=None
         Seeds every member's initialisation, rows and order. An int makes fits
@@ -268,6 +296,9 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         every member without ``ensemble_selection`` (and after ``partial_fit``).
         ``predict_proba_members`` returns all members, unweighted.
 
+    member_params_ : list of dict
+        With ``member_params``: the values each member drew, in member order.
+
     selection_score_ : float
         With ``ensemble_selection``: validation loss of the weighted ensemble, the
         log-loss of its averaged probabilities; lower is better.
@@ -324,11 +355,13 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         the device, training went on with the graphed engine, a ``RuntimeWarning`` said
         why, and this reads ``"graphed (triton failed: <error type>)"``.
 
-    device_ : str
-        The device they were trained on.
+    device_ : str or tuple of str
+        The device they were trained on; with ``n_jobs`` on several GPUs, each device
+        the chunks used, in chunk order.
 
     fit_time_ : float
-        Seconds spent in the training loop.
+        Seconds spent in the training loop; with ``n_jobs > 1``, the wall-clock time of
+        the parallel training, sending the data and merging included.
 
     See Also
     --------
@@ -357,6 +390,20 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     as each member validates on: with members that differ only by their seeds it
     rarely beats the uniform average on new data; it pays off when some members are
     clearly worse than others (other architectures or hyperparameters).
+
+    With ``n_jobs``, each member trains as it would in one process: its rows, features,
+    hold-out rows, initial weights and visiting orders come from its own seed and
+    position, and the OOB score and ensemble selection are computed after the merge,
+    over all members; a warm start trains only the new members, in chunks. On the CPU the
+    numba engine (what ``engine="auto"`` runs up to ``batch_size=64``) gives the same
+    members, bit for bit, for any ``n_jobs``, processes or Dask cluster; the torch
+    engines (``"batched"``, ``"reference"``) agree to float32 rounding, because torch's
+    batched matrix products round differently for different numbers of stacked members.
+    If a worker raises or dies, or ``KeyboardInterrupt`` arrives, ``fit`` stops the
+    outstanding chunks (loky terminates its workers; Dask tasks are cancelled, and one
+    already running finishes unseen) and raises. A ``fit`` that raises leaves the
+    estimator as it was before the call; with ``n_jobs=1`` an interrupt instead stops
+    training and keeps the weights learnt so far, as scikit-learn's MLP does.
 
     References
     ----------
@@ -418,10 +465,12 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         n_bins=8,
         oob_score=False,
         ensemble_selection=None,
+        member_params=None,
         warm_start=False,
         init="random",
         n_mothernets=1,
         mothernet_noise=0.01,
+        n_jobs=None,
         random_state=None,
         device="auto",
         engine="auto",
@@ -459,10 +508,12 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
             n_bins=n_bins,
             oob_score=oob_score,
             ensemble_selection=ensemble_selection,
+            member_params=member_params,
             warm_start=warm_start,
             init=init,
             n_mothernets=n_mothernets,
             mothernet_noise=mothernet_noise,
+            n_jobs=n_jobs,
             random_state=random_state,
             device=device,
             engine=engine,
@@ -547,7 +598,8 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     def _member_scores(self, out, Y, weight):
         # Per-member weighted accuracy on the validation rows.
         hit = (out.argmax(-1) == Y.argmax(-1)).to(weight.dtype)  # (E, Nv)
-        return (hit * weight).sum(1) / weight.sum(1)
+        # in order over the rows: the same bit for bit whichever members are beside it
+        return member_sum(hit * weight) / member_sum(weight)
 
     def predict_proba(self, X):
         """Class probabilities: the mean of the members' softmax outputs.

@@ -58,8 +58,9 @@ from . import _engine
 
 ENGINES = ("reference", "batched", "graphed", "numba", "triton")
 #: Engines whose epoch takes one learning rate per member (an ``(E,)`` array): members at
-#: different rates (adaptive schedule, per-member rates) train in one call.
-PER_MEMBER_LR = ("reference", "batched", "graphed")
+#: different rates (adaptive schedule, per-member rates) train in one call. (All of them
+#: now; the loop still knows how to split an epoch by rate for an engine that does not.)
+PER_MEMBER_LR = ("reference", "batched", "graphed", "numba", "triton")
 
 # Up to this batch size the member-major compiled kernel beats batched torch on the CPU.
 # Measured on the 2-core development machine (10,000 x 30 rows, two tanh layers, sgd,

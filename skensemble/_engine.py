@@ -291,7 +291,8 @@ def _batches(M, B):
         yield start, min(start + B, M)
 
 
-def epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None):
+def epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None,
+                    alpha=None):
     """One epoch for all members with autograd: the readable definition of the mathematics.
 
     Parameters
@@ -309,6 +310,8 @@ def epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout, feat
         One learning rate for all members, or one per member.
     features : Tensor (E, k) int64 or None
         Each member's feature subset (its first layer has ``k`` inputs); None: all.
+    alpha : array-like (E,) or None
+        Each member's L2 strength; None: ``hyper.alpha`` for all.
 
     Returns
     -------
@@ -316,6 +319,7 @@ def epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout, feat
     """
     E, M = order.shape
     mask = layout.weight_mask(flat.device)  # (P,)
+    alpha = hyper.alpha if alpha is None else member_alpha(alpha, flat)  # float or (E,)
     total = torch.zeros(E, dtype=flat.dtype, device=flat.device)
     lr = member_lr(lr, flat)  # once per epoch
     for start, stop in _batches(M, hyper.batch_size):
@@ -328,7 +332,7 @@ def epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout, feat
             if sw is not None:
                 rows = rows * sw[idx]
             data = rows.sum(1) / b  # (E,)
-            l2 = (0.5 * hyper.alpha / b) * ((p * p) * mask).sum(1)  # (E,)
+            l2 = (0.5 * alpha / b) * ((p * p) * mask).sum(1)  # (E,)
             # Members are independent: the gradient of the sum is each member's own gradient.
             (grad,) = torch.autograd.grad((data + l2).sum(), p)
         total += data.detach() * b
@@ -336,8 +340,11 @@ def epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout, feat
     return total / M
 
 
-def _batched_step(flat, grad, state, steps, X, Y, sw, idx, lr, hyper, layout, total, features):
+def _batched_step(flat, grad, state, steps, X, Y, sw, idx, lr, hyper, layout, total, features,
+                  alpha=None):
     """One hand-written step for all members on the rows ``idx (E, b)``; adds to ``total (E,)``.
+
+    ``alpha``: None (``hyper.alpha`` for all) or per-member strengths ``(E, 1, 1)``.
 
     Allocation-free apart from activations; no host-device synchronisation, so it can be
     captured in a CUDA graph.
@@ -363,7 +370,10 @@ def _batched_step(flat, grad, state, steps, X, Y, sw, idx, lr, hyper, layout, to
         W, _ = layers[i]
         gW, gb = gviews[i]
         # dL/dW = a^T delta (+ L2): (E, fan_in, b) @ (E, b, fan_out)
-        torch.baddbmm(W, acts[i].transpose(1, 2), delta, beta=hyper.alpha / b, out=gW)
+        if alpha is None:
+            torch.baddbmm(W, acts[i].transpose(1, 2), delta, beta=hyper.alpha / b, out=gW)
+        else:  # each member's own L2: (E, 1, 1) * W
+            torch.baddbmm(W * (alpha / b), acts[i].transpose(1, 2), delta, out=gW)
         gb.copy_(delta.sum(1, keepdim=True))  # (E, 1, fan_out)
         if i > 0:
             # back through the layer and the activation: (E, b, fan_out) @ (E, fan_out, fan_in)
@@ -372,7 +382,8 @@ def _batched_step(flat, grad, state, steps, X, Y, sw, idx, lr, hyper, layout, to
     apply_update(flat, grad, state, steps, lr, hyper)
 
 
-def epoch_batched(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None):
+def epoch_batched(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None,
+                  alpha=None):
     """One epoch for all members, forward and backward written out (no autograd).
 
     Same contract and mathematics as :func:`epoch_reference`; one ``baddbmm`` per layer
@@ -383,9 +394,11 @@ def epoch_batched(flat, state, steps, X, Y, sw, order, lr, hyper, layout, featur
     grad = torch.empty_like(flat)  # (E, P)
     total = torch.zeros(E, dtype=flat.dtype, device=flat.device)
     lr = member_lr(lr, flat)  # once per epoch
+    alpha = member_alpha(alpha, flat)
+    alpha = None if alpha is None else alpha.view(-1, 1, 1)
     for start, stop in _batches(M, hyper.batch_size):
         _batched_step(flat, grad, state, steps, X, Y, sw, order[:, start:stop], lr, hyper,
-                      layout, total, features)
+                      layout, total, features, alpha)
     return total / M
 
 
@@ -416,7 +429,8 @@ class _ChunkRunner:
     :func:`epoch_streamed`).
     """
 
-    def __init__(self, C, X, Y, sw, n_features, hyper, layout, chunk, capture, device):
+    def __init__(self, C, X, Y, sw, n_features, hyper, layout, chunk, capture, device,
+                 per_member_alpha=False):
         B, P = hyper.batch_size, layout.n_params
         self.C, self.chunk = C, chunk
         self.flat = torch.zeros(C, P, dtype=torch.float32, device=device)
@@ -428,6 +442,8 @@ class _ChunkRunner:
         self.order = torch.zeros(C, chunk * B, dtype=torch.int64, device=device)
         self.features = (None if n_features is None else
                          torch.zeros(C, n_features, dtype=torch.int64, device=device))
+        self.alpha = (torch.zeros(C, 1, 1, dtype=torch.float32, device=device)
+                      if per_member_alpha else None)
         self.data = (X, Y, sw)
         self.hyper, self.layout = hyper, layout
         self.graph = None
@@ -438,7 +454,7 @@ class _ChunkRunner:
         """One eager batched step of all ``C`` rows on the rows ``idx (C, b)``."""
         X, Y, sw = self.data
         _batched_step(self.flat, self.grad, self.state, self.steps, X, Y, sw, idx, self.lr,
-                      self.hyper, self.layout, self.total, self.features)
+                      self.hyper, self.layout, self.total, self.features, self.alpha)
 
     def _chunk(self):
         B = self.hyper.batch_size
@@ -473,7 +489,7 @@ class _ChunkRunner:
             with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
                 self._chunk()
 
-    def epoch(self, flat, state, steps, order, lr, features):
+    def epoch(self, flat, state, steps, order, lr, features, alpha=None):
         """Train ``flat``'s members for one epoch on ``order (n, M)``; their losses summed."""
         n, M = order.shape
         B = self.hyper.batch_size
@@ -483,6 +499,8 @@ class _ChunkRunner:
         self.lr[:n] = lr
         if features is not None:
             self.features[:n] = features
+        if alpha is not None:
+            self.alpha[:n] = alpha.view(-1, 1, 1)
         self.total.zero_()
         per_chunk = self.chunk * B
         n_chunks = M // per_chunk if self.graph is not None else 0
@@ -540,11 +558,18 @@ def member_lr(lr, flat):
     return lr if lr.dim() == 0 else lr.reshape(-1, 1)
 
 
+def member_alpha(alpha, flat):
+    """Per-member L2 strengths as a device tensor ``(E,)``, or None (``hyper.alpha``)."""
+    if alpha is None:
+        return None
+    return torch.as_tensor(np.asarray(alpha, dtype=np.float32), device=flat.device).reshape(-1)
+
+
 def epoch_graphed(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None,
-                  chunk=64, capture=None):
+                  alpha=None, chunk=64, capture=None):
     """Batched epoch replayed from a CUDA graph of ``chunk`` steps at a time.
 
-    Same contract as :func:`epoch_reference`; ``lr`` may also be per member ``(E,)``.
+    Same contract as :func:`epoch_reference` (``lr`` and ``alpha`` per member or not).
     ``capture=None`` captures on CUDA; with ``capture=False`` the identical static-buffer
     schedule runs eagerly (how the CPU tests check it). Steps that do not fill a whole
     chunk run eagerly.
@@ -557,8 +582,8 @@ def epoch_graphed(flat, state, steps, X, Y, sw, order, lr, hyper, layout, featur
     B = hyper.batch_size
     capture = (flat.is_cuda and CAPTURE_GRAPHS) if capture is None else capture
     key = (_bucket(E), X.data_ptr(), Y.data_ptr(), None if sw is None else sw.data_ptr(),
-           None if features is None else features.shape[1], hyper, layout, capture,
-           flat.device)
+           None if features is None else features.shape[1], alpha is not None, hyper, layout,
+           capture, flat.device)
     runner = getattr(_RUNNERS, "runner", None)
     # Streaming hands in views of one staging buffer, the first chunk of an epoch the
     # longest: a runner made on a longer view serves the shorter ones.
@@ -566,15 +591,17 @@ def epoch_graphed(flat, state, steps, X, Y, sw, order, lr, hyper, layout, featur
         _RUNNERS.runner = None  # free the old graph's memory before capturing a new one
         runner = _ChunkRunner(_bucket(E), X, Y, sw,
                               None if features is None else features.shape[1], hyper, layout,
-                              max(1, min(chunk, M // B)), capture, flat.device)
+                              max(1, min(chunk, M // B)), capture, flat.device,
+                              per_member_alpha=alpha is not None)
         _RUNNERS.runner, _RUNNERS.key = runner, key
     lr = member_lr(lr, flat)
-    return runner.epoch(flat, state, steps, order, lr.expand(E, 1), features) / M
+    return runner.epoch(flat, state, steps, order, lr.expand(E, 1), features,
+                        member_alpha(alpha, flat)) / M
 
 
 # ---------------------------------------------------------------- streaming
 def epoch_streamed(epoch_fn, flat, state, steps, X, Y, sw, order, lr, hyper, layout,
-                   features=None, chunk_steps=64):
+                   features=None, alpha=None, chunk_steps=64):
     """One epoch of ``epoch_fn`` with the training data left in host memory.
 
     For data larger than the device: the epoch's steps run in chunks of ``chunk_steps``
@@ -619,6 +646,8 @@ def epoch_streamed(epoch_fn, flat, state, steps, X, Y, sw, order, lr, hyper, lay
 
         local = torch.arange(E * c, device=device).view(E, c)  # member e's rows, in order
         extra = {} if features is None else {"features": features}
+        if alpha is not None:
+            extra["alpha"] = alpha
         loss = epoch_fn(flat, state, steps, move(X, staged[0]), move(Y, staged[1]),
                         None if sw is None else move(sw, staged[2]),
                         local, lr, hyper, layout, **extra)

@@ -65,6 +65,19 @@ def member_architectures(hidden_layer_sizes, n_estimators):
     return [as_arch(items)] * n_estimators
 
 
+def group_by_architecture(archs):
+    """Members grouped by exact architecture, in order of first appearance (no padding).
+
+    Returns
+    -------
+    list of (members (G,) int64, hidden widths tuple)
+    """
+    groups = {}
+    for e, arch in enumerate(archs):
+        groups.setdefault(tuple(int(h) for h in arch), []).append(e)
+    return [(np.asarray(members, dtype=np.int64), arch) for arch, members in groups.items()]
+
+
 def group_by_depth(archs):
     """Members grouped by depth, in order of first appearance.
 

@@ -12,6 +12,7 @@ from sklearn.metrics import r2_score
 
 from ._base import BaseNeuralBagging
 from ._scaling import weighted_standardisation
+from ._training import member_sum
 
 
 class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
@@ -180,6 +181,21 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         bootstrap, ``early_stopping`` or ``max_samples < 1`` it raises a ``ValueError``;
         ``partial_fit`` cannot select.
 
+    member_params : None, "auto" or dict, default=None
+        Hyperparameters each member draws for itself, like ``RandomizedSearchCV``'s
+        ``param_distributions``: a dict mapping ``"learning_rate_init"``, ``"alpha"``
+        or ``"hidden_layer_sizes"`` to a list of values (one drawn uniformly) or a
+        ``scipy.stats`` distribution (one value drawn with its ``rvs``). Each member
+        draws from its own seed, so a warm start that adds members draws what one fit
+        of all of them would. Members that differ only in rates and L2 strengths train
+        as one stacked computation with per-member vectors in the optimizer; members of
+        different depths train in one group per depth. The values override the
+        estimator's ``learning_rate_init``, ``alpha`` and ``hidden_layer_sizes``.
+        ``"auto"``: log-uniform ``learning_rate_init`` in [3e-4, 3e-3] and ``alpha`` in
+        [1e-6, 1e-2], and ``hidden_layer_sizes`` from (64,), (128,), (256,), (64, 64),
+        (128, 128). Combine with ``ensemble_selection`` to keep the members that do
+        well. None: every member uses the estimator's values.
+
     warm_start : bool, default=False
         When True and ``n_estimators`` has been raised, ``fit`` trains only the new
         members and keeps the existing ones unchanged (scikit-learn's bagging meaning).
@@ -201,6 +217,18 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     mothernet_noise : float, default=0.01
         Standard deviation of the noise added to hatched members, relative to each
         layer's weight scale, so that copied units and members diverge.
+
+    n_jobs : int, default=None
+        Number of jobs that train the members in parallel: the members are split into
+        ``n_jobs`` contiguous chunks, trained through joblib (worker processes, with
+        joblib's default loky backend) and merged into one ensemble. ``None`` means 1
+        unless in a ``joblib.parallel_backend`` context, ``-1`` all processors.
+        Inside ``joblib.parallel_backend("dask")`` the chunks run on the Dask cluster
+        (``None``: one per worker thread), the training data sent to each worker once.
+        The cores are shared out between the chunks; with ``device="cuda"`` and several
+        visible GPUs, chunk ``i`` trains on ``cuda:(i mod n_gpus)``. With the numba
+        engine on the CPU the members are the ones ``n_jobs=1`` trains, bit for bit
+        (see Notes).
 
     random_state : int, RandomState instance or None, default=None
         Seeds every member's initialisation, rows and order. An int makes fits
@@ -252,6 +280,9 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         Each member's weight in the prediction; sums to 1. ``1 / n_estimators`` for
         every member without ``ensemble_selection`` (and after ``partial_fit``).
         ``predict_members`` returns all members, unweighted.
+
+    member_params_ : list of dict
+        With ``member_params``: the values each member drew, in member order.
 
     selection_score_ : float
         With ``ensemble_selection``: validation loss of the weighted ensemble, the
@@ -310,11 +341,13 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         the device, training went on with the graphed engine, a ``RuntimeWarning`` said
         why, and this reads ``"graphed (triton failed: <error type>)"``.
 
-    device_ : str
-        The device they were trained on.
+    device_ : str or tuple of str
+        The device they were trained on; with ``n_jobs`` on several GPUs, each device
+        the chunks used, in chunk order.
 
     fit_time_ : float
-        Seconds spent in the training loop.
+        Seconds spent in the training loop; with ``n_jobs > 1``, the wall-clock time of
+        the parallel training, sending the data and merging included.
 
     See Also
     --------
@@ -344,6 +377,20 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     as each member validates on: with members that differ only by their seeds it
     rarely beats the uniform average on new data; it pays off when some members are
     clearly worse than others (other architectures or hyperparameters).
+
+    With ``n_jobs``, each member trains as it would in one process: its rows, features,
+    hold-out rows, initial weights and visiting orders come from its own seed and
+    position, and the OOB score and ensemble selection are computed after the merge,
+    over all members; a warm start trains only the new members, in chunks. On the CPU the
+    numba engine (what ``engine="auto"`` runs up to ``batch_size=64``) gives the same
+    members, bit for bit, for any ``n_jobs``, processes or Dask cluster; the torch
+    engines (``"batched"``, ``"reference"``) agree to float32 rounding, because torch's
+    batched matrix products round differently for different numbers of stacked members.
+    If a worker raises or dies, or ``KeyboardInterrupt`` arrives, ``fit`` stops the
+    outstanding chunks (loky terminates its workers; Dask tasks are cancelled, and one
+    already running finishes unseen) and raises. A ``fit`` that raises leaves the
+    estimator as it was before the call; with ``n_jobs=1`` an interrupt instead stops
+    training and keeps the weights learnt so far, as scikit-learn's MLP does.
 
     References
     ----------
@@ -389,13 +436,16 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         return out.double()
 
     def _member_scores(self, out, Y, weight):
-        # Per-member weighted R^2 on standardised targets, averaged over outputs.
-        w = weight.unsqueeze(-1)  # (E, Nv, 1)
-        denom = w.sum(1, keepdim=True)  # (E, 1, 1)
-        Ybar = (w * Y).sum(1, keepdim=True) / denom  # (E, 1, O)
-        sst = (w * (Y - Ybar) ** 2).sum(1)  # (E, O)
-        sse = (w * (out - Y) ** 2).sum(1)  # (E, O)
-        return (1 - sse / sst).mean(-1)
+        # Per-member weighted R^2 on standardised targets, averaged over outputs. Sums run
+        # in order over the last axis (member_sum): a member's score must not depend on
+        # the members trained beside it (n_jobs chunks, bit for bit).
+        w = weight.unsqueeze(1)  # (E, 1, Nv)
+        Yt = Y.T.unsqueeze(0)  # (1, O, Nv)
+        denom = member_sum(w)  # (E, 1)
+        Ybar = member_sum(w * Yt) / denom  # (E, O)
+        sst = member_sum(w * (Yt - Ybar.unsqueeze(-1)) ** 2)  # (E, O)
+        sse = member_sum(w * (out.transpose(1, 2) - Yt) ** 2)  # (E, O)
+        return member_sum(1 - sse / sst) / sse.shape[-1]
 
     def _selection_values(self, out, Y):
         return out  # (E, n, O): the members' standardised predictions

@@ -56,6 +56,8 @@ class Group:
         Optimizer steps taken by each member.
     lr : ndarray (E,) float64 or None
         Each member's current learning rate (the adaptive schedule lowers it).
+    alpha : ndarray (E,) float64 or None
+        Each member's own L2 strength (``member_params``); None: the estimator's alpha.
     """
 
     members: np.ndarray
@@ -64,6 +66,7 @@ class Group:
     opt_state: np.ndarray = None
     steps: np.ndarray = None
     lr: np.ndarray = None
+    alpha: np.ndarray = None
 
     @property
     def layout(self):
@@ -72,7 +75,7 @@ class Group:
 
     def restarted(self):
         """The same weights with a new optimizer (a resumed fit, like scikit-learn's MLP)."""
-        return Group(self.members, self.sizes, self.flat)
+        return Group(self.members, self.sizes, self.flat, alpha=self.alpha)
 
     def member_row(self, member, sizes):
         """Flat parameters ``(P_e,)`` of ``member`` at its own layout ``sizes``, or None."""
@@ -91,8 +94,12 @@ def random_rows(archs, init_seeds, n_in, n_out, activation):
     ]
 
 
-def make_groups(rows, archs, positions, n_in, n_out, activation):
-    """Groups of members of equal depth, each padded to its widest member.
+def make_groups(rows, archs, positions, n_in, n_out, activation, pad=True):
+    """Groups of members of equal depth, each padded to its widest member (``pad``).
+
+    With ``pad=False`` one group per exact architecture instead: nothing is computed for
+    padding units, at the price of one epoch loop per architecture (the CPU's choice,
+    where a member-major kernel gains nothing from stacking members of other widths).
 
     Parameters
     ----------
@@ -108,7 +115,8 @@ def make_groups(rows, archs, positions, n_in, n_out, activation):
     list of Group (without optimizer state)
     """
     groups = []
-    for local, widths in _hetero.group_by_depth(archs):
+    grouping = _hetero.group_by_depth if pad else _hetero.group_by_architecture
+    for local, widths in grouping(archs):
         sizes = (n_in, *widths, n_out)
         flat = np.concatenate([
             _hetero.pad_rows(rows[i][None], (n_in, *archs[i], n_out), sizes, activation)
@@ -118,11 +126,15 @@ def make_groups(rows, archs, positions, n_in, n_out, activation):
     return groups
 
 
-def merge_groups(old, new, activation):
-    """Groups after a warm start: each new group joins the old group of its depth, re-padded."""
+def merge_groups(old, new, activation, pad=True):
+    """Groups after a warm start: each new group joins the old group of its depth, re-padded.
+
+    With ``pad=False`` only a group of the very same layout is joined.
+    """
     groups = [replace(g) for g in old]
     for g in new:
-        same = [o for o in groups if len(o.sizes) == len(g.sizes)]
+        same = [o for o in groups
+                if (len(o.sizes) == len(g.sizes) if pad else o.sizes == g.sizes)]
         if not same:
             groups.append(g)
             continue
@@ -142,7 +154,16 @@ def merge_groups(old, new, activation):
         o.opt_state = np.concatenate([s_old, s_new], 1)
         o.steps = np.concatenate([o.steps, g.steps])
         o.lr = np.concatenate([o.lr, g.lr])
+        if o.alpha is not None or g.alpha is not None:
+            o.alpha = np.concatenate([_alphas(o), _alphas(g)])
     return groups
+
+
+def _alphas(group):
+    """A group's per-member L2 strengths; NaN marks "the estimator's alpha"."""
+    if group.alpha is not None:
+        return group.alpha
+    return np.full(len(group.members), np.nan)
 
 
 @dataclass(frozen=True)
@@ -194,6 +215,11 @@ class Data:
     Y_val : ndarray (N, O) or None
         Targets to validate on where they differ from ``Y`` (the hard labels when ``Y``
         is smoothed); None: ``Y``.
+    val_rows : ndarray (Nv,) int64 or None
+        Sorted rows the validation pass computes, a superset of those in ``val_mask``;
+        None: the rows some member here validates on. A chunk of a group's members
+        passes the whole group's, so that each member's validation loss is summed over
+        the same rows, in the same order, as in one process (bit for bit).
     """
 
     X: np.ndarray
@@ -204,6 +230,7 @@ class Data:
     val_mask: np.ndarray = None
     val_weight: np.ndarray = None
     Y_val: np.ndarray = None
+    val_rows: np.ndarray = None
 
 
 @dataclass
@@ -284,13 +311,29 @@ class History:
 
 
 # ------------------------------------------------------------------ orders, streaming
+def order_generators(seed, members):
+    """One CPU generator per member for its visiting orders: list of ``torch.Generator``.
+
+    Member ``members[e]`` (its position in the ensemble) draws from a stream seeded by
+    ``(seed, members[e])`` alone, so its orders do not depend on which other members
+    train beside it: a fit split into chunks of members (``n_jobs``) visits every
+    member's rows in the same order as one process does.
+    """
+    return [
+        torch.Generator().manual_seed(
+            int(np.random.SeedSequence([int(seed), int(m)]).generate_state(1)[0]))
+        for m in members  # set-up: one small seeding per member
+    ]
+
+
 def epoch_order(rows, generator, shuffle):
     """Visiting order of every member for one epoch, on the CPU.
 
     Parameters
     ----------
     rows : Tensor (E, M) int64 on the CPU
-    generator : torch.Generator (CPU)
+    generator : list of E torch.Generator (CPU), or one torch.Generator
+        Each member's own stream (:func:`order_generators`), or one stream for all.
     shuffle : bool
 
     Returns
@@ -299,8 +342,12 @@ def epoch_order(rows, generator, shuffle):
     """
     if not shuffle:
         return rows
-    keys = torch.rand(rows.shape, generator=generator)  # (E, M) one key per visit
-    return torch.gather(rows, 1, torch.argsort(keys, dim=1))  # (E, M)
+    if isinstance(generator, torch.Generator):
+        keys = torch.rand(rows.shape, generator=generator)  # (E, M) one key per visit
+    else:  # one draw per member (E=1,000, M=2,000: as fast as one draw, the sort dominates)
+        keys = torch.stack([torch.rand(rows.shape[1], generator=g) for g in generator])
+    # stable: tied keys keep their row order, so a member's order is a function of its keys
+    return torch.gather(rows, 1, torch.argsort(keys, dim=1, stable=True))  # (E, M)
 
 
 # Batches per streamed chunk, forced; None decides from the device's free memory. Tests
@@ -338,6 +385,7 @@ class _Tensors:
     sw: torch.Tensor  # (N,) on home, or None
     features: torch.Tensor  # (E, k) on the device, or None
     stream: int  # batches per streamed chunk, or None (resident)
+    alpha: np.ndarray = None  # (E,) each member's L2 strength, or None (hyper.alpha)
 
 
 @dataclass
@@ -351,7 +399,9 @@ def _validation(data, t, device):
     """The rows any member validates on, gathered once (None without validation)."""
     if data.val_mask is None:
         return None
-    vrows = np.flatnonzero(data.val_mask.any(0))  # forward only rows someone validates on
+    vrows = data.val_rows
+    if vrows is None:
+        vrows = np.flatnonzero(data.val_mask.any(0))  # forward only rows someone validates on
     if not vrows.size:  # none at all (tiny data): every member stops on its training loss
         return None
     vw = data.val_mask[:, vrows].astype(np.float32)  # (E, Nv)
@@ -378,7 +428,8 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
     config : Config
     device : torch.device
     seed : int
-        Seed of the per-epoch visiting orders.
+        Seed of the per-epoch visiting orders; each member's stream is seeded by ``seed``
+        and its position in the ensemble (:func:`order_generators`).
     member_score : callable or None
         ``(out (E, Nv, O), Y (Nv, O), w (E, Nv)) -> (E,)`` validation score per member
         (higher is better), recorded in the history.
@@ -404,6 +455,8 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
             data.loss_weight.astype(np.float32)).to(home),
         features=None if data.features is None else torch.from_numpy(data.features).to(device),
         stream=stream,
+        alpha=None if group.alpha is None else np.where(  # NaN: the estimator's alpha
+            np.isnan(group.alpha), hyper.alpha, group.alpha).astype(np.float64),
     )
     val = _validation(data, t, device) if config.stop else None
     # a copy: the caller's group (a fitted estimator's, when resuming) stays untouched
@@ -431,8 +484,9 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
     start = time.perf_counter()
     try:
         with _dispatch.thread_limit(n_threads, engine):
-            history = _loop(flat, state, steps, lr, t, val, torch.from_numpy(data.rows), seed,
-                            hyper, layout, engine, epoch_fn, config, member_score)
+            history = _loop(flat, state, steps, lr, t, val, torch.from_numpy(data.rows),
+                            order_generators(seed, group.members), hyper, layout, engine,
+                            epoch_fn, config, member_score)
     except torch.cuda.OutOfMemoryError as exc:
         raise MemoryError(
             f"{device} ran out of memory training {E} members of {layout.n_params} "
@@ -445,7 +499,7 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
     engine = getattr(epoch_fn, "engine", None) or engine
     trained = Group(members=group.members, sizes=group.sizes, flat=flat.cpu().numpy().copy(),
                     opt_state=state.cpu().numpy().copy(), steps=steps.cpu().numpy().copy(),
-                    lr=lr)
+                    lr=lr, alpha=group.alpha)
     return trained, history, engine
 
 
@@ -499,7 +553,7 @@ def warmup_cosine(epoch, max_iter):
     return 0.5 * (1.0 + math.cos(math.pi * (epoch - w) / span))
 
 
-def _loop(flat, state, steps, lr, t, val, rows, seed, hyper, layout, engine, epoch_fn, config,
+def _loop(flat, state, steps, lr, t, val, rows, gens, hyper, layout, engine, epoch_fn, config,
           member_score):
     """The epoch loop: all members in one call per epoch, each stopping on its own.
 
@@ -514,7 +568,6 @@ def _loop(flat, state, steps, lr, t, val, rows, seed, hyper, layout, engine, epo
         epoch_fn = functools.partial(_engine.epoch_streamed, epoch_fn, chunk_steps=t.stream)
         order_device = _CPU  # the host gathers each chunk's rows
     per_member_lr = engine in _dispatch.PER_MEMBER_LR
-    gen = torch.Generator().manual_seed(int(seed))
     adaptive = hyper.solver == "sgd" and config.learning_rate == "adaptive"
     invscaling = hyper.solver == "sgd" and config.learning_rate == "invscaling"
     cosine = config.learning_rate == "warmup_cosine"
@@ -532,7 +585,7 @@ def _loop(flat, state, steps, lr, t, val, rows, seed, hyper, layout, engine, epo
     interrupted = False
     for epoch in range(config.max_iter):
         try:
-            order = epoch_order(rows, gen, config.shuffle)  # (E, M) on the CPU
+            order = epoch_order(rows, gens, config.shuffle)  # (E, M) on the CPU
             if invscaling:
                 lr[:] = config.learning_rate_init / (t_seen + 1) ** config.power_t
             elif cosine:
@@ -634,6 +687,8 @@ def _epoch_subset(epoch_fn, members, flat, state, steps, t, order, order_device,
     when streaming); each index tensor is made on the device of the tensor it indexes.
     """
     extra = {}
+    if t.alpha is not None:
+        extra["alpha"] = t.alpha[members]
     if members.size == flat.shape[0]:
         if t.features is not None:
             extra["features"] = t.features
@@ -651,6 +706,20 @@ def _epoch_subset(epoch_fn, members, flat, state, steps, t, order, order_device,
     return out
 
 
+def member_sum(x):
+    """Sum over the last axis, each row from its first element to its last: ``(..., n) -> (...)``.
+
+    ``torch.sum`` chooses its order of summation by the tensor's shape and strides: summed
+    with other members (or as a column of a column-major array), a member's sum rounded
+    differently than alone (measured). A running sum does not depend on the other rows,
+    so a member's validation loss and score are the same bit for bit whichever members
+    are trained beside it (``n_jobs`` chunks). On the CPU it accumulates in float64.
+    """
+    if x.shape[-1] == 0:
+        return x.sum(-1)
+    return x.cumsum(-1)[..., -1]
+
+
 @torch.no_grad()
 def _validate(flat, val, hyper, layout, features, member_score):
     """Per-member weighted validation loss ``(E,)`` and score ``(E,)`` (device tensors)."""
@@ -661,7 +730,8 @@ def _validate(flat, val, hyper, layout, features, member_score):
     )  # (E, Nv, O)
     Y = val.Y.unsqueeze(0).expand_as(out)
     rows = _engine.per_row_loss(out, Y, hyper.loss)  # (E, Nv)
-    loss = (rows * val.w).sum(1) / val.w.sum(1)  # nan where a member has no validation rows
+    # nan where a member has no validation rows
+    loss = member_sum(rows * val.w) / member_sum(val.w)
     if member_score is None:
         return loss, torch.full_like(loss, float("nan"))
     return loss, member_score(out, val.Y, val.w)

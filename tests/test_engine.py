@@ -294,30 +294,61 @@ def test_graphed_schedule_equals_reference(activation, solver, loss, chunk):
     assert _engine.cached_runner_count() == 0
 
 
-@pytest.mark.parametrize("engine", ["reference", "batched", "graphed"])
+def _engines_here():
+    names = ["reference", "batched", "graphed"]
+    if "numba" in _dispatch.available_engines(torch.device("cpu")):
+        names.append("numba")
+    try:
+        from skensemble._kernels import triton_gpu
+    except ImportError:  # pragma: no cover - triton missing
+        return names
+    if triton_gpu._build_mode() == "interpreted":
+        names.append("triton")
+    return names
+
+
+@pytest.mark.parametrize("engine", _engines_here())
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
-def test_per_member_learning_rates_equal_one_call_per_rate(engine, solver):
-    # Engines in PER_MEMBER_LR take an (E,) rate: one call must equal separate calls for
-    # the members of each rate, and a member at rate 0 must keep its weights.
-    X, Y, sw, layout = _problem("squared_error", E=4, N=21, hidden=(6,), O=2)
+def test_per_member_rates_and_alphas_equal_one_call_per_value(engine, solver):
+    # Every engine takes a rate and an L2 strength per member: one call must equal
+    # separate calls for the members of each (rate, alpha), and a member at rate 0 must
+    # keep its weights. (Triton runs under its interpreter here.)
+    X, Y, sw, layout = _problem("squared_error", E=4, N=21 if engine != "triton" else 9,
+                                hidden=(6,), O=2)
     hyper = Hyper(activation="tanh", solver=solver, alpha=0.01, batch_size=4)
     rates = np.array([0.01, 0.0, 0.03, 0.01])
+    alphas = np.array([0.5, 0.01, 0.0, 0.5])
     flat = _engine.init_parameters(layout, range(4), "tanh")
     start = flat.clone()
     state, steps = _engine.init_state(flat, hyper)
     f2, s2, t2 = flat.clone(), state.clone(), steps.clone()
-    order = torch.argsort(torch.rand(4, 21, generator=torch.Generator().manual_seed(3)), 1)
+    N = X.shape[0]
+    order = torch.argsort(torch.rand(4, N, generator=torch.Generator().manual_seed(3)), 1)
     fn = _dispatch.epoch_function(engine)
     kw = {"capture": False} if engine == "graphed" else {}
-    loss = fn(flat, state, steps, X, Y, sw, order, rates, hyper, layout, **kw)
-    for rate in np.unique(rates):
-        m = torch.from_numpy(np.flatnonzero(rates == rate))
-        sub = f2[m], s2[:, m].contiguous(), t2[m]
-        part = fn(*sub, X, Y, sw, order[m], float(rate), hyper, layout, **kw)
+    loss = fn(flat, state, steps, X, Y, sw, order, rates, hyper, layout, alpha=alphas, **kw)
+    for key in sorted(set(zip(rates, alphas))):
+        m = torch.from_numpy(np.flatnonzero((rates == key[0]) & (alphas == key[1])))
+        sub = f2[m].contiguous(), s2[:, m].contiguous(), t2[m].contiguous()
+        part = fn(*sub, X, Y, sw, order[m].contiguous(), float(key[0]), hyper, layout,
+                  alpha=[key[1]] * len(m), **kw)
         f2[m], s2[:, m], t2[m] = sub
         torch.testing.assert_close(loss[m], part, rtol=0, atol=0)
     torch.testing.assert_close(flat, f2, rtol=0, atol=0)
     torch.testing.assert_close(state, s2, rtol=0, atol=0)
     torch.testing.assert_close(flat[1], start[1], rtol=0, atol=0)  # rate 0: untouched
     assert not torch.equal(flat[0], start[0])
+    # the scalar path is the per-member path with every member at hyper.alpha, and a
+    # member's alpha acts on that member only: a strong L2 shrinks its weights
+    runs = []
+    for alpha in (None, [0.01] * 4, [0.01, 0.01, 5.0, 0.01]):
+        f3, (s3, t3) = start.clone(), _engine.init_state(start, hyper)
+        extra = {} if alpha is None else {"alpha": alpha}
+        fn(f3, s3, t3, X, Y, sw, order, 0.01, hyper, layout, **extra, **kw)
+        runs.append(f3)
+    torch.testing.assert_close(runs[0], runs[1], rtol=1e-6, atol=1e-7)
+    keep = torch.tensor([0, 1, 3])
+    torch.testing.assert_close(runs[2][keep], runs[1][keep], rtol=0, atol=0)
+    weights = layout.weight_mask() > 0
+    assert runs[2][2][weights].norm() < runs[1][2][weights].norm()
     _engine.release_graphs()

@@ -89,6 +89,8 @@ def test_examples_say_what_they_show():
         # reduced sizes: the tests check that the scripts run and write, not their numbers
         ("oob_vs_cv.py", "oob_vs_cv.png", ["--splits", "2"]),
         ("mothernets_pareto.py", "mothernets_pareto.png", ["--seeds", "1", "--max-iter", "15"]),
+        ("hyperparameter_ensemble.py", "hyperparameter_ensemble.png",
+         ["--members", "6", "--max-iter", "10"]),
     ],
 )
 def test_plotting_examples_write_to_out(script, picture, reduced, run_example, tmp_path, capsys):

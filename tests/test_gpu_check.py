@@ -30,7 +30,7 @@ def test_gpu_check_smoke_passes_on_the_cpu(tmp_path):
     eq = sections["equivalence"]["result"]
     engines = {r["engine"] for r in eq["rows"]}
     assert {"batched", "graphed", "streamed", "triton", "numba",
-            "graphed+rates+features"} <= engines
+            "graphed+rates+features", "triton+rates+alphas"} <= engines
     assert eq["failed"] == 0 and all(r["rel_err"] < 1e-4 for r in eq["rows"])
     timed = [r for r in sections["timings"]["result"]["rows"] if "steps_per_s" in r]
     assert {r["engine"] for r in timed} >= {"batched", "graphed", "numba", "triton"}

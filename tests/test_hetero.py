@@ -47,7 +47,9 @@ def test_members_equal_separate_torch_models(regression_data, activation):
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "logistic", "identity"])
-def test_padding_units_stay_inert_through_training(regression_data, activation):
+def test_padding_units_stay_inert_through_training(regression_data, activation, monkeypatch):
+    # Padded groups are CUDA's choice (one stacked computation per depth); forced here.
+    monkeypatch.setattr(NeuralBaggingRegressor, "_pad_groups", lambda self: True)
     X, y = regression_data
     reg = NeuralBaggingRegressor(n_estimators=2, hidden_layer_sizes=[(3, 9), (8, 2)],
                                  activation=activation, max_iter=20, learning_rate_init=0.05,
@@ -126,3 +128,20 @@ def test_hatched_members_start_as_their_mothernet(regression_data):
     m = noisy.predict_members(X)
     assert not np.allclose(m[1], m[0])
     assert np.corrcoef(m[1], m[0])[0, 1] > 0.95
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_cpu_groups_by_architecture_and_equals_the_padded_fit(regression_data, activation,
+                                                              monkeypatch):
+    # On the CPU each architecture is its own group (no padding units to compute); the
+    # members are the same networks as in the padded groups CUDA uses.
+    X, y = regression_data
+    kw = dict(n_estimators=5, hidden_layer_sizes=[(3, 9), (8, 2), (4,), (6,), (3, 9)],
+              activation=activation, max_iter=15, random_state=0, engine="batched")
+    exact = NeuralBaggingRegressor(**kw).fit(X, y)
+    assert sorted(g.sizes[1:-1] for g in exact._groups) == [(3, 9), (4,), (6,), (8, 2)]
+    monkeypatch.setattr(NeuralBaggingRegressor, "_pad_groups", lambda self: True)
+    padded = NeuralBaggingRegressor(**kw).fit(X, y)
+    assert len(padded._groups) == 2
+    np.testing.assert_allclose(exact.predict_members(X), padded.predict_members(X),
+                               rtol=1e-4, atol=1e-5)

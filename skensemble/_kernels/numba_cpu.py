@@ -716,7 +716,7 @@ def _pad(n):
 @njit(parallel=True, cache=True)
 def _epoch_kernel(
     flat, state, steps, X, Y, sw, has_sw, order, feats, has_feats, offs, sizes, aoff, act, loss,
-    alpha, bsz, opt, acts, dbuf, gr, losses,
+    alphas, lrs, bsz, opt, acts, dbuf, gr, losses,
 ):
     """Run one epoch of every member, members in parallel (see :func:`epoch_numba`).
 
@@ -726,15 +726,24 @@ def _epoch_kernel(
     """
     M = order.shape[1]
     S = state.shape[0]
+    solver, nesterov, _, _, mu, b1, b2, eps = opt
     for e in prange(flat.shape[0]):
         tid = numba.get_thread_id()
+        lr = lrs[e]  # each member's own rate and L2 strength
         total, t = _member_epoch(
             flat[e], state[0, e], state[S - 1, e], steps[e], X, Y, sw, has_sw, order[e],
-            feats[e], has_feats, offs, sizes, aoff, act, loss, alpha, bsz, opt, acts[tid],
-            dbuf[tid], gr[tid],
+            feats[e], has_feats, offs, sizes, aoff, act, loss, alphas[e], bsz,
+            (solver, nesterov, lr, lr, mu, b1, b2, eps), acts[tid], dbuf[tid], gr[tid],
         )
         losses[e] = total / M
         steps[e] = t
+
+
+def _per_member(value, E):
+    """A float or ``(E,)`` values as a float32 array ``(E,)`` (each rounded as ``_f32``)."""
+    out = np.empty(E, np.float32)
+    out[:] = np.asarray(value, dtype=np.float64).astype(np.float32)
+    return out
 
 
 def _as_array(t, dtype):
@@ -762,7 +771,8 @@ def _check_inputs(flat, X, Y, sw, order, layout, features):
         raise ValueError(f"order must hold row indices in [0, {N})")
 
 
-def epoch_numba(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None):
+def epoch_numba(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None,
+                alpha=None):
     """One epoch for all members, member-major in compiled code (numba, CPU).
 
     Same contract and mathematics as :func:`skensemble._engine.epoch_reference`.
@@ -778,11 +788,14 @@ def epoch_numba(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features
         Per-row loss weights.
     order : Tensor (E, M) int64
         Rows each member visits this epoch, in order.
-    lr : float
+    lr : float or array-like (E,)
+        One learning rate for all members, or one per member.
     hyper : Hyper
     layout : Layout
     features : Tensor (E, k) int64 or None
         Each member's feature subset (its first layer has ``k`` inputs); None: all.
+    alpha : array-like (E,) or None
+        Each member's L2 strength; None: ``hyper.alpha`` for all.
 
     Returns
     -------
@@ -818,8 +831,8 @@ def epoch_numba(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features
     opt = (
         _SOLVER[hyper.solver],
         bool(hyper.nesterovs_momentum),
-        _f32(lr),
-        _f32(lr),  # lr_t, set per step for adam
+        _ZERO,  # lr and lr_t: each member's own, set in the kernel (lrs)
+        _ZERO,
         _f32(hyper.momentum),
         _f32(hyper.beta_1),
         _f32(hyper.beta_2),
@@ -848,7 +861,8 @@ def epoch_numba(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features
             aoff,
             _ACT[hyper.activation],
             _LOSS[hyper.loss],
-            _f32(hyper.alpha),
+            _per_member(hyper.alpha if alpha is None else alpha, E),  # (E,) float32
+            _per_member(lr, E),  # (E,) float32
             int(hyper.batch_size),
             opt,
             acts,

@@ -48,6 +48,7 @@ O outputs (``NOUT`` in the kernel), P parameters per member, S optimizer slots (
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .._engine import ACTIVATIONS, LOSSES, SOLVERS
@@ -307,9 +308,9 @@ def _jit_runtime(fn):
 @_jit_runtime
 def _epoch_kernel(
     flat_ptr, state_ptr, steps_ptr, grad_ptr, scratch_ptr, wmask_ptr, loss_ptr,
-    x_ptr, y_ptr, sw_ptr, order_ptr, lr_t_ptr,
+    x_ptr, y_ptr, sw_ptr, order_ptr, lr_ptr, alpha_ptr, sq_ptr, den_ptr,
     t_lo, E, M, P, n_steps,
-    lr, alpha, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
+    beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
     # widths (HL: last hidden layer; unused layers have width 1)
     F, NOUT, H1, H2, H3, HL,
     # offsets in a member's flat row
@@ -327,7 +328,9 @@ def _epoch_kernel(
 
     Offsets W*/B* (weights/bias of layers 1..3 and output) index the member's flat row;
     A*/D* (activations / deltas of hidden layers 1..3, L = last hidden) its scratch row.
-    ``lr_t_ptr[t - 1 - t_lo]``: adam's bias-corrected step size at step count ``t``.
+    ``lr_ptr``, ``alpha_ptr``: each member's learning rate and L2 strength (E,); adam's
+    bias-corrected step size at step count ``t`` is ``lr * sq[i] / den[i]``,
+    ``i = t - 1 - t_lo``, with ``sq = sqrt(1 - beta_2^t)`` and ``den = 1 - beta_1^t``.
     FUSED: batch size 1 (each gradient block applied at once).
     """
     e = tl.program_id(0).to(tl.int64)
@@ -339,6 +342,8 @@ def _epoch_kernel(
     o_row = order_ptr + e * M
     mem = (p_row, m_row, v_row, g_row)  # this member's parameters, state and gradient rows
     t0 = tl.load(steps_ptr + e)
+    lr = tl.load(lr_ptr + e)
+    alpha = tl.load(alpha_ptr + e)
     cols_o = tl.arange(0, NOUTP)
     omask = cols_o < NOUT
     total = 0.0
@@ -348,7 +353,9 @@ def _epoch_kernel(
         inv_b = 1.0 / nb.to(tl.float32)
         l2 = alpha * inv_b
         if SOLVER == 0:
-            lr_t = tl.load(lr_t_ptr + (t0 - t_lo) + s)  # step count t0 + s + 1
+            i = (t0 - t_lo) + s  # step count t0 + s + 1
+            # as the reference: (lr * sqrt(1 - b2^t)) / (1 - b1^t), IEEE division
+            lr_t = tl.div_rn(lr * tl.load(sq_ptr + i), tl.load(den_ptr + i))
         else:
             lr_t = lr
         opt = (lr, lr_t, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu)
@@ -490,6 +497,13 @@ def auto_prefers(hyper, layout):
     return hyper.batch_size <= limit
 
 
+def _per_member(value, E, device):
+    """A float or ``(E,)`` values as a contiguous float32 device tensor ``(E,)``."""
+    out = np.empty(E, np.float32)
+    out[:] = np.asarray(value, dtype=np.float64).astype(np.float32)
+    return torch.from_numpy(out).to(device)
+
+
 def _require(t, name, dtype):
     if t.dtype != dtype or not t.is_contiguous():
         raise ValueError(
@@ -499,7 +513,8 @@ def _require(t, name, dtype):
 
 
 def epoch_triton(
-    flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None, *, _block_k=None
+    flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None, alpha=None, *,
+    _block_k=None,
 ):
     """Run one epoch for all members, one persistent Triton program per member.
 
@@ -514,10 +529,13 @@ def epoch_triton(
     Y : Tensor (N, O) float32
     sw : Tensor (N,) float32 or None
     order : Tensor (E, M) int64
-    lr : float
+    lr : float or array-like (E,)
+        One learning rate for all members, or one per member.
     features : None
         Per-member feature subsets are not supported (the dispatcher does not choose this
         engine for them); anything but None raises.
+    alpha : array-like (E,) or None
+        Each member's L2 strength; None: ``hyper.alpha`` for all.
     _block_k : int or None
         Rows per weight block (power of two); tests use it to force several blocks.
 
@@ -575,14 +593,17 @@ def epoch_triton(
     else:
         grad = wmask = flat  # not read at batch 1
     if hyper.solver == "adam":
-        # Bias-corrected step sizes for every step count this epoch reaches, with the
-        # reference's own expression (bit-identical on the same device). One host sync.
+        # The two factors of the bias correction for every step count this epoch reaches,
+        # with the reference's own float32 expressions; the kernel multiplies and
+        # divides in the reference's order. One host sync.
         t_lo, t_hi = torch.stack(torch.aminmax(steps)).tolist()
         t = torch.arange(t_lo + 1, t_hi + n_steps + 1, device=dev).to(torch.float32)
-        lr32 = torch.tensor(float(lr), dtype=torch.float32, device=dev)
-        lr_t = lr32 * torch.sqrt(1 - hyper.beta_2**t) / (1 - hyper.beta_1**t)  # (T,)
+        sq = torch.sqrt(1 - hyper.beta_2**t)  # (T,)
+        den = 1 - hyper.beta_1**t  # (T,)
     else:
-        t_lo, lr_t = 0, flat  # not read by sgd
+        t_lo, sq, den = 0, flat, flat  # not read by sgd
+    lrs = _per_member(lr, E, dev)  # (E,) float32
+    alphas = _per_member(hyper.alpha if alpha is None else alpha, E, dev)  # (E,) float32
     loss = torch.empty(E, dtype=torch.float32, device=dev)
     compiled = compile_time_arguments(hyper, layout, block_k=_block_k)
     compiled.update(HAS_SW=sw is not None, enable_fp_fusion=True)
@@ -590,9 +611,8 @@ def epoch_triton(
     # fmt: off
     _epoch_kernel[(E,)](
         flat, state, steps, grad, scratch, wmask, loss,
-        X, Y, sw if sw is not None else X, order, lr_t,
+        X, Y, sw if sw is not None else X, order, lrs, alphas, sq, den,
         t_lo, E, M, P, n_steps,
-        float(lr), float(hyper.alpha),
         float(hyper.beta_1), 1.0 - float(hyper.beta_1),
         float(hyper.beta_2), 1.0 - float(hyper.beta_2),
         float(hyper.epsilon), float(hyper.momentum),

@@ -1,0 +1,75 @@
+"""A hyperparameter ensemble in one fit: members draw their own settings, selection keeps some.
+
+Every member of a ``NeuralBaggingRegressor`` draws its own learning rate, L2 strength
+and architecture (``member_params="auto"``); all of them train at once, each stopping
+on its own hold-out rows. Greedy ensemble selection (``ensemble_selection``, Caruana et
+al. 2004) then weighs the members on those rows. The picture shows every member by its
+learning rate and L2 strength, its marker by architecture and its size by the weight
+selection gave it (crosses: weight 0), and is written as ``hyperparameter_ensemble.png``
+to ``--out`` (default: the current folder). The data are scikit-learn's Friedman #1
+regression problem (generated, nothing downloaded).
+
+    python examples/hyperparameter_ensemble.py [--out DIR] [--members N] [--max-iter N]
+"""
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.datasets import make_friedman1
+from sklearn.metrics import r2_score
+from sklearn.model_selection import train_test_split
+
+from skensemble import NeuralBaggingRegressor
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("--out", type=Path, default=Path("."), help="folder for the picture (default: .)")
+parser.add_argument("--members", type=int, default=48, help="ensemble size (default: 48)")
+parser.add_argument("--max-iter", type=int, default=200, help="epochs at most (default: 200)")
+args = parser.parse_args()
+
+X, y = make_friedman1(n_samples=3000, noise=1.0, random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0)
+
+reg = NeuralBaggingRegressor(n_estimators=args.members, member_params="auto",
+                             ensemble_selection=50, max_iter=args.max_iter, random_state=0)
+reg.fit(X_train, y_train)
+
+weights = reg.ensemble_weights_
+members = reg.predict_members(X_test)  # (n_members, n_test): every member, unweighted
+uniform = members.mean(axis=0)
+print(f"{args.members} members, {int((weights > 0).sum())} kept by selection")
+print(f"validation MSE (standardised targets): selected {reg.selection_score_:.4f}, "
+      f"uniform average {reg.uniform_score_:.4f}")
+print(f"test R^2: selected {r2_score(y_test, reg.predict(X_test)):.4f}, "
+      f"uniform average {r2_score(y_test, uniform):.4f}")
+
+params = reg.member_params_
+lr = np.array([p["learning_rate_init"] for p in params])
+alpha = np.array([p["alpha"] for p in params])
+archs = [p["hidden_layer_sizes"] for p in params]
+markers = dict(zip(sorted(set(archs), key=lambda a: (len(a), a)), "os^Dv<>ph"))
+
+fig, ax = plt.subplots(figsize=(7, 4.8))
+for arch, marker in markers.items():
+    mine = np.array([a == arch for a in archs])
+    kept = mine & (weights > 0)
+    ax.scatter(lr[kept], alpha[kept], s=40 + 1500 * weights[kept], marker=marker,
+               alpha=0.7, label=f"{arch}")
+    dropped = mine & (weights == 0)
+    ax.scatter(lr[dropped], alpha[dropped], marker="x", color="grey", s=25)
+ax.scatter([], [], marker="x", color="grey", label="weight 0")
+ax.set_xscale("log")
+ax.set_yscale("log")
+ax.set_xlabel("learning_rate_init")
+ax.set_ylabel("alpha (L2)")
+ax.set_title("Members by drawn hyperparameters; marker area = selection weight")
+ax.legend(title="hidden layers", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+fig.tight_layout()
+args.out.mkdir(parents=True, exist_ok=True)
+fig.savefig(args.out / "hyperparameter_ensemble.png", dpi=110)
+print(f"saved {args.out / 'hyperparameter_ensemble.png'}")

@@ -1,0 +1,124 @@
+"""Per-member hyperparameters (``member_params``): the space, its checks, one draw per member.
+
+Each member draws its own values from a generator seeded by its own seed, so a member's
+values do not depend on how many members there are or which others exist: a warm start
+that adds members draws exactly what a fit of all of them at once would have drawn.
+
+Must not train or touch training state; :mod:`._base` applies the drawn values (rates
+and L2 strengths as per-member vectors of one stacked group, architectures as groups).
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+from scipy.stats import loguniform
+
+#: Hyperparameters a member may draw, and what each must be.
+SUPPORTED = {
+    "learning_rate_init": "a float >= 0",
+    "alpha": "a float >= 0",
+    "hidden_layer_sizes": "a tuple of positive ints (or one int)",
+}
+
+
+def auto_space():
+    """The documented default space of ``member_params="auto"``.
+
+    Log-uniform learning rate over [3e-4, 3e-3] (around adam's 1e-3) and L2 strength over
+    [1e-6, 1e-2] (around 1e-4), and one or two hidden layers of 64 to 256 units.
+    """
+    return {
+        "learning_rate_init": loguniform(3e-4, 3e-3),
+        "alpha": loguniform(1e-6, 1e-2),
+        "hidden_layer_sizes": [(64,), (128,), (256,), (64, 64), (128, 128)],
+    }
+
+
+def resolve(member_params):
+    """The space as a dict ``{name: list or distribution}`` (None: no per-member values).
+
+    Raises
+    ------
+    ValueError
+        Naming ``member_params`` and what to change, for an unknown name, an empty list,
+        or a value that is neither a list nor a distribution with ``rvs``.
+    """
+    if member_params is None:
+        return None
+    if isinstance(member_params, str):
+        if member_params == "auto":
+            return auto_space()
+        raise ValueError(f"member_params={member_params!r} is not understood; use None, "
+                         "'auto' or a dict of hyperparameter name to values.")
+    if not isinstance(member_params, dict) or not member_params:
+        raise ValueError("member_params must be None, 'auto' or a non-empty dict mapping a "
+                         f"hyperparameter name to a list of values or a scipy.stats "
+                         f"distribution; got {member_params!r}.")
+    for name, values in member_params.items():
+        if name not in SUPPORTED:
+            raise ValueError(
+                f"member_params[{name!r}]: members cannot draw {name!r}. Supported: "
+                f"{sorted(SUPPORTED)}; set the others as the estimator's parameters.")
+        if hasattr(values, "rvs"):
+            continue
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or not len(values):
+            raise ValueError(
+                f"member_params[{name!r}] must be a non-empty list of values or a "
+                f"scipy.stats distribution (with .rvs), got {values!r}.")
+    return dict(member_params)
+
+
+def _check_value(name, value):
+    """``value`` in its canonical form (float, or tuple of ints), or ValueError."""
+    if name == "hidden_layer_sizes":
+        sizes = (value,) if isinstance(value, Integral) else value
+        try:
+            sizes = tuple(sizes)
+        except TypeError:
+            sizes = ()
+        if not sizes or not all(isinstance(h, Integral) and h > 0 for h in sizes):
+            raise ValueError(f"member_params['hidden_layer_sizes'] drew {value!r}; it must "
+                             f"be {SUPPORTED[name]}.")
+        return tuple(int(h) for h in sizes)
+    if (not isinstance(value, Real) or isinstance(value, bool) or not np.isfinite(value)
+            or value < 0):
+        raise ValueError(f"member_params[{name!r}] drew {value!r}; it must be "
+                         f"{SUPPORTED[name]}.")
+    return float(value)
+
+
+def member_rng(seed):
+    """A member's generator for its hyperparameters, decorrelated from its other streams."""
+    return np.random.RandomState(np.random.SeedSequence([int(seed), 2]).generate_state(1)[0])
+
+
+def sample(space, seeds):
+    """One dict of values per member, names in sorted order, each from the member's seed.
+
+    Parameters
+    ----------
+    space : dict
+        From :func:`resolve`.
+    seeds : array-like of int
+        The members' seeds.
+
+    Returns
+    -------
+    list of dict
+    """
+    out = []
+    for seed in seeds:  # set-up: a few draws per member
+        rng = member_rng(seed)
+        drawn = {}
+        for name in sorted(space):
+            values = space[name]
+            if hasattr(values, "rvs"):
+                value = values.rvs(random_state=rng)
+                value = value.item() if hasattr(value, "item") else value
+            else:
+                value = values[rng.randint(len(values))]
+            drawn[name] = _check_value(name, value)
+        out.append(drawn)
+    return out

@@ -1,0 +1,144 @@
+"""member_params: each member's own hyperparameters, drawn from its own seed."""
+
+import numpy as np
+import pytest
+from scipy.stats import loguniform
+from sklearn.base import clone
+
+from skensemble import NeuralBaggingClassifier, NeuralBaggingRegressor, _hyperspace
+
+KW = dict(n_estimators=6, hidden_layer_sizes=(8,), max_iter=15, random_state=0,
+          early_stopping=False, batch_size=16)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(120, 4))
+    return X, X[:, 0] - np.tanh(2 * X[:, 1]) + 0.1 * rng.normal(size=120)
+
+
+def test_none_keeps_todays_fit_exactly(data):
+    X, y = data
+    a = NeuralBaggingRegressor(**KW).fit(X, y)
+    b = NeuralBaggingRegressor(**KW, member_params=None).fit(X, y)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    assert not hasattr(b, "member_params_")
+
+
+def test_a_member_at_rate_zero_keeps_its_initial_weights(data):
+    X, y = data
+    space = {"learning_rate_init": [0.0, 0.01]}
+    short = NeuralBaggingRegressor(**dict(KW, max_iter=1), member_params=space).fit(X, y)
+    long = NeuralBaggingRegressor(**KW, member_params=space).fit(X, y)
+    rates = [p["learning_rate_init"] for p in long.member_params_]
+    assert rates == [p["learning_rate_init"] for p in short.member_params_]
+    assert 0.0 in rates and 0.01 in rates
+    for e, rate in enumerate(rates):
+        w_short = np.concatenate([c.ravel() for c in short.get_member_params(e)[0]])
+        w_long = np.concatenate([c.ravel() for c in long.get_member_params(e)[0]])
+        if rate == 0.0:  # one epoch or fifteen: still the initial weights
+            np.testing.assert_array_equal(w_short, w_long)
+        else:
+            assert not np.allclose(w_short, w_long)
+
+
+def test_rates_and_alphas_act_per_member_like_separate_fits(data):
+    # Members that differ only in rate and L2 train as one group with per-member vectors:
+    # each equals the same member trained with the estimator-wide values.
+    X, y = data
+    space = {"learning_rate_init": [0.003, 0.02], "alpha": [1e-4, 0.3]}
+    est = NeuralBaggingRegressor(**KW, member_params=space, engine="batched").fit(X, y)
+    assert len(est._groups) == 1  # one stacked group
+    drawn = est.member_params_
+    assert len({(p["learning_rate_init"], p["alpha"]) for p in drawn}) > 1
+    for e in range(KW["n_estimators"]):
+        alone = NeuralBaggingRegressor(**KW, engine="batched",
+                                       learning_rate_init=drawn[e]["learning_rate_init"],
+                                       alpha=drawn[e]["alpha"]).fit(X, y)
+        np.testing.assert_allclose(est.predict_members(X)[e], alone.predict_members(X)[e],
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_architectures_are_drawn_and_grouped_by_depth(data):
+    X, y = data
+    space = {"hidden_layer_sizes": [(4,), (12,), (6, 6)], "alpha": loguniform(1e-5, 1e-2)}
+    est = NeuralBaggingRegressor(**KW, member_params=space).fit(X, y)
+    archs = [p["hidden_layer_sizes"] for p in est.member_params_]
+    assert est.hidden_layer_sizes_ == archs and len(set(archs)) > 1
+    assert {len(g.sizes) for g in est._groups} == {len(a) + 2 for a in set(archs)}
+    assert all(1e-5 <= p["alpha"] <= 1e-2 for p in est.member_params_)
+    assert est.predict(X).shape == (120,)
+
+
+def test_draws_are_reproducible_and_warm_start_draws_what_one_fit_would(data):
+    X, y = data
+    space = {"learning_rate_init": loguniform(1e-3, 1e-2), "hidden_layer_sizes": [(4,), (8,)]}
+    six = NeuralBaggingRegressor(**KW, member_params=space).fit(X, y)
+    again = NeuralBaggingRegressor(**KW, member_params=space).fit(X, y)
+    assert six.member_params_ == again.member_params_
+    grown = NeuralBaggingRegressor(**dict(KW, n_estimators=4), member_params=space,
+                                   warm_start=True).fit(X, y)
+    before = grown.predict_members(X)
+    grown.set_params(n_estimators=6)
+    grown.fit(X, y)
+    assert grown.member_params_ == six.member_params_
+    np.testing.assert_array_equal(grown.predict_members(X)[:4], before)  # old ones kept
+
+
+def test_auto_space_and_selection_work_for_the_classifier():
+    rng = np.random.RandomState(1)
+    X = rng.normal(size=(200, 3))
+    y = (X[:, 0] + X[:, 1] ** 2 > 0.5).astype(int)
+    clf = NeuralBaggingClassifier(n_estimators=8, max_iter=15, random_state=0, bootstrap=True,
+                                  member_params="auto", ensemble_selection=20).fit(X, y)
+    assert len(clf.member_params_) == 8
+    assert set(clf.member_params_[0]) == {"learning_rate_init", "alpha", "hidden_layer_sizes"}
+    assert clf.selection_score_ <= clf.uniform_score_
+    assert clf.predict_proba(X).shape == (200, 2)
+    assert clone(clf).get_params()["member_params"] == "auto"
+
+
+def test_partial_fit_draws_member_params_once(data):
+    X, y = data
+    est = NeuralBaggingRegressor(**KW, member_params={"alpha": [0.0, 0.5]})
+    est.partial_fit(X, y)
+    first = [dict(p) for p in est.member_params_]
+    est.partial_fit(X, y)
+    assert est.member_params_ == first
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"activation": ["relu"]}, "cannot draw 'activation'"),
+    ({"alpha": []}, "non-empty list"),
+    ({"alpha": "0.1"}, "non-empty list"),
+    ({"alpha": [-1.0]}, "drew -1.0"),
+    ({"learning_rate_init": [float("nan")]}, "drew nan"),
+    ({"hidden_layer_sizes": [(0,)]}, "positive ints"),
+    ({}, "non-empty dict"),
+    ("everything", "member_params"),
+])
+def test_bad_spaces_name_the_parameter(data, bad, match):
+    X, y = data
+    with pytest.raises(ValueError, match=match):
+        NeuralBaggingRegressor(**KW, member_params=bad).fit(X, y)
+
+
+def test_each_member_draws_from_its_own_seed():
+    space = {"alpha": loguniform(1e-4, 1.0)}
+    a = _hyperspace.sample(space, [11, 22, 33])
+    b = _hyperspace.sample(space, [22, 33])
+    assert a[1:] == b
+
+
+def test_mothernets_hatch_then_members_use_their_own_values(data):
+    X, y = data
+    est = NeuralBaggingRegressor(**dict(KW, max_iter=8), init="mothernet",
+                                 member_params={"hidden_layer_sizes": [(8,), (16,)],
+                                                "learning_rate_init": [0.001, 0.01]}).fit(X, y)
+    archs = [p["hidden_layer_sizes"] for p in est.member_params_]
+    assert est.hidden_layer_sizes_ == archs
+    lrs = np.concatenate([g.lr for g in est._groups])
+    members = np.concatenate([g.members for g in est._groups])
+    want = [est.member_params_[m]["learning_rate_init"] for m in members]
+    np.testing.assert_array_equal(lrs, want)
