@@ -91,6 +91,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         "activation": [StrOptions(set(_engine.ACTIVATIONS))],
         "solver": [StrOptions(set(_engine.SOLVERS))],
         "alpha": [Interval(Real, 0, None, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "learning_rate": [StrOptions({"constant", "invscaling", "adaptive", "warmup_cosine"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
@@ -145,6 +146,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         activation="relu",
         solver="adam",
         alpha=1e-4,
+        weight_decay=0.0,
         batch_size="auto",
         learning_rate="constant",
         learning_rate_init=1e-3,
@@ -186,6 +188,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         self.activation = activation
         self.solver = solver
         self.alpha = alpha
+        self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
@@ -277,7 +280,8 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
                        "trains on; it is clipped to that.")
         return _engine.Hyper(
             activation=self.activation, loss=self._loss, solver=self.solver,
-            alpha=float(self.alpha), batch_size=max(1, min(batch, n_rows)),
+            alpha=float(self.alpha), weight_decay=float(self.weight_decay),
+            batch_size=max(1, min(batch, n_rows)),
             momentum=float(self.momentum), nesterovs_momentum=bool(self.nesterovs_momentum),
             beta_1=float(self.beta_1), beta_2=float(self.beta_2), epsilon=float(self.epsilon),
         )

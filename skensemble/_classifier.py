@@ -60,6 +60,14 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         L2 penalty on the weights (not the biases), scaled by the batch length as in
         scikit-learn's MLP.
 
+    weight_decay : float, default=0.0
+        Decoupled weight decay (AdamW, Loshchilov and Hutter, ICLR 2019; with sgd,
+        SGDW): before each step every weight (not the biases) is multiplied by
+        ``1 - lr * weight_decay``, with ``lr`` the member's current learning rate,
+        whatever the gradient. Unlike ``alpha``, which adds to the gradient and is
+        rescaled by adam's normalisation, its strength does not depend on the
+        gradients' size. 0 turns it off.
+
     batch_size : int or "auto", default="auto"
         Rows per step per member; ``"auto"`` is ``min(64, n_rows)`` (scikit-learn's MLP
         uses 200: smaller batches trained better ensembles in
@@ -440,6 +448,7 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         activation="relu",
         solver="adam",
         alpha=1e-4,
+        weight_decay=0.0,
         batch_size="auto",
         learning_rate="constant",
         learning_rate_init=1e-3,
@@ -483,6 +492,7 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
             activation=activation,
             solver=solver,
             alpha=alpha,
+            weight_decay=weight_decay,
             batch_size=batch_size,
             learning_rate=learning_rate,
             learning_rate_init=learning_rate_init,

@@ -118,6 +118,7 @@ class Hyper:
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 1e-8
+    weight_decay: float = 0.0
 
     @property
     def n_state(self):
@@ -246,6 +247,20 @@ def output_delta(out, Y, loss):
 
 
 # -------------------------------------------------------------------- optimizer
+def decay_weights(flat, layout, lr, hyper):
+    """Decoupled weight decay (AdamW's), in place: every weight times ``1 - lr * weight_decay``.
+
+    Biases are not decayed (as ``alpha``'s L2 leaves them alone). Called after the
+    gradient is computed and before :func:`apply_update`, so the step is
+    ``w <- w (1 - lr wd) - (the optimizer's step)``, as ``torch.optim.AdamW`` takes it.
+    ``lr``: a 0-dim or ``(E, 1)`` tensor.
+    """
+    keep = 1 - lr * hyper.weight_decay
+    keep = keep.view(-1, 1, 1) if keep.dim() == 2 else keep
+    for W, _ in layout.views(flat):
+        W.mul_(keep)
+
+
 def apply_update(flat, grad, state, steps, lr, hyper):
     """One optimizer step for all members, in place.
 
@@ -336,6 +351,8 @@ def epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout, feat
             # Members are independent: the gradient of the sum is each member's own gradient.
             (grad,) = torch.autograd.grad((data + l2).sum(), p)
         total += data.detach() * b
+        if hyper.weight_decay:
+            decay_weights(flat, layout, lr, hyper)
         apply_update(flat, grad, state, steps, lr, hyper)
     return total / M
 
@@ -379,6 +396,8 @@ def _batched_step(flat, grad, state, steps, X, Y, sw, idx, lr, hyper, layout, to
             # back through the layer and the activation: (E, b, fan_out) @ (E, fan_out, fan_in)
             delta = torch.bmm(delta, W.transpose(1, 2))
             delta.mul_(activation_grad_from_output(acts[i], hyper.activation))
+    if hyper.weight_decay:
+        decay_weights(flat, layout, lr, hyper)
     apply_update(flat, grad, state, steps, lr, hyper)
 
 

@@ -51,6 +51,14 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         L2 penalty on the weights (not the biases), scaled by the batch length as in
         scikit-learn's MLP.
 
+    weight_decay : float, default=0.0
+        Decoupled weight decay (AdamW, Loshchilov and Hutter, ICLR 2019; with sgd,
+        SGDW): before each step every weight (not the biases) is multiplied by
+        ``1 - lr * weight_decay``, with ``lr`` the member's current learning rate,
+        whatever the gradient. Unlike ``alpha``, which adds to the gradient and is
+        rescaled by adam's normalisation, its strength does not depend on the
+        gradients' size. 0 turns it off.
+
     batch_size : int or "auto", default="auto"
         Rows per step per member; ``"auto"`` is ``min(64, n_rows)`` (scikit-learn's MLP
         uses 200: smaller batches trained better ensembles in

@@ -352,3 +352,48 @@ def test_per_member_rates_and_alphas_equal_one_call_per_value(engine, solver):
     weights = layout.weight_mask() > 0
     assert runs[2][2][weights].norm() < runs[1][2][weights].norm()
     _engine.release_graphs()
+
+
+@pytest.mark.parametrize("engine", _engines_here())
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("batch", [1, 4])
+def test_decoupled_weight_decay_in_every_engine(engine, solver, batch):
+    # weight_decay shrinks the weights (not the biases) by 1 - lr * wd before each step;
+    # every engine equals the reference, fused batch-1 updates and accumulated ones.
+    N = 21 if engine != "triton" else 7
+    X, Y, sw, layout = _problem("squared_error", E=3, N=N, hidden=(5,), O=2)
+    hyper = Hyper(activation="tanh", solver=solver, alpha=0.01, batch_size=batch,
+                  weight_decay=0.3)
+    flat = _engine.init_parameters(layout, range(3), "tanh")
+    state, steps = _engine.init_state(flat, hyper)
+    f2, s2, t2 = flat.clone(), state.clone(), steps.clone()
+    order = torch.argsort(torch.rand(3, N, generator=torch.Generator().manual_seed(5)), 1)
+    rates = [0.02, 0.05, 0.0]
+    _engine.epoch_reference(flat, state, steps, X, Y, sw, order, rates, hyper, layout)
+    kw = {"capture": False} if engine == "graphed" else {}
+    _dispatch.epoch_function(engine)(f2, s2, t2, X, Y, sw, order, rates, hyper, layout, **kw)
+    # numba's fastmath (FMA, its rational tanh) is held to 1e-5, as in its own tests
+    torch.testing.assert_close(f2, flat, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(s2, state, rtol=1e-5, atol=1e-5)
+    _engine.release_graphs()
+
+
+def test_weight_decay_is_decoupled_from_the_gradient():
+    # One sgd step without momentum on the whole batch: w <- w (1 - lr wd) - lr grad,
+    # biases b <- b - lr grad; the gradient is the plain one (alpha=0).
+    X, Y, sw, layout = _problem("squared_error", E=2, N=6, hidden=(4,), O=1)
+    lr, wd = 0.1, 0.5
+    hyper = Hyper(activation="identity", solver="sgd", momentum=0.0, nesterovs_momentum=False,
+                  alpha=0.0, batch_size=6, weight_decay=wd)
+    flat = _engine.init_parameters(layout, range(2), "identity")
+    start = flat.clone()
+    order = torch.arange(6).repeat(2, 1)
+    p = start.clone().requires_grad_(True)
+    out = _engine.forward(p, layout, X, "identity")
+    rows = _engine.per_row_loss(out, Y.expand(2, -1, -1), "squared_error") * sw
+    (grad,) = torch.autograd.grad((rows.sum(1) / 6).sum(), p)
+    mask = layout.weight_mask()
+    want = start * (1 - lr * wd * mask) - lr * grad
+    state, steps = _engine.init_state(flat, hyper)
+    _engine.epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout)
+    torch.testing.assert_close(flat, want, rtol=1e-5, atol=1e-6)

@@ -273,10 +273,12 @@ def _adam(w, m, v, g, opt):
 
 
 @njit(**_HOT)
-def _apply(p, st0, st1, lo, n, g, gi, decay, opt):
+def _apply(p, st0, st1, lo, n, g, gi, decay, keep, opt):
     """One optimizer step on ``p[lo:lo+n]`` with gradient ``g[gi:gi+n] + decay * p``.
 
-    adam: ``st0, st1`` are the first and second moments; sgd: ``st0`` is the velocity.
+    The step starts from ``keep * p`` (decoupled weight decay: ``keep = 1 - lr * wd`` for
+    weights, 1 for biases). adam: ``st0, st1`` are the first and second moments; sgd:
+    ``st0`` is the velocity.
     """
     lo, gi = _U(lo), _U(gi)
     # One loop per solver, not a branch inside one loop, so that each vectorises.
@@ -284,12 +286,12 @@ def _apply(p, st0, st1, lo, n, g, gi, decay, opt):
         for k in range(_U(n)):
             w = p[lo + k]
             p[lo + k], st0[lo + k], st1[lo + k] = _adam(
-                w, st0[lo + k], st1[lo + k], g[gi + k] + decay * w, opt
+                w * keep, st0[lo + k], st1[lo + k], g[gi + k] + decay * w, opt
             )
     else:
         for k in range(_U(n)):
             w = p[lo + k]
-            p[lo + k], st0[lo + k] = _sgd(w, st0[lo + k], g[gi + k] + decay * w, opt)
+            p[lo + k], st0[lo + k] = _sgd(w * keep, st0[lo + k], g[gi + k] + decay * w, opt)
 
 
 # ----------------------------------------------------------------------- forward
@@ -366,16 +368,18 @@ def _loss_delta(acts, oi, Y, r, n_out, loss, scale, d, di):
 
 # ---------------------------------------------------------------------- backward
 @njit(**_HOT)
-def _backward_update_layer(p, st0, st1, w0, b0, fi, fo, acts, ai, dbuf, cur, nxt, act, alpha, opt):
+def _backward_update_layer(
+    p, st0, st1, w0, b0, fi, fo, acts, ai, dbuf, cur, nxt, act, alpha, keep, opt
+):
     """Batch of one: backward through layer (w0, b0) and update it, one sweep per weight row.
 
     ``dbuf[cur:cur+fo]`` is dl/d(layer output), already scaled by sw / b. Writes dl/d(layer
     input, pre-activation) to ``dbuf[nxt:nxt+fi]``, from the weights *before* the update
     (the caller ignores it below the first layer). Gradients: ``a_i d_j + alpha W_ij`` for
-    ``W_ij``, ``d_j`` for ``b_j``.
+    ``W_ij``, ``d_j`` for ``b_j``; the weights' step starts from ``keep * W_ij``.
     """
     # The bias gradient is d itself; updating the bias first changes nothing below.
-    _apply(p, st0, st1, b0, fo, dbuf, cur, _ZERO, opt)
+    _apply(p, st0, st1, b0, fo, dbuf, cur, _ZERO, _ONE, opt)
     w0, ai, cur, nxt, fi, fo = _U(w0), _U(ai), _U(cur), _U(nxt), _U(fi), _U(fo)
     if fo == 1:
         # One output: the weight column is contiguous, so sweep it elementwise.
@@ -386,14 +390,14 @@ def _backward_update_layer(p, st0, st1, w0, b0, fi, fo, acts, ai, dbuf, cur, nxt
                 a = acts[ai + i]
                 dbuf[nxt + i] = w * d0 * _dact(a, act)
                 p[w0 + i], st0[w0 + i], st1[w0 + i] = _adam(
-                    w, st0[w0 + i], st1[w0 + i], a * d0 + alpha * w, opt
+                    w * keep, st0[w0 + i], st1[w0 + i], a * d0 + alpha * w, opt
                 )
         else:
             for i in range(fi):
                 w = p[w0 + i]
                 a = acts[ai + i]
                 dbuf[nxt + i] = w * d0 * _dact(a, act)
-                p[w0 + i], st0[w0 + i] = _sgd(w, st0[w0 + i], a * d0 + alpha * w, opt)
+                p[w0 + i], st0[w0 + i] = _sgd(w * keep, st0[w0 + i], a * d0 + alpha * w, opt)
     elif opt[0] == _ADAM:
         for i in range(fi):
             a = acts[ai + i]
@@ -404,7 +408,7 @@ def _backward_update_layer(p, st0, st1, w0, b0, fi, fo, acts, ai, dbuf, cur, nxt
                 dj = dbuf[cur + j]
                 s += w * dj
                 p[r + j], st0[r + j], st1[r + j] = _adam(
-                    w, st0[r + j], st1[r + j], a * dj + alpha * w, opt
+                    w * keep, st0[r + j], st1[r + j], a * dj + alpha * w, opt
                 )
             dbuf[nxt + i] = s * _dact(a, act)
     else:
@@ -416,7 +420,7 @@ def _backward_update_layer(p, st0, st1, w0, b0, fi, fo, acts, ai, dbuf, cur, nxt
                 w = p[r + j]
                 dj = dbuf[cur + j]
                 s += w * dj
-                p[r + j], st0[r + j] = _sgd(w, st0[r + j], a * dj + alpha * w, opt)
+                p[r + j], st0[r + j] = _sgd(w * keep, st0[r + j], a * dj + alpha * w, opt)
             dbuf[nxt + i] = s * _dact(a, act)
 
 
@@ -575,7 +579,7 @@ def _backward_rows4(p, gr, w0, b0, fi, fo, acts, ai, sa, dbuf, cur, nxt, sw, act
 @njit(**_HOT)
 def _member_epoch(
     p, st0, st1, t0, X, Y, sw, has_sw, rows, feats, has_feats, offs, sizes, aoff, act, loss,
-    alpha, bsz, opt, acts, dbuf, gr,
+    alpha, wd, bsz, opt, acts, dbuf, gr,
 ):
     """All steps of one member's epoch; returns (sum_i sw_i l_i over the epoch, new step count).
 
@@ -583,6 +587,7 @@ def _member_epoch(
     t0 : int, the member's step count before the epoch
     rows : (M,) int64, the member's sample order
     feats : (k,) int64, the member's feature subset (read only if has_feats)
+    alpha, wd : float32, the member's L2 strength and the decoupled weight decay
     acts : (>=A,) scratch: the activations of one row, the input first
     dbuf : (2 * W,) scratch, W >= max(sizes): dl/d(output) of the current layer and of
         the layer below, in alternating halves
@@ -614,6 +619,7 @@ def _member_epoch(
             tf = _f32(t)
             lr_t = lr * np.sqrt(_ONE - b2**tf) / (_ONE - b1**tf)
         step_opt = (solver, nesterov, lr, lr_t, mu, b1, b2, eps)
+        keep = _ONE - lr * wd  # decoupled weight decay of this step (1 without)
         if b == 1:
             r = rows[start]
             # ---- forward: acts = [x, h_1, ..., h_{L-1}, out]
@@ -638,7 +644,7 @@ def _member_epoch(
                 # The gradient is applied as it is computed.
                 _backward_update_layer(
                     p, st0, st1, offs[li, 0], offs[li, 1], sizes[li], sizes[li + 1], acts,
-                    aoff[li], dbuf, cur, nxt, act, alpha, step_opt,
+                    aoff[li], dbuf, cur, nxt, act, alpha, keep, step_opt,
                 )
                 cur = nxt
             continue
@@ -700,8 +706,8 @@ def _member_epoch(
             alpha_b = _f32(alpha / b)  # L2 gradient alpha * W / b, with b the actual length
             for li in range(L):
                 w0, b0, end = offs[li, 0], offs[li, 1], offs[li, 2]
-                _apply(p, st0, st1, w0, b0 - w0, gr, w0, alpha_b, step_opt)
-                _apply(p, st0, st1, b0, end - b0, gr, b0, _ZERO, step_opt)
+                _apply(p, st0, st1, w0, b0 - w0, gr, w0, alpha_b, keep, step_opt)
+                _apply(p, st0, st1, b0, end - b0, gr, b0, _ZERO, _ONE, step_opt)
             for k in range(P):
                 gr[k] = _ZERO
     return total, t
@@ -716,7 +722,7 @@ def _pad(n):
 @njit(parallel=True, cache=True)
 def _epoch_kernel(
     flat, state, steps, X, Y, sw, has_sw, order, feats, has_feats, offs, sizes, aoff, act, loss,
-    alphas, lrs, bsz, opt, acts, dbuf, gr, losses,
+    alphas, lrs, wd, bsz, opt, acts, dbuf, gr, losses,
 ):
     """Run one epoch of every member, members in parallel (see :func:`epoch_numba`).
 
@@ -732,7 +738,7 @@ def _epoch_kernel(
         lr = lrs[e]  # each member's own rate and L2 strength
         total, t = _member_epoch(
             flat[e], state[0, e], state[S - 1, e], steps[e], X, Y, sw, has_sw, order[e],
-            feats[e], has_feats, offs, sizes, aoff, act, loss, alphas[e], bsz,
+            feats[e], has_feats, offs, sizes, aoff, act, loss, alphas[e], wd, bsz,
             (solver, nesterov, lr, lr, mu, b1, b2, eps), acts[tid], dbuf[tid], gr[tid],
         )
         losses[e] = total / M
@@ -863,6 +869,7 @@ def epoch_numba(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features
             _LOSS[hyper.loss],
             _per_member(hyper.alpha if alpha is None else alpha, E),  # (E,) float32
             _per_member(lr, E),  # (E,) float32
+            _f32(hyper.weight_decay),
             int(hyper.batch_size),
             opt,
             acts,

@@ -183,7 +183,7 @@ def _dense_forward(a_ptr, w_ptr, b_ptr, K, N, NP: tl.constexpr, BK: tl.constexpr
 # fmt: off
 @_jit
 def _dense_backward(
-    a_ptr, mem, d, dprev_ptr, l2, opt, W0, B0, K, N, NP: tl.constexpr, BK: tl.constexpr,
+    a_ptr, mem, d, dprev_ptr, l2, keep, opt, W0, B0, K, N, NP: tl.constexpr, BK: tl.constexpr,
     HAS_PREV: tl.constexpr, ACT: tl.constexpr, FUSED: tl.constexpr,
     SOLVER: tl.constexpr, NESTEROV: tl.constexpr,
 ):
@@ -217,7 +217,8 @@ def _dense_backward(
                 v = tl.load(v_row + offs, mask=mask, other=0.0)
             else:
                 v = m
-            w, m, v = _optimizer_math(w, g, m, v, opt, SOLVER, NESTEROV)
+            # the step starts from keep * w: decoupled weight decay (keep = 1 - lr * wd)
+            w, m, v = _optimizer_math(w * keep, g, m, v, opt, SOLVER, NESTEROV)
             # Threads holding replicas of this block must all have read the old weights
             # (for the reduction above) before any thread overwrites them.
             tl.debug_barrier()
@@ -249,22 +250,28 @@ def _dense_backward(
 
 @_jit
 def _apply_accumulated(
-    mem, wmask_ptr, P, l2, opt, SOLVER: tl.constexpr, NESTEROV: tl.constexpr, BP: tl.constexpr
+    mem, wmask_ptr, P, l2, shrink, opt, SOLVER: tl.constexpr, NESTEROV: tl.constexpr,
+    BP: tl.constexpr,
 ):
-    """Take the optimizer step from the accumulated gradient row (+ L2 on weights); zero it."""
+    """Take the optimizer step from the accumulated gradient row (+ L2 on weights); zero it.
+
+    Weights step from ``(1 - shrink) * p`` (decoupled weight decay, ``shrink = lr * wd``).
+    """
     p_row, m_row, v_row, g_row = mem
     for p0 in range(0, P, BP):
         offs = p0 + tl.arange(0, BP)
         mask = offs < P
         p = tl.load(p_row + offs, mask=mask, other=0.0)
         g = tl.load(g_row + offs, mask=mask, other=0.0)
-        g = g + l2 * tl.load(wmask_ptr + offs, mask=mask, other=0.0) * p
+        wm = tl.load(wmask_ptr + offs, mask=mask, other=0.0)
+        g = g + l2 * wm * p
         m = tl.load(m_row + offs, mask=mask, other=0.0)
         if SOLVER == 0:
             v = tl.load(v_row + offs, mask=mask, other=0.0)
         else:
             v = m
-        p, m, v = _optimizer_math(p, g, m, v, opt, SOLVER, NESTEROV)
+        keep = tl.where(wm > 0.0, 1.0 - shrink, 1.0)  # biases are not decayed
+        p, m, v = _optimizer_math(p * keep, g, m, v, opt, SOLVER, NESTEROV)
         tl.store(p_row + offs, p, mask=mask)
         tl.store(m_row + offs, m, mask=mask)
         if SOLVER == 0:
@@ -310,7 +317,7 @@ def _epoch_kernel(
     flat_ptr, state_ptr, steps_ptr, grad_ptr, scratch_ptr, wmask_ptr, loss_ptr,
     x_ptr, y_ptr, sw_ptr, order_ptr, lr_ptr, alpha_ptr, sq_ptr, den_ptr,
     t_lo, E, M, P, n_steps,
-    beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu,
+    beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu, wd,
     # widths (HL: last hidden layer; unused layers have width 1)
     F, NOUT, H1, H2, H3, HL,
     # offsets in a member's flat row
@@ -359,6 +366,7 @@ def _epoch_kernel(
         else:
             lr_t = lr
         opt = (lr, lr_t, beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu)
+        keep = 1.0 - lr * wd  # decoupled weight decay of this step (1 without)
         for r in range(0, nb):
             row = tl.load(o_row + start + r)  # int64 row of X
             x_row = x_ptr + row * F
@@ -389,28 +397,28 @@ def _epoch_kernel(
             total += row_loss
             delta = delta * inv_b
             # ---- backward, output layer first; each layer leaves the delta below in scratch
-            _dense_backward(s_row + AL, mem, delta, s_row + DL, l2, opt,
+            _dense_backward(s_row + AL, mem, delta, s_row + DL, l2, keep, opt,
                             WO, BO, HL, NOUT, NOUTP, BK, True, ACT, FUSED, SOLVER, NESTEROV)
             tl.debug_barrier()
             if NH >= 3:
                 c3 = tl.arange(0, H3P)
                 d = tl.load(s_row + D3 + c3, mask=c3 < H3, other=0.0)
-                _dense_backward(s_row + A2, mem, d, s_row + D2, l2, opt,
+                _dense_backward(s_row + A2, mem, d, s_row + D2, l2, keep, opt,
                                 W3, B3, H2, H3, H3P, BK, True, ACT, FUSED, SOLVER, NESTEROV)
                 tl.debug_barrier()
             if NH >= 2:
                 c2 = tl.arange(0, H2P)
                 d = tl.load(s_row + D2 + c2, mask=c2 < H2, other=0.0)
-                _dense_backward(s_row + A1, mem, d, s_row + D1, l2, opt,
+                _dense_backward(s_row + A1, mem, d, s_row + D1, l2, keep, opt,
                                 W2, B2, H1, H2, H2P, BK, True, ACT, FUSED, SOLVER, NESTEROV)
                 tl.debug_barrier()
             c1 = tl.arange(0, H1P)
             d = tl.load(s_row + D1 + c1, mask=c1 < H1, other=0.0)
-            _dense_backward(x_row, mem, d, s_row, l2, opt,
+            _dense_backward(x_row, mem, d, s_row, l2, keep, opt,
                             W1, B1, F, H1, H1P, BK, False, ACT, FUSED, SOLVER, NESTEROV)
             tl.debug_barrier()  # next row / step reads the new weights and the scratch
         if not FUSED:
-            _apply_accumulated(mem, wmask_ptr, P, l2, opt, SOLVER, NESTEROV, BP)
+            _apply_accumulated(mem, wmask_ptr, P, l2, lr * wd, opt, SOLVER, NESTEROV, BP)
             tl.debug_barrier()
     tl.store(steps_ptr + e, t0 + n_steps)
     tl.store(loss_ptr + e, total / M)
@@ -615,7 +623,7 @@ def epoch_triton(
         t_lo, E, M, P, n_steps,
         float(hyper.beta_1), 1.0 - float(hyper.beta_1),
         float(hyper.beta_2), 1.0 - float(hyper.beta_2),
-        float(hyper.epsilon), float(hyper.momentum),
+        float(hyper.epsilon), float(hyper.momentum), float(hyper.weight_decay),
         F, n_out, hidden[0], hidden[1], hidden[2], hidden[nh - 1],
         w_off[0], b_off[0], w_off[1], b_off[1], w_off[2], b_off[2], offs[-1][0], offs[-1][1],
         a_off[0], a_off[1], a_off[2], a_off[nh - 1],
