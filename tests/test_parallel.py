@@ -402,7 +402,10 @@ def _dead(pid):
 def test_keyboard_interrupt_cancels_outstanding_chunks(regression_data, tmp_path):
     X, y = regression_data
     _Slow.pid_dir = str(tmp_path)
-    est = _Slow(**dict(SMALL, max_iter=10_000, tol=0.0), early_stopping=True, n_jobs=2)
+    # Patience as long as the fit: no member stops before the interrupt, however late it
+    # comes on a loaded machine (with the default patience the fit could end first).
+    est = _Slow(**dict(SMALL, max_iter=10_000, tol=0.0, n_iter_no_change=10_000),
+                early_stopping=True, n_jobs=2)
 
     def interrupt_when_both_run():
         deadline = time.monotonic() + 60
