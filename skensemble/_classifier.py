@@ -408,8 +408,8 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     engines (``"batched"``, ``"reference"``) agree to float32 rounding, because torch's
     batched matrix products round differently for different numbers of stacked members.
     If a worker raises or dies, or ``KeyboardInterrupt`` arrives, ``fit`` stops the
-    outstanding chunks (loky terminates its workers; Dask tasks are cancelled, and one
-    already running finishes unseen) and raises. A ``fit`` that raises leaves the
+    outstanding chunks (Dask tasks are cancelled, and one already running finishes
+    unseen; with loky, joblib may let the running chunks finish first) and raises. A ``fit`` that raises leaves the
     estimator as it was before the call; with ``n_jobs=1`` an interrupt instead stops
     training and keeps the weights learnt so far, as scikit-learn's MLP does.
 
