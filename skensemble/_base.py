@@ -102,6 +102,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "member_params": [None, StrOptions({"auto"}), dict],
         "plateau_decays": [Interval(Integral, 0, None, closed="left")],
+        "prune": [None, StrOptions({"halving"})],
         "early_stopping": [StrOptions({"auto"}), "boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="both")],
@@ -156,6 +157,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         tol=1e-4,
         n_iter_no_change=10,
         plateau_decays=0,
+        prune=None,
         early_stopping="auto",
         validation_fraction=0.1,
         momentum=0.9,
@@ -198,6 +200,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
         self.plateau_decays = plateau_decays
+        self.prune = prune
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.momentum = momentum
@@ -294,7 +297,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             shuffle=bool(self.shuffle), tol=float(self.tol),
             n_iter_no_change=int(self.n_iter_no_change), stop=stop, t_start=int(t_start),
             engine=self.engine, verbose=self.verbose,
-            plateau_decays=int(self.plateau_decays),
+            plateau_decays=int(self.plateau_decays), prune=self.prune == "halving",
         )
 
     def _validate_fit_data(self, X, y, sample_weight, reset):
@@ -398,6 +401,11 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         X, y, sw = self._validate_fit_data(X, y, sample_weight, reset=True)
         plan = self._plan(*X.shape)
         self._check_selection(plan)
+        if self.prune is not None and not self._early_stopping(plan.n_samples):
+            raise ValueError(
+                f"prune={self.prune!r} stops members by their validation loss, but this fit "
+                "does not validate (early_stopping resolved to False). Set "
+                "early_stopping=True (or 'auto' with enough rows), or prune=None.")
         rng = check_random_state(self.random_state)
         seeds = _sampling.draw_seeds(rng, self.n_estimators)
         order_seed = int(rng.randint(_sampling.MAX_SEED))
@@ -577,6 +585,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             val_loss=getattr(self, "validation_loss_curve_", None),
             val_score=getattr(self, "validation_scores_", None),
             best=getattr(self, "best_validation_loss_", None),
+            stop_reason=getattr(self, "stop_reason_", None),
         )
 
     def _set_history(self, history, n_draw):
@@ -587,7 +596,8 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         self.fit_time_ = history.seconds
         for name, value in (("validation_loss_curve_", history.val_loss),
                             ("validation_scores_", history.val_score),
-                            ("best_validation_loss_", history.best)):
+                            ("best_validation_loss_", history.best),
+                            ("stop_reason_", history.stop_reason)):
             if value is None:
                 self.__dict__.pop(name, None)  # no stale curves from an earlier fit
             else:

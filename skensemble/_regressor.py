@@ -100,6 +100,15 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         Not used with ``solver="sgd", learning_rate="adaptive"``, whose own rule
         divides the rate by 5 on a plateau.
 
+    prune : {None, "halving"}, default=None
+        ``"halving"``: successive halving during training. At epochs
+        ``n_iter_no_change``, twice that, four times that and so on, the members still
+        training whose best validation loss is in the worse half stop there (keeping
+        their best weights), so the epochs go to the promising ones; meant for
+        ``member_params``. Members compete within their training group (one per
+        architecture on the CPU, per depth on CUDA) and, with ``n_jobs``, within their
+        chunk. ``stop_reason_`` records ``"pruned"``. Needs early stopping.
+
     early_stopping : bool or "auto", default="auto"
         Whether each member stops on its own validation loss and ends with its best
         weights. ``"auto"`` stops when each member's validation set would hold at least
@@ -289,6 +298,11 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         every member without ``ensemble_selection`` (and after ``partial_fit``).
         ``predict_members`` returns all members, unweighted.
 
+    stop_reason_ : ndarray of shape (n_estimators,), dtype=object
+        Why each member stopped training in ``fit``: ``"no improvement"`` (its stopping
+        criterion ran out of patience), ``"pruned"`` (``prune``), ``"max_iter"`` or
+        ``"interrupted"``; the epoch is in ``n_iter_per_member_``.
+
     member_params_ : list of dict
         With ``member_params``: the values each member drew, in member order.
 
@@ -396,9 +410,10 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     batched matrix products round differently for different numbers of stacked members.
     If a worker raises or dies, or ``KeyboardInterrupt`` arrives, ``fit`` stops the
     outstanding chunks (Dask tasks are cancelled, and one already running finishes
-    unseen; with loky, joblib may let the running chunks finish first) and raises. A ``fit`` that raises leaves the
-    estimator as it was before the call; with ``n_jobs=1`` an interrupt instead stops
-    training and keeps the weights learnt so far, as scikit-learn's MLP does.
+    unseen; with loky, joblib may let the running chunks finish first) and raises. A
+    ``fit`` that raises leaves the estimator as it was before the call; with
+    ``n_jobs=1`` an interrupt instead stops training and keeps the weights learnt so
+    far, as scikit-learn's MLP does.
 
     References
     ----------

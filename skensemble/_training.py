@@ -172,6 +172,8 @@ class Config:
 
     ``stop=False`` runs exactly ``max_iter`` epochs with no stopping (``partial_fit``);
     ``t_start`` is the number of rows seen before (``"invscaling"`` continues from it).
+    ``prune``: successive halving at epochs ``n_iter_no_change * 2**k``: the members still
+    training whose best validation loss is worse than that of the better half stop.
     ``plateau_decays``: times a member whose stopping criterion ran out of patience has
     its rate multiplied by ``plateau_factor`` and goes back to its best weights (when it
     validates) instead of stopping (any solver; sgd's ``"adaptive"`` schedule aside).
@@ -190,6 +192,7 @@ class Config:
     verbose: int = 0
     plateau_decays: int = 0
     plateau_factor: float = 0.1
+    prune: bool = False
 
 
 @dataclass
@@ -247,6 +250,9 @@ class History:
     val_loss, val_score : ndarray (T, E) or None
     best : ndarray (E,) or None
         Each member's best validation loss.
+    stop_reason : ndarray (E,) of str or None
+        Why each member stopped: ``"no improvement"`` (patience ran out), ``"pruned"``
+        (``prune``), ``"max_iter"`` or ``"interrupted"``.
     """
 
     loss: np.ndarray
@@ -256,6 +262,7 @@ class History:
     val_loss: np.ndarray = None
     val_score: np.ndarray = None
     best: np.ndarray = None
+    stop_reason: np.ndarray = None
 
     @classmethod
     def combine(cls, parts, n_members):
@@ -270,9 +277,13 @@ class History:
             out.val_loss = np.full((T, n_members), np.nan)
             out.val_score = np.full((T, n_members), np.nan)
             out.best = np.full(n_members, np.nan)
+        if all(h.stop_reason is not None for _, h in parts):
+            out.stop_reason = np.empty(n_members, dtype=object)
         for loc, h in parts:
             out.loss[: h.loss.shape[0], loc] = h.loss
             out.n_iter[loc] = h.n_iter
+            if out.stop_reason is not None:
+                out.stop_reason[loc] = h.stop_reason
             if has_val:
                 out.val_loss[: h.val_loss.shape[0], loc] = h.val_loss
                 out.val_score[: h.val_score.shape[0], loc] = h.val_score
@@ -304,7 +315,10 @@ class History:
         best = None
         if earlier.best is not None and self.best is not None:
             best = np.concatenate([earlier.best, self.best])
-        return replace(self, loss=pad(earlier.loss, self.loss),
+        reason = None
+        if earlier.stop_reason is not None and self.stop_reason is not None:
+            reason = np.concatenate([earlier.stop_reason, self.stop_reason])
+        return replace(self, stop_reason=reason, loss=pad(earlier.loss, self.loss),
                        n_iter=np.concatenate([earlier.n_iter, self.n_iter]),
                        val_loss=pad(earlier.val_loss, self.val_loss),
                        val_score=pad(earlier.val_score, self.val_score), best=best)
@@ -577,6 +591,8 @@ def _loop(flat, state, steps, lr, t, val, rows, gens, hyper, layout, engine, epo
     best = np.full(E, np.inf)
     no_improve = np.zeros(E, dtype=np.int64)
     n_decays = np.zeros(E, dtype=np.int64)
+    reason = np.full(E, "max_iter", dtype=object)
+    checkpoint = max(1, config.n_iter_no_change)  # next successive-halving epoch
     best_flat = flat.clone() if val is not None else None
     losses, val_losses, val_scores = [], [], []
     M = rows.shape[1]
@@ -650,7 +666,13 @@ def _loop(flat, state, steps, lr, t, val, rows, gens, hyper, layout, engine, epo
                         if val is not None:  # on from the best weights, at the lower rate
                             back = torch.from_numpy(np.flatnonzero(decay)).to(device)
                             flat[back] = best_flat[back]
+                reason[patience_out] = "no improvement"
                 active &= ~patience_out
+                if config.prune and val is not None and epoch + 1 == checkpoint:
+                    checkpoint *= 2
+                    pruned = _halving(active, best)
+                    reason[pruned] = "pruned"
+                    active &= ~pruned
             bar.update(float(np.nanmean(loss_np)), int(active.sum()), E,
                        None if val is None else float(np.nanmean(val_losses[-1])))
             if not active.any():
@@ -669,14 +691,30 @@ def _loop(flat, state, steps, lr, t, val, rows, gens, hyper, layout, engine, epo
     if val is not None:
         flat.copy_(best_flat)  # every member ends with its best-validation weights
     if interrupted:
+        reason[active] = "interrupted"
         active[:] = False  # do not also warn about convergence
     history = History(loss=np.asarray(losses).reshape(-1, E), n_iter=n_iter,
-                      unconverged=int(active.sum()))
+                      unconverged=int(active.sum()), stop_reason=reason)
     if val is not None:
         history.val_loss = np.asarray(val_losses).reshape(-1, E)
         history.val_score = np.asarray(val_scores).reshape(-1, E)
         history.best = best
     return history
+
+
+def _halving(active, best):
+    """Members to stop at a successive-halving checkpoint: the worse half of ``active``.
+
+    Ranked by best validation loss so far (ties: the earlier member ranks first); the
+    better ``ceil(n / 2)`` of the ``n`` active members go on. Fewer than 2: none stops.
+    """
+    idx = np.flatnonzero(active)
+    out = np.zeros(active.shape, dtype=bool)
+    if idx.size < 2:
+        return out
+    ranked = idx[np.argsort(best[idx], kind="stable")]
+    out[ranked[-(idx.size // 2):]] = True
+    return out
 
 
 def _epoch_subset(epoch_fn, members, flat, state, steps, t, order, order_device, lr, hyper,
