@@ -577,6 +577,17 @@ def member_lr(lr, flat):
     return lr if lr.dim() == 0 else lr.reshape(-1, 1)
 
 
+def per_member(value, E, device=None):
+    """A float or ``(E,)`` values as a contiguous float32 tensor ``(E,)``.
+
+    Each value is rounded to float32 once, as the engines' scalars are; the compiled
+    kernels read rates and L2 strengths per member from it.
+    """
+    out = np.empty(E, np.float32)
+    out[:] = np.asarray(value, dtype=np.float64).astype(np.float32)
+    return torch.from_numpy(out) if device is None else torch.from_numpy(out).to(device)
+
+
 def member_alpha(alpha, flat):
     """Per-member L2 strengths as a device tensor ``(E,)``, or None (``hyper.alpha``)."""
     if alpha is None:

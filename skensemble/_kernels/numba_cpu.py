@@ -106,6 +106,8 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from .. import _engine
+
 
 # ----------------------------------------------------------------- threading layer
 def _start_threading_layer():
@@ -745,13 +747,6 @@ def _epoch_kernel(
         steps[e] = t
 
 
-def _per_member(value, E):
-    """A float or ``(E,)`` values as a float32 array ``(E,)`` (each rounded as ``_f32``)."""
-    out = np.empty(E, np.float32)
-    out[:] = np.asarray(value, dtype=np.float64).astype(np.float32)
-    return out
-
-
 def _as_array(t, dtype):
     """C-contiguous numpy array of CPU tensor ``t`` (a view unless a copy is needed)."""
     return np.ascontiguousarray(t.detach().numpy(), dtype=dtype)
@@ -867,8 +862,8 @@ def epoch_numba(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features
             aoff,
             _ACT[hyper.activation],
             _LOSS[hyper.loss],
-            _per_member(hyper.alpha if alpha is None else alpha, E),  # (E,) float32
-            _per_member(lr, E),  # (E,) float32
+            _engine.per_member(hyper.alpha if alpha is None else alpha, E).numpy(),  # (E,)
+            _engine.per_member(lr, E).numpy(),  # (E,) float32
             _f32(hyper.weight_decay),
             int(hyper.batch_size),
             opt,

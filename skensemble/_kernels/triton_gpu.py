@@ -48,9 +48,9 @@ O outputs (``NOUT`` in the kernel), P parameters per member, S optimizer slots (
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
+from .. import _engine
 from .._engine import ACTIVATIONS, LOSSES, SOLVERS
 
 try:  # optional dependency: without triton this module imports and supports() says no
@@ -505,13 +505,6 @@ def auto_prefers(hyper, layout):
     return hyper.batch_size <= limit
 
 
-def _per_member(value, E, device):
-    """A float or ``(E,)`` values as a contiguous float32 device tensor ``(E,)``."""
-    out = np.empty(E, np.float32)
-    out[:] = np.asarray(value, dtype=np.float64).astype(np.float32)
-    return torch.from_numpy(out).to(device)
-
-
 def _require(t, name, dtype):
     if t.dtype != dtype or not t.is_contiguous():
         raise ValueError(
@@ -610,8 +603,8 @@ def epoch_triton(
         den = 1 - hyper.beta_1**t  # (T,)
     else:
         t_lo, sq, den = 0, flat, flat  # not read by sgd
-    lrs = _per_member(lr, E, dev)  # (E,) float32
-    alphas = _per_member(hyper.alpha if alpha is None else alpha, E, dev)  # (E,) float32
+    lrs = _engine.per_member(lr, E, dev)  # (E,) float32
+    alphas = _engine.per_member(hyper.alpha if alpha is None else alpha, E, dev)  # (E,)
     loss = torch.empty(E, dtype=torch.float32, device=dev)
     compiled = compile_time_arguments(hyper, layout, block_k=_block_k)
     compiled.update(HAS_SW=sw is not None, enable_fp_fusion=True)
