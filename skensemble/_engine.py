@@ -213,8 +213,12 @@ def forward(flat, layout, X, activation, features=None):
     -------
     Tensor (E, B, O)
     """
-    layers = layout.views(flat)
     E = flat.shape[0]
+    if E == 1 and flat.device.type == "cpu":  # as the first of two (see _as_pair)
+        twin = None if features is None else torch.cat([features, features])
+        x2 = torch.cat([X, X]) if X.dim() == 3 else X
+        return forward(torch.cat([flat, flat]), layout, x2, activation, twin)[:1]
+    layers = layout.views(flat)
     if X.dim() == 3:
         h = X
     elif features is None:
@@ -333,6 +337,9 @@ def epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout, feat
     Tensor (E,): per-member mean training loss over the epoch (data term only).
     """
     E, M = order.shape
+    if E == 1 and flat.device.type == "cpu":
+        return _as_pair(epoch_reference, flat, state, steps, X, Y, sw, order, lr, hyper,
+                        layout, features, alpha)
     mask = layout.weight_mask(flat.device)  # (P,)
     alpha = hyper.alpha if alpha is None else member_alpha(alpha, flat)  # float or (E,)
     total = torch.zeros(E, dtype=flat.dtype, device=flat.device)
@@ -355,6 +362,30 @@ def epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout, feat
             decay_weights(flat, layout, lr, hyper)
         apply_update(flat, grad, state, steps, lr, hyper)
     return total / M
+
+
+def _as_pair(epoch, flat, state, steps, X, Y, sw, order, lr, hyper, layout, features, alpha):
+    """Train one CPU member as the first of two identical members, so it rounds as in a group.
+
+    With one member, torch's CPU products take other BLAS routines than with several (a
+    matrix-vector product where the output layer has one unit), which round differently:
+    a member would then not train bit for bit the same alone (a chunk of ``n_jobs``, a
+    group of one architecture) as among others. The twin costs one member's arithmetic.
+    """
+    def pair(t):
+        return None if t is None else torch.cat([t, t])
+
+    def rates(v):  # a float stays one; one value per member becomes two
+        return v if v is None or np.ndim(v) == 0 else np.repeat(np.asarray(v), 2)
+
+    f2, st2 = pair(flat), torch.cat([state, state], dim=1)
+    steps2 = pair(steps)
+    losses = epoch(f2, st2, steps2, X, Y, sw, pair(order), rates(lr), hyper, layout,
+                   pair(features), rates(alpha))
+    flat.copy_(f2[:1])
+    state.copy_(st2[:, :1])
+    steps.copy_(steps2[:1])
+    return losses[:1]
 
 
 def _batched_step(flat, grad, state, steps, X, Y, sw, idx, lr, hyper, layout, total, features,
@@ -410,6 +441,9 @@ def epoch_batched(flat, state, steps, X, Y, sw, order, lr, hyper, layout, featur
     one preallocated ``(E, P)`` buffer.
     """
     E, M = order.shape
+    if E == 1 and flat.device.type == "cpu":
+        return _as_pair(epoch_batched, flat, state, steps, X, Y, sw, order, lr, hyper,
+                        layout, features, alpha)
     grad = torch.empty_like(flat)  # (E, P)
     total = torch.zeros(E, dtype=flat.dtype, device=flat.device)
     lr = member_lr(lr, flat)  # once per epoch
