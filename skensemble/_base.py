@@ -14,6 +14,7 @@ in :mod:`._mothernets`, device/engine/thread choices in :mod:`._dispatch`.
 
 import functools
 from abc import ABCMeta, abstractmethod
+from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
@@ -45,6 +46,14 @@ _FLOAT = (np.float64, np.float32)
 # batch_size="auto": small enough for the member-major kernels (_dispatch.MEMBER_MAJOR_MAX_BATCH)
 # and, on the tuning half of benchmarks/bench_quality.py, better than 200 (the MLP's).
 AUTO_BATCH = 64
+
+
+def _member_values(params, name, members=None):
+    """The values of ``name`` that members drew (list, of ``members`` only), or None."""
+    if params is None or name not in params[0]:
+        return None
+    members = range(len(params)) if members is None else members
+    return [params[int(e)][name] for e in members]
 
 
 def _apply_member_params(groups, params):
@@ -400,7 +409,6 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         warm = self.warm_start and hasattr(self, "_groups")
         X, y, sw = self._validate_fit_data(X, y, sample_weight, reset=True)
         plan = self._plan(*X.shape)
-        self._check_selection(plan)
         if self.prune is not None and not self._early_stopping(plan.n_samples):
             raise ValueError(
                 f"prune={self.prune!r} stops members by their validation loss, but this fit "
@@ -410,6 +418,10 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         seeds = _sampling.draw_seeds(rng, self.n_estimators)
         order_seed = int(rng.randint(_sampling.MAX_SEED))
         params = self._draw_member_params(seeds, warm)  # None, or one dict per member
+        n_draws = self._draw_counts(params, plan)  # each member's rows, or None
+        if n_draws is not None:
+            plan = replace(plan, n_draw=int(n_draws.max()))
+        self._check_selection(plan, n_draws)
         archs = _hetero.member_architectures(self.hidden_layer_sizes, self.n_estimators)
         if params is not None and "hidden_layer_sizes" in params[0]:
             archs = [p["hidden_layer_sizes"] for p in params]
@@ -426,13 +438,15 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         resume = warm and self.n_estimators == n_old
         train = np.arange(n_old if warm and not resume else 0, self.n_estimators)
         rows, held, feats = _sampling.member_samples(
-            seeds[train], plan, sw if plan.bootstrap else None, stratify)
+            seeds[train], plan, sw if plan.bootstrap else None, stratify,
+            None if n_draws is None else n_draws[train])
         feats = None if plan.all_features else feats
         if resume:  # same weights, new optimizer (a changed solver or rate takes effect)
             groups = [g.restarted() for g in self._groups]
         else:
             groups = self._new_groups(Xs, Y, sw, stratify, [archs[e] for e in train],
-                                      seeds[train], train, plan)
+                                      seeds[train], train, plan,
+                                      _member_values(params, "activation", train))
         _apply_member_params(groups, params)
         groups, history = self._train_groups(groups, Xs, Y, sw, plan, train, rows, held,
                                              self._input.columns(feats),
@@ -478,6 +492,14 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             drawn[:keep] = [dict(p) for p in old[:keep]]
         return drawn
 
+    def _draw_counts(self, params, plan):
+        """Each member's own number of rows (``member_params['max_samples']``), or None."""
+        counts = _member_values(params, "max_samples")
+        if counts is None:
+            return None
+        return np.array([self._count(v, plan.n_pool, "member_params['max_samples']")
+                         for v in counts], dtype=np.int64)
+
     def _set_member_params(self, params):
         """``member_params_``: each member's drawn values (absent without member_params)."""
         if params is None:
@@ -504,14 +526,20 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             raise ValueError("warm_start=True cannot change max_features or bootstrap_features.")
         return n_old
 
-    def _new_groups(self, Xs, Y, sw, stratify, archs, seeds, positions, plan):
+    def _new_groups(self, Xs, Y, sw, stratify, archs, seeds, positions, plan, acts=None):
         """Initial groups of new members, shared by fit, warm start and partial_fit.
 
         Random initialisation from each member's seed, or (``init="mothernet"``) hatched
         from MotherNets trained on ``Xs``; members of equal depth share one group.
+        ``acts``: each member's own activation (``member_params``), or None.
         """
         n_out = Y.shape[1]
         n_in = self._input.n_inputs(None if plan.all_features else plan.n_feat)
+        if self.init == "mothernet" and acts is not None:
+            raise ValueError(
+                "init='mothernet' grows every member from a MotherNet of the estimator's "
+                "activation, so members cannot draw their own: remove 'activation' from "
+                "member_params, or use init='random'.")
         if self.init == "mothernet":
             if not plan.all_features:
                 raise ValueError(
@@ -532,9 +560,9 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             self.mothernet_fit_time_ = hatching.fit_time
         else:
             rows = _training.random_rows(archs, [_sampling.init_seed(s) for s in seeds],
-                                         n_in, n_out, self.activation)
+                                         n_in, n_out, acts or self.activation)
         return _training.make_groups(rows, archs, positions, n_in, n_out, self.activation,
-                                     pad=self._pad_groups())
+                                     pad=self._pad_groups(), activations=acts)
 
     def _pad_groups(self):
         """Whether members of one depth but different widths share one padded group.
@@ -640,7 +668,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             feats = _sampling.member_samples(self._seeds, plan)[2]  # features: fixed now
             self._features = None if plan.all_features else feats
             self._groups = self._new_groups(Xs, Y, sw, None, archs, self._seeds, np.arange(E),
-                                            plan)
+                                            plan, _member_values(params, "activation"))
             _apply_member_params(self._groups, params)
             self._set_member_params(params)
             self.hidden_layer_sizes_ = archs
@@ -652,7 +680,11 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             self.t_ = 0
         self._partial_calls += 1
         seeds = _sampling.call_seeds(self._seeds, self._partial_calls)  # this call's rows
-        rows, _, _ = _sampling.member_samples(seeds, plan, sw if plan.bootstrap else None)
+        n_draws = self._draw_counts(getattr(self, "member_params_", None), plan)
+        if n_draws is not None:
+            plan = replace(plan, n_draw=int(n_draws.max()))
+        rows, _, _ = _sampling.member_samples(seeds, plan, sw if plan.bootstrap else None,
+                                              None, n_draws)
         self._groups, history = self._train_groups(
             self._groups, Xs, Y, sw, plan, np.arange(E), rows, None,
             self._input.columns(self._features),
@@ -700,15 +732,19 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             "ensemble_selection=None."
         )
 
-    def _check_selection(self, plan):
-        """Raise before training when ``ensemble_selection`` would find no validation row."""
+    def _check_selection(self, plan, n_draws=None):
+        """Raise before training when ``ensemble_selection`` would find no validation row.
+
+        ``n_draws``: each member's own number of rows, or None (``plan.n_draw``).
+        """
         if isinstance(self.ensemble_selection, bool):  # an Integral to the constraints
             raise ValueError(
                 f"ensemble_selection={self.ensemble_selection} is ambiguous: pass the number "
                 "of selection rounds (e.g. 50), or None for no selection."
             )
         if (self.ensemble_selection is not None and plan.holdout is None
-                and not plan.bootstrap and plan.n_draw >= plan.n_samples):
+                and not plan.bootstrap
+                and (plan.n_draw if n_draws is None else n_draws.min()) >= plan.n_samples):
             raise self._no_validation_rows(
                 "no member has any: each trains on every row and holds none out")
 

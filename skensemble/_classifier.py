@@ -208,18 +208,23 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
 
     member_params : None, "auto" or dict, default=None
         Hyperparameters each member draws for itself, like ``RandomizedSearchCV``'s
-        ``param_distributions``: a dict mapping ``"learning_rate_init"``, ``"alpha"``
-        or ``"hidden_layer_sizes"`` to a list of values (one drawn uniformly) or a
-        ``scipy.stats`` distribution (one value drawn with its ``rvs``). Each member
-        draws from its own seed, so a warm start that adds members draws what one fit
-        of all of them would. Members that differ only in rates and L2 strengths train
-        as one stacked computation with per-member vectors in the optimizer; members of
-        different depths train in one group per depth. The values override the
-        estimator's ``learning_rate_init``, ``alpha`` and ``hidden_layer_sizes``.
-        ``"auto"``: log-uniform ``learning_rate_init`` in [3e-4, 3e-3] and ``alpha`` in
-        [1e-6, 1e-2], and ``hidden_layer_sizes`` from (64,), (128,), (256,), (64, 64),
-        (128, 128). Combine with ``ensemble_selection`` to keep the members that do
-        well. None: every member uses the estimator's values.
+        ``param_distributions``: a dict mapping ``"learning_rate_init"``, ``"alpha"``,
+        ``"hidden_layer_sizes"``, ``"activation"`` or ``"max_samples"`` to a list of
+        values (one drawn uniformly) or a ``scipy.stats`` distribution (one value drawn
+        with its ``rvs``). Each member draws from its own seed, so a warm start that
+        adds members draws what one fit of all of them would. Members that differ only
+        in rates, L2 strengths or ``max_samples`` train as one stacked computation with
+        per-member vectors in the optimizer; members of different depths (of different
+        architectures on the CPU) or activations train as separate groups. A member's
+        ``max_samples`` is its own number of rows; a member that draws fewer rows than
+        the largest passes over them more than once per epoch (its rows repeated), so
+        that every member takes the same steps per epoch. The values override the
+        estimator's parameters of those names. ``"auto"``: log-uniform
+        ``learning_rate_init`` in [3e-4, 3e-3] and ``alpha`` in [1e-6, 1e-2], and
+        ``hidden_layer_sizes`` from (64,), (128,), (256,), (64, 64), (128, 128).
+        Combine with ``ensemble_selection`` to keep the members that do well. With
+        ``init="mothernet"`` members cannot draw ``"activation"``. None: every member
+        uses the estimator's values.
 
     warm_start : bool, default=False
         When True and ``n_estimators`` has been raised, ``fit`` trains only the new

@@ -44,6 +44,7 @@ class EnsembleModule(nn.Module):
                  weights=None):
         super().__init__()
         self.layouts = [g.layout for g in groups]
+        self.activations = [g.activation or activation for g in groups]  # each group's own
         for k, g in enumerate(groups):
             self.register_buffer(f"g{k}_flat", torch.as_tensor(g.flat, dtype=torch.float32))
             if features is not None:
@@ -72,7 +73,8 @@ class EnsembleModule(nn.Module):
         """Ensemble output for ``X (n, F)``."""
         Xs = _scaling.transform(X, {n: getattr(self, f"x_{n}") for n in self.input_names})
         groups = [(getattr(self, f"g{k}_flat"), layout,
-                   getattr(self, f"g{k}_features") if self.has_features else None)
+                   getattr(self, f"g{k}_features") if self.has_features else None,
+                   self.activations[k])
                   for k, layout in enumerate(self.layouts)]
         # the same forward pass as the estimator's predict
         out = _predict.forward_members(groups, Xs, self.activation,

@@ -35,6 +35,8 @@ class Group:
         Each member's current learning rate (the adaptive schedule lowers it).
     alpha : ndarray (E,) float64 or None
         Each member's own L2 strength (``member_params``); None: the estimator's alpha.
+    activation : str or None
+        The group's own activation (``member_params``); None: the estimator's.
     """
 
     members: np.ndarray
@@ -44,6 +46,7 @@ class Group:
     steps: np.ndarray = None
     lr: np.ndarray = None
     alpha: np.ndarray = None
+    activation: str = None
 
     @property
     def layout(self):
@@ -52,7 +55,8 @@ class Group:
 
     def restarted(self):
         """The same weights with a new optimizer (a resumed fit, like scikit-learn's MLP)."""
-        return Group(self.members, self.sizes, self.flat, alpha=self.alpha)
+        return Group(self.members, self.sizes, self.flat, alpha=self.alpha,
+                     activation=self.activation)
 
     def member_row(self, member, sizes):
         """Flat parameters ``(P_e,)`` of ``member`` at its own layout ``sizes``, or None."""
@@ -63,20 +67,26 @@ class Group:
 
 
 def random_rows(archs, init_seeds, n_in, n_out, activation):
-    """Glorot initial parameters of each member at its own layout: list of ``(P_e,)`` arrays."""
+    """Glorot initial parameters of each member at its own layout: list of ``(P_e,)`` arrays.
+
+    ``activation``: one for all members, or a list of each member's own.
+    """
+    acts = [activation] * len(archs) if isinstance(activation, str) else activation
     return [
-        _engine.init_parameters(_engine.Layout((n_in, *arch, n_out)), [seed], activation)[0]
+        _engine.init_parameters(_engine.Layout((n_in, *arch, n_out)), [seed], act)[0]
         .numpy()
-        for arch, seed in zip(archs, init_seeds)  # set-up: one small draw per member
+        for arch, seed, act in zip(archs, init_seeds, acts)  # set-up: a small draw each
     ]
 
 
-def make_groups(rows, archs, positions, n_in, n_out, activation, pad=True):
+def make_groups(rows, archs, positions, n_in, n_out, activation, pad=True, activations=None):
     """Groups of members of equal depth, each padded to its widest member (``pad``).
 
     With ``pad=False`` one group per exact architecture instead: nothing is computed for
     padding units, at the price of one epoch loop per architecture (the CPU's choice,
     where a member-major kernel gains nothing from stacking members of other widths).
+    With ``activations`` (each member's own, ``member_params``) members of different
+    activations never share a group, and each group records its own.
 
     Parameters
     ----------
@@ -93,13 +103,20 @@ def make_groups(rows, archs, positions, n_in, n_out, activation, pad=True):
     """
     groups = []
     grouping = _hetero.group_by_depth if pad else _hetero.group_by_architecture
-    for local, widths in grouping(archs):
-        sizes = (n_in, *widths, n_out)
-        flat = np.concatenate([
-            _hetero.pad_rows(rows[i][None], (n_in, *archs[i], n_out), sizes, activation)
-            for i in local
-        ])
-        groups.append(Group(members=np.asarray(positions)[local], sizes=sizes, flat=flat))
+    kinds = [None] if activations is None else list(dict.fromkeys(activations))
+    for kind in kinds:  # first-seen order of the activations: one pass without them
+        act = activation if kind is None else kind
+        idx = (np.arange(len(archs)) if kind is None
+               else np.flatnonzero(np.asarray(activations, dtype=object) == kind))
+        for local, widths in grouping([archs[i] for i in idx]):
+            local = idx[np.asarray(local)]
+            sizes = (n_in, *widths, n_out)
+            flat = np.concatenate([
+                _hetero.pad_rows(rows[i][None], (n_in, *archs[i], n_out), sizes, act)
+                for i in local
+            ])
+            groups.append(Group(members=np.asarray(positions)[local], sizes=sizes, flat=flat,
+                                activation=kind))
     return groups
 
 
@@ -110,17 +127,19 @@ def merge_groups(old, new, activation, pad=True):
     """
     groups = [replace(g) for g in old]
     for g in new:
-        same = [o for o in groups
-                if (len(o.sizes) == len(g.sizes) if pad else o.sizes == g.sizes)]
+        same = [o for o in groups if o.activation == g.activation
+                and (len(o.sizes) == len(g.sizes) if pad else o.sizes == g.sizes)]
         if not same:
             groups.append(g)
             continue
         o = same[0]
         sizes = tuple(max(a, b) for a, b in zip(o.sizes, g.sizes))
 
+        act = o.activation or activation
+
         def widen(grp):
-            flat = _hetero.pad_rows(grp.flat, grp.sizes, sizes, activation)
-            state = np.stack([_hetero.pad_rows(s, grp.sizes, sizes, activation, False)
+            flat = _hetero.pad_rows(grp.flat, grp.sizes, sizes, act)
+            state = np.stack([_hetero.pad_rows(s, grp.sizes, sizes, act, False)
                               for s in grp.opt_state])  # (S, E, P_padded)
             return flat, state
 

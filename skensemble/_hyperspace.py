@@ -5,7 +5,8 @@ values do not depend on how many members there are or which others exist: a warm
 that adds members draws exactly what a fit of all of them at once would have drawn.
 
 Must not train or touch training state; :mod:`._base` applies the drawn values (rates
-and L2 strengths as per-member vectors of one stacked group, architectures as groups).
+and L2 strengths as per-member vectors of one stacked group, architectures and
+activations as groups, row counts as each member's own sample).
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ SUPPORTED = {
     "learning_rate_init": "a float >= 0",
     "alpha": "a float >= 0",
     "hidden_layer_sizes": "a tuple of positive ints (or one int)",
+    "activation": "one of 'identity', 'logistic', 'tanh', 'relu'",
+    "max_samples": "a float in (0, 1] or an int >= 1 (rows each member draws)",
 }
+
+#: Values that set a member's structure: members that differ in them train apart.
+STRUCTURAL = ("hidden_layer_sizes", "activation")
 
 
 def auto_space():
@@ -71,7 +77,20 @@ def resolve(member_params):
 
 
 def _check_value(name, value):
-    """``value`` in its canonical form (float, or tuple of ints), or ValueError."""
+    """``value`` in its canonical form (float, int, str or tuple of ints), or ValueError."""
+    if name == "activation":
+        if value not in ("identity", "logistic", "tanh", "relu"):
+            raise ValueError(f"member_params['activation'] drew {value!r}; it must be "
+                             f"{SUPPORTED[name]}.")
+        return str(value)
+    if name == "max_samples":
+        if isinstance(value, Integral) and not isinstance(value, bool) and value >= 1:
+            return int(value)
+        if (isinstance(value, Real) and not isinstance(value, (bool, Integral))
+                and 0 < value <= 1):
+            return float(value)
+        raise ValueError(f"member_params['max_samples'] drew {value!r}; it must be "
+                         f"{SUPPORTED[name]}.")
     if name == "hidden_layer_sizes":
         sizes = (value,) if isinstance(value, Integral) else value
         try:

@@ -28,12 +28,18 @@ class FittedMembers:
         return _sampling.member_samples(
             self._seeds, self._plan_,
             self._sample_weight if self._plan_.bootstrap else None, self._stratify,
+            self._draw_counts(getattr(self, "member_params_", None), self._plan_),
         )
 
     @property
     def estimators_samples_(self):
-        """Rows each member trained on (with repeats under bootstrap): list of int arrays."""
-        return list(self._member_draws()[0])
+        """Rows each member trained on (with repeats under bootstrap): list of int arrays.
+
+        With ``member_params['max_samples']`` each member's own sample, of its own size.
+        """
+        rows = self._member_draws()[0]
+        counts = self._draw_counts(getattr(self, "member_params_", None), self._plan_)
+        return list(rows) if counts is None else [r[:n] for r, n in zip(rows, counts)]
 
     @property
     def estimators_features_(self):

@@ -28,13 +28,15 @@ def forward_members(groups, X, activation, inverse=None):
 
     Parameters
     ----------
-    groups : sequence of (flat (G, P), Layout, features (G, k) or None)
-        Fitted groups, tensors on ``X``'s device.
+    groups : sequence of (flat (G, P), Layout, features (G, k) or None, activation or None)
+        Fitted groups, tensors on ``X``'s device; a group's own activation (None: the
+        ``activation`` argument, the estimator's).
     inverse : Tensor (E,) int64 or None
         Member ``e``'s output is row ``inverse[e]`` of the groups' concatenated outputs;
         None when the groups already hold members 0..E-1 in order.
     """
-    parts = [_engine.forward(flat, layout, X, activation, feats) for flat, layout, feats in groups]
+    parts = [_engine.forward(flat, layout, X, own or activation, feats)
+             for flat, layout, feats, own in groups]
     out = parts[0] if len(parts) == 1 else torch.cat(parts)  # (E, n, O) in group order
     return out if inverse is None else out[inverse]
 
@@ -48,14 +50,15 @@ def member_inverse(groups):
 
 
 def on_device(groups, features, device, dtype=PREDICT_DTYPE):
-    """Fitted groups as ``(flat, Layout, features or None)`` tensors on ``device``.
+    """Fitted groups as ``(flat, Layout, features or None, activation)`` on ``device``.
 
     Also returns the member-order inverse (or None).
     """
     out = []
     for g in groups:
         feats = None if features is None else torch.from_numpy(features[g.members]).to(device)
-        out.append((torch.from_numpy(g.flat).to(device, dtype), g.layout, feats))
+        out.append((torch.from_numpy(g.flat).to(device, dtype), g.layout, feats,
+                    getattr(g, "activation", None)))
     inverse = member_inverse(groups)
     return out, None if inverse is None else torch.from_numpy(inverse).to(device)
 

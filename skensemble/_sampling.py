@@ -11,7 +11,7 @@ from them. Must not train or shuffle per epoch (per-epoch orders belong to the t
 loop, :func:`skensemble._training.epoch_order`).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -54,6 +54,14 @@ class Plan:
     bootstrap: bool
     bootstrap_features: bool
     holdout: float = None
+
+    @property
+    def n_pool(self):
+        """Rows a member may draw from: all but the rows it holds out."""
+        if self.holdout is None:
+            return self.n_samples
+        # as train_test_split rounds a fractional test_size: up
+        return self.n_samples - int(np.ceil(self.holdout * self.n_samples))
 
     @property
     def all_features(self):
@@ -114,8 +122,18 @@ def member_sample(seed, plan, weight=None, stratify=None):
     return rows.astype(np.int64), held, feats.astype(np.int64)
 
 
-def member_samples(seeds, plan, weight=None, stratify=None):
+def member_samples(seeds, plan, weight=None, stratify=None, n_draws=None):
     """Stacked :func:`member_sample` of every seed.
+
+    Parameters
+    ----------
+    n_draws : array-like (E,) of int or None
+        Each member's own number of rows (``member_params['max_samples']``), at most
+        ``plan.n_draw``; None: ``plan.n_draw`` for all. A member that draws fewer rows
+        has them repeated, in order, up to ``plan.n_draw``: every member's row array
+        has the same length M, so that all train as one stacked computation, and a
+        member with a smaller sample passes over it more than once per epoch. Its first
+        ``n_draws[e]`` entries are its sample.
 
     Returns
     -------
@@ -124,8 +142,13 @@ def member_samples(seeds, plan, weight=None, stratify=None):
     feats : ndarray (E, k) int64
     """
     # Set-up only: E draws, each of M integers, before any training.
-    out = [member_sample(s, plan, weight, stratify) for s in seeds]
-    rows = np.stack([o[0] for o in out])
+    if n_draws is None:
+        out = [member_sample(s, plan, weight, stratify) for s in seeds]
+        rows = np.stack([o[0] for o in out])
+    else:
+        out = [member_sample(s, replace(plan, n_draw=int(n)), weight, stratify)
+               for s, n in zip(seeds, n_draws)]
+        rows = np.stack([np.resize(o[0], plan.n_draw) for o in out])  # repeated to M
     feats = np.stack([o[2] for o in out])
     held = None if plan.holdout is None else [o[1] for o in out]
     return rows, held, feats

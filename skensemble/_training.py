@@ -328,6 +328,8 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
     engine : str
         The engine that ran.
     """
+    if group.activation is not None:  # the group's own (member_params)
+        hyper = replace(hyper, activation=group.activation)
     layout = group.layout
     E = group.flat.shape[0]
     engine = _dispatch.select_engine(config.engine, hyper, layout, device,
@@ -385,7 +387,7 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
     engine = getattr(epoch_fn, "engine", None) or engine
     trained = Group(members=group.members, sizes=group.sizes, flat=flat.cpu().numpy().copy(),
                     opt_state=state.cpu().numpy().copy(), steps=steps.cpu().numpy().copy(),
-                    lr=lr, alpha=group.alpha)
+                    lr=lr, alpha=group.alpha, activation=group.activation)
     return trained, history, engine
 
 

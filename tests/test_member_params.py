@@ -109,7 +109,11 @@ def test_partial_fit_draws_member_params_once(data):
 
 
 @pytest.mark.parametrize("bad, match", [
-    ({"activation": ["relu"]}, "cannot draw 'activation'"),
+    ({"batch_size": [16]}, "cannot draw 'batch_size'"),
+    ({"activation": ["relu", "gelu"]}, "activation"),
+    ({"max_samples": [0.0]}, "max_samples"),
+    ({"max_samples": [1.5]}, "max_samples"),
+    ({"max_samples": [10_000]}, r"member_params\['max_samples'\]=10000 is larger"),
     ({"alpha": []}, "non-empty list"),
     ({"alpha": "0.1"}, "non-empty list"),
     ({"alpha": [-1.0]}, "drew -1.0"),
@@ -142,3 +146,87 @@ def test_mothernets_hatch_then_members_use_their_own_values(data):
     members = np.concatenate([g.members for g in est._groups])
     want = [est.member_params_[m]["learning_rate_init"] for m in members]
     np.testing.assert_array_equal(lrs, want)
+
+
+@pytest.mark.parametrize("engine", ["numba", "batched"])
+def test_activations_are_drawn_grouped_and_act_per_member(data, engine):
+    # Each activation trains as its own group; every member equals the same member of
+    # an ensemble trained with that activation for all (its weights, its predictions).
+    X, y = data
+    space = {"activation": ["relu", "tanh", "logistic"]}
+    est = NeuralBaggingRegressor(**KW, member_params=space, engine=engine).fit(X, y)
+    acts = [p["activation"] for p in est.member_params_]
+    assert len(set(acts)) == 3
+    assert {g.activation for g in est._groups} == set(acts)
+    for g in est._groups:
+        assert all(acts[m] == g.activation for m in g.members)
+    members = est.predict_members(X)
+    for act in set(acts):
+        alone = NeuralBaggingRegressor(**KW, activation=act, engine=engine).fit(X, y)
+        for e in np.flatnonzero(np.array(acts) == act):
+            np.testing.assert_allclose(members[e], alone.predict_members(X)[e],
+                                       rtol=1e-5, atol=1e-6)
+    module = est.to_torch()  # the export runs each group with its own activation
+    import torch
+
+    np.testing.assert_allclose(module(torch.as_tensor(X)).numpy(), est.predict(X),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_activations_with_warm_start_and_mothernets(data):
+    X, y = data
+    space = {"activation": ["relu", "tanh"], "hidden_layer_sizes": [(4,), (8,)]}
+    six = NeuralBaggingRegressor(**KW, member_params=space).fit(X, y)
+    grown = NeuralBaggingRegressor(**dict(KW, n_estimators=3), member_params=space,
+                                   warm_start=True).fit(X, y)
+    old = grown.predict_members(X)
+    grown.set_params(n_estimators=6).fit(X, y)
+    assert grown.member_params_ == six.member_params_
+    for g in grown._groups:  # old and new members of one activation share its group
+        assert {six.member_params_[m]["activation"] for m in g.members} == {g.activation}
+    np.testing.assert_array_equal(grown.predict_members(X)[:3], old)  # kept as they were
+    np.testing.assert_allclose(grown.predict_members(X)[3:], six.predict_members(X)[3:],
+                               rtol=1e-5, atol=1e-6)  # new ones as in one fit of all six
+    with pytest.raises(ValueError, match="remove 'activation' from member_params"):
+        NeuralBaggingRegressor(**KW, member_params=space, init="mothernet").fit(X, y)
+
+
+def test_max_samples_is_drawn_per_member(data):
+    # Each member draws its own number of rows; they still train as one stacked group,
+    # the smaller samples repeated to the largest (more passes per epoch).
+    X, y = data
+    space = {"max_samples": [0.25, 0.5, 1.0]}
+    est = NeuralBaggingRegressor(**dict(KW, bootstrap=True), member_params=space).fit(X, y)
+    counts = [len(r) for r in est.estimators_samples_]
+    want = [max(1, int(p["max_samples"] * 120)) for p in est.member_params_]
+    assert counts == want and len(set(counts)) > 1
+    assert len(est._groups) == 1
+    rows, _, _ = est._member_draws()
+    assert rows.shape == (6, max(want))
+    for r, n in zip(rows, want):
+        np.testing.assert_array_equal(r, np.resize(r[:n], rows.shape[1]))
+        assert set(r) == set(r[:n])
+    # A member's rows are those of a plain ensemble with its max_samples (same seeds).
+    for frac in set(p["max_samples"] for p in est.member_params_):
+        plain = NeuralBaggingRegressor(**dict(KW, bootstrap=True), max_samples=frac).fit(X, y)
+        for e, p in enumerate(est.member_params_):
+            if p["max_samples"] == frac:
+                np.testing.assert_array_equal(est.estimators_samples_[e],
+                                              plain.estimators_samples_[e])
+
+
+def test_max_samples_per_member_gives_out_of_bag_rows_for_selection(data):
+    # Without bootstrap or early stopping, members that draw fewer rows than all have
+    # validation rows (their unused rows): selection and OOB-style masks use them.
+    X, y = data
+    space = {"max_samples": [0.5, 0.8]}
+    est = NeuralBaggingRegressor(**KW, member_params=space, ensemble_selection=5).fit(X, y)
+    assert est.selection_score_ <= est.uniform_score_
+    np.testing.assert_allclose(est.ensemble_weights_.sum(), 1.0)
+    with pytest.raises(ValueError, match="ensemble_selection"):
+        NeuralBaggingRegressor(**KW, member_params={"max_samples": [1.0]},
+                               ensemble_selection=5).fit(X, y)
+    est = NeuralBaggingRegressor(**KW, member_params=space)
+    est.partial_fit(X, y)
+    est.partial_fit(X, y)
+    assert est.t_ == 2 * 96  # the largest member's rows per call

@@ -231,6 +231,22 @@ def test_torch_engines_identical_across_chunks_with_mkl_cbwr(tmp_path):
     assert done.stdout.strip() == "identical"
 
 
+def test_member_activations_and_row_counts_across_chunks(regression_data):
+    # Groups of one activation, members of their own sample sizes: cut into chunks and
+    # merged, they equal one process's.
+    X, y = regression_data
+    params = dict(SMALL, n_estimators=6, bootstrap=True, member_params={
+        "activation": ["relu", "tanh"], "max_samples": [0.5, 1.0],
+        "hidden_layer_sizes": [(8,), (4, 4)]})
+    one = NeuralBaggingRegressor(**params, n_jobs=1).fit(X, y)
+    with joblib.parallel_backend("threading"):
+        two = NeuralBaggingRegressor(**params, n_jobs=2).fit(X, y)
+    assert [g.activation for g in one._groups] == [g.activation for g in two._groups]
+    assert len({g.activation for g in one._groups}) == 2
+    _assert_same_fit(one, two)
+    _assert_same_predictions(one, two, X)
+
+
 # Few members on little data leave some rows without out-of-bag members: expected here.
 @pytest.mark.filterwarnings("ignore:Some inputs do not have OOB scores")
 @TASKS

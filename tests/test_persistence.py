@@ -21,8 +21,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:Some inputs do not have OOB scor
 SMALL = dict(n_estimators=3, hidden_layer_sizes=(8,), max_iter=20, random_state=0)
 SAMPLING = pytest.mark.parametrize(
     "sampling",
-    [dict(bootstrap=True, oob_score=True), dict(max_features=0.5)],
-    ids=["bootstrap", "max_features"],
+    [dict(bootstrap=True, oob_score=True), dict(max_features=0.5),
+     dict(bootstrap=True, ensemble_selection=5, member_params={
+         "activation": ["relu", "tanh"], "max_samples": [0.5, 1.0], "alpha": [1e-4, 1e-2]})],
+    ids=["bootstrap", "max_features", "member_params"],
 )
 ESTIMATORS = pytest.mark.parametrize(
     "Estimator, data",
