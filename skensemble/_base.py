@@ -56,6 +56,16 @@ def _member_values(params, name, members=None):
     return [params[int(e)][name] for e in members]
 
 
+def _member_kinds(params, members=None):
+    """Each member's ``(activation, label_smoothing)`` it drew (None: not drawn), or None."""
+    acts = _member_values(params, "activation", members)
+    smooth = _member_values(params, "label_smoothing", members)
+    if acts is None and smooth is None:
+        return None
+    n = len(acts if acts is not None else smooth)
+    return list(zip(acts or [None] * n, smooth or [None] * n))
+
+
 def _apply_member_params(groups, params):
     """Give each group its members' own learning rates and L2 strengths (in place)."""
     if params is None:
@@ -445,8 +455,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             groups = [g.restarted() for g in self._groups]
         else:
             groups = self._new_groups(Xs, Y, sw, stratify, [archs[e] for e in train],
-                                      seeds[train], train, plan,
-                                      _member_values(params, "activation", train))
+                                      seeds[train], train, plan, _member_kinds(params, train))
         _apply_member_params(groups, params)
         groups, history = self._train_groups(groups, Xs, Y, sw, plan, train, rows, held,
                                              self._input.columns(feats),
@@ -485,6 +494,10 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         space = _hyperspace.resolve(self.member_params)
         if space is None:
             return None
+        if "label_smoothing" in space and self._loss != "log_loss":
+            raise ValueError(
+                "member_params['label_smoothing'] smooths class labels: only "
+                "NeuralBaggingClassifier has it. Remove it from member_params.")
         drawn = _hyperspace.sample(space, seeds)
         old = getattr(self, "member_params_", None) if warm else None
         if old:
@@ -526,15 +539,17 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             raise ValueError("warm_start=True cannot change max_features or bootstrap_features.")
         return n_old
 
-    def _new_groups(self, Xs, Y, sw, stratify, archs, seeds, positions, plan, acts=None):
+    def _new_groups(self, Xs, Y, sw, stratify, archs, seeds, positions, plan, kinds=None):
         """Initial groups of new members, shared by fit, warm start and partial_fit.
 
         Random initialisation from each member's seed, or (``init="mothernet"``) hatched
         from MotherNets trained on ``Xs``; members of equal depth share one group.
-        ``acts``: each member's own activation (``member_params``), or None.
+        ``kinds``: each member's own ``(activation, label_smoothing)`` (``member_params``),
+        or None.
         """
         n_out = Y.shape[1]
         n_in = self._input.n_inputs(None if plan.all_features else plan.n_feat)
+        acts = None if kinds is None or kinds[0][0] is None else [k[0] for k in kinds]
         if self.init == "mothernet" and acts is not None:
             raise ValueError(
                 "init='mothernet' grows every member from a MotherNet of the estimator's "
@@ -562,7 +577,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             rows = _training.random_rows(archs, [_sampling.init_seed(s) for s in seeds],
                                          n_in, n_out, acts or self.activation)
         return _training.make_groups(rows, archs, positions, n_in, n_out, self.activation,
-                                     pad=self._pad_groups(), activations=acts)
+                                     pad=self._pad_groups(), kinds=kinds)
 
     def _pad_groups(self):
         """Whether members of one depth but different widths share one padded group.
@@ -668,7 +683,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             feats = _sampling.member_samples(self._seeds, plan)[2]  # features: fixed now
             self._features = None if plan.all_features else feats
             self._groups = self._new_groups(Xs, Y, sw, None, archs, self._seeds, np.arange(E),
-                                            plan, _member_values(params, "activation"))
+                                            plan, _member_kinds(params))
             _apply_member_params(self._groups, params)
             self._set_member_params(params)
             self.hidden_layer_sizes_ = archs

@@ -209,13 +209,14 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     member_params : None, "auto" or dict, default=None
         Hyperparameters each member draws for itself, like ``RandomizedSearchCV``'s
         ``param_distributions``: a dict mapping ``"learning_rate_init"``, ``"alpha"``,
-        ``"hidden_layer_sizes"``, ``"activation"`` or ``"max_samples"`` to a list of
-        values (one drawn uniformly) or a ``scipy.stats`` distribution (one value drawn
-        with its ``rvs``). Each member draws from its own seed, so a warm start that
+        ``"hidden_layer_sizes"``, ``"activation"``, ``"label_smoothing"`` or
+        ``"max_samples"`` to a list of values (one drawn uniformly) or a ``scipy.stats``
+        distribution (one value drawn with its ``rvs``). Each member draws from its own seed, so a warm start that
         adds members draws what one fit of all of them would. Members that differ only
         in rates, L2 strengths or ``max_samples`` train as one stacked computation with
         per-member vectors in the optimizer; members of different depths (of different
-        architectures on the CPU) or activations train as separate groups. A member's
+        architectures on the CPU), activations or label smoothings train as separate
+        groups (draw those from short lists, not continuous distributions). A member's
         ``max_samples`` is its own number of rows; a member that draws fewer rows than
         the largest passes over them more than once per epoch (its rows repeated), so
         that every member takes the same steps per epoch. The values override the

@@ -37,6 +37,9 @@ class Group:
         Each member's own L2 strength (``member_params``); None: the estimator's alpha.
     activation : str or None
         The group's own activation (``member_params``); None: the estimator's.
+    label_smoothing : float or None
+        The group's own label smoothing (``member_params``, classification); None: the
+        estimator's.
     """
 
     members: np.ndarray
@@ -47,6 +50,7 @@ class Group:
     lr: np.ndarray = None
     alpha: np.ndarray = None
     activation: str = None
+    label_smoothing: float = None
 
     @property
     def layout(self):
@@ -56,7 +60,7 @@ class Group:
     def restarted(self):
         """The same weights with a new optimizer (a resumed fit, like scikit-learn's MLP)."""
         return Group(self.members, self.sizes, self.flat, alpha=self.alpha,
-                     activation=self.activation)
+                     activation=self.activation, label_smoothing=self.label_smoothing)
 
     def member_row(self, member, sizes):
         """Flat parameters ``(P_e,)`` of ``member`` at its own layout ``sizes``, or None."""
@@ -79,14 +83,15 @@ def random_rows(archs, init_seeds, n_in, n_out, activation):
     ]
 
 
-def make_groups(rows, archs, positions, n_in, n_out, activation, pad=True, activations=None):
+def make_groups(rows, archs, positions, n_in, n_out, activation, pad=True, kinds=None):
     """Groups of members of equal depth, each padded to its widest member (``pad``).
 
     With ``pad=False`` one group per exact architecture instead: nothing is computed for
     padding units, at the price of one epoch loop per architecture (the CPU's choice,
     where a member-major kernel gains nothing from stacking members of other widths).
-    With ``activations`` (each member's own, ``member_params``) members of different
-    activations never share a group, and each group records its own.
+    With ``kinds`` (each member's own ``(activation, label_smoothing)``, either None for
+    the estimator's; ``member_params``) members of different kinds never share a group,
+    and each group records its own.
 
     Parameters
     ----------
@@ -103,11 +108,10 @@ def make_groups(rows, archs, positions, n_in, n_out, activation, pad=True, activ
     """
     groups = []
     grouping = _hetero.group_by_depth if pad else _hetero.group_by_architecture
-    kinds = [None] if activations is None else list(dict.fromkeys(activations))
-    for kind in kinds:  # first-seen order of the activations: one pass without them
-        act = activation if kind is None else kind
-        idx = (np.arange(len(archs)) if kind is None
-               else np.flatnonzero(np.asarray(activations, dtype=object) == kind))
+    each = [(None, None)] * len(archs) if kinds is None else [tuple(k) for k in kinds]
+    for kind in dict.fromkeys(each):  # in first-seen order
+        act = kind[0] or activation
+        idx = np.array([i for i, k in enumerate(each) if k == kind], dtype=np.int64)
         for local, widths in grouping([archs[i] for i in idx]):
             local = idx[np.asarray(local)]
             sizes = (n_in, *widths, n_out)
@@ -116,7 +120,7 @@ def make_groups(rows, archs, positions, n_in, n_out, activation, pad=True, activ
                 for i in local
             ])
             groups.append(Group(members=np.asarray(positions)[local], sizes=sizes, flat=flat,
-                                activation=kind))
+                                activation=kind[0], label_smoothing=kind[1]))
     return groups
 
 
@@ -127,7 +131,8 @@ def merge_groups(old, new, activation, pad=True):
     """
     groups = [replace(g) for g in old]
     for g in new:
-        same = [o for o in groups if o.activation == g.activation
+        same = [o for o in groups
+                if (o.activation, o.label_smoothing) == (g.activation, g.label_smoothing)
                 and (len(o.sizes) == len(g.sizes) if pad else o.sizes == g.sizes)]
         if not same:
             groups.append(g)

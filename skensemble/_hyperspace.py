@@ -23,10 +23,11 @@ SUPPORTED = {
     "hidden_layer_sizes": "a tuple of positive ints (or one int)",
     "activation": "one of 'identity', 'logistic', 'tanh', 'relu'",
     "max_samples": "a float in (0, 1] or an int >= 1 (rows each member draws)",
+    "label_smoothing": "a float in [0, 1) (NeuralBaggingClassifier only)",
 }
 
 #: Values that set a member's structure: members that differ in them train apart.
-STRUCTURAL = ("hidden_layer_sizes", "activation")
+STRUCTURAL = ("hidden_layer_sizes", "activation", "label_smoothing")
 
 
 def auto_space():
@@ -83,6 +84,12 @@ def _check_value(name, value):
             raise ValueError(f"member_params['activation'] drew {value!r}; it must be "
                              f"{SUPPORTED[name]}.")
         return str(value)
+    if name == "label_smoothing":
+        if (isinstance(value, Real) and not isinstance(value, bool) and np.isfinite(value)
+                and 0 <= value < 1):
+            return float(value)
+        raise ValueError(f"member_params['label_smoothing'] drew {value!r}; it must be "
+                         f"{SUPPORTED[name]}.")
     if name == "max_samples":
         if isinstance(value, Integral) and not isinstance(value, bool) and value >= 1:
             return int(value)

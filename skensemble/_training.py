@@ -330,6 +330,11 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
     """
     if group.activation is not None:  # the group's own (member_params)
         hyper = replace(hyper, activation=group.activation)
+    if group.label_smoothing is not None:  # the group's own targets, from the hard labels
+        hard = data.Y if data.Y_val is None else data.Y_val
+        eps = group.label_smoothing
+        data = replace(data, Y=((1 - eps) * hard + eps / hard.shape[1]).astype(np.float32),
+                       Y_val=hard if eps else None)
     layout = group.layout
     E = group.flat.shape[0]
     engine = _dispatch.select_engine(config.engine, hyper, layout, device,
@@ -387,7 +392,8 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
     engine = getattr(epoch_fn, "engine", None) or engine
     trained = Group(members=group.members, sizes=group.sizes, flat=flat.cpu().numpy().copy(),
                     opt_state=state.cpu().numpy().copy(), steps=steps.cpu().numpy().copy(),
-                    lr=lr, alpha=group.alpha, activation=group.activation)
+                    lr=lr, alpha=group.alpha, activation=group.activation,
+                    label_smoothing=group.label_smoothing)
     return trained, history, engine
 
 

@@ -112,6 +112,7 @@ def test_partial_fit_draws_member_params_once(data):
     ({"batch_size": [16]}, "cannot draw 'batch_size'"),
     ({"activation": ["relu", "gelu"]}, "activation"),
     ({"max_samples": [0.0]}, "max_samples"),
+    ({"label_smoothing": [0.1]}, "only NeuralBaggingClassifier"),
     ({"max_samples": [1.5]}, "max_samples"),
     ({"max_samples": [10_000]}, r"member_params\['max_samples'\]=10000 is larger"),
     ({"alpha": []}, "non-empty list"),
@@ -230,3 +231,30 @@ def test_max_samples_per_member_gives_out_of_bag_rows_for_selection(data):
     est.partial_fit(X, y)
     est.partial_fit(X, y)
     assert est.t_ == 2 * 96  # the largest member's rows per call
+
+
+def test_label_smoothing_is_drawn_per_member_like_separate_fits():
+    # Each member fits its own smoothed targets; each equals the same member of a
+    # classifier with that label_smoothing for all. Validation and selection score the
+    # hard labels (a smoothed member is not judged against its own soft targets).
+    rng = np.random.RandomState(1)
+    X = rng.normal(size=(150, 3))
+    y = (X[:, 0] + X[:, 1] ** 2 > 0.5).astype(int) + (X[:, 2] > 1)
+    kw = dict(n_estimators=6, hidden_layer_sizes=(8,), max_iter=10, random_state=0,
+              batch_size=16, early_stopping=True)
+    space = {"label_smoothing": [0.0, 0.2], "activation": ["relu", "tanh"]}
+    clf = NeuralBaggingClassifier(**kw, member_params=space, bootstrap=True,
+                                  ensemble_selection=5).fit(X, y)
+    drawn = [(p["activation"], p["label_smoothing"]) for p in clf.member_params_]
+    assert len(set(drawn)) >= 3 and len({d[1] for d in drawn}) == 2
+    assert {(g.activation, g.label_smoothing) for g in clf._groups} == set(drawn)
+    members = clf.predict_proba_members(X)
+    for act, eps in set(drawn):
+        alone = NeuralBaggingClassifier(**kw, activation=act, label_smoothing=eps,
+                                        bootstrap=True).fit(X, y)
+        for e in [i for i, d in enumerate(drawn) if d == (act, eps)]:
+            np.testing.assert_allclose(members[e], alone.predict_proba_members(X)[e],
+                                       rtol=1e-5, atol=1e-6)
+            np.testing.assert_array_equal(clf.validation_loss_curve_[:, e],
+                                          alone.validation_loss_curve_[:, e])
+    assert clf.selection_score_ <= clf.uniform_score_
