@@ -40,11 +40,16 @@ Methods (``--methods``, comma-separated; ``--configs-json`` adds skensemble
 configurations as ``{"name": {kwargs}}``, a JSON string or a file):
 
 * ``skensemble_default``: ``NeuralBagging*()`` at its defaults;
-* ``skensemble_hpo``: ``n_estimators=64, member_params="auto", ensemble_selection=50``:
-  members with their own learning rate, L2 strength and architecture, one fit, the
-  ensemble chosen greedily on the early-stopping hold-out rows;
-* ``search_plain``: ``RandomizedSearchCV`` over the same space (``n_iter=3, cv=2``) of a
-  plain 10-member ensemble: 3 x 2 x 10 + 10 = 70 member fits, one after another;
+* ``skensemble_hpo``: ``member_params="auto"``: the default 10 members, each with its own
+  learning rate, L2 strength and activation, in one fit;
+* ``skensemble_hpo_select``: the same plus ``ensemble_selection=50``: the ensemble chosen
+  greedily on the members' early-stopping hold-out rows;
+* ``skensemble_hpo_wide``: ``n_estimators=64``, ``ensemble_selection=50`` and a wider
+  space: log-uniform rates in [3e-4, 3e-3] and L2 in [1e-6, 1e-2], architectures (64,),
+  (128,), (256,), (64, 64), (128, 128) (the first "auto" space);
+* ``search_plain``: ``RandomizedSearchCV`` over the ``"auto"`` space (``n_iter=3,
+  cv=2``) of a plain 10-member ensemble: 3 x 2 x 10 + 10 = 70 member fits, one after
+  another, against ``skensemble_hpo``'s 10 in one fit;
 * ``skensemble_strong``: ``n_estimators=20, hidden_layer_sizes=(100, 100),
   early_stopping=True``;
 * ``sklearn_mlp``: ``MLPRegressor()`` / ``MLPClassifier()`` at their defaults;
@@ -255,8 +260,13 @@ SKENSEMBLE_CONFIGS = {
     "skensemble_strong": {
         "n_estimators": 20, "hidden_layer_sizes": [100, 100], "early_stopping": True,
     },
-    # one fit of 64 members with their own hyperparameters, ensemble chosen on hold-out rows
-    "skensemble_hpo": {"n_estimators": 64, "member_params": "auto", "ensemble_selection": 50},
+    # members with their own hyperparameters in one fit ("auto": rate, L2, activation)
+    "skensemble_hpo": {"member_params": "auto"},
+    "skensemble_hpo_select": {"member_params": "auto", "ensemble_selection": 50},
+    # 64 members over a wide space, the ensemble chosen on hold-out rows
+    "skensemble_hpo_wide": {"n_estimators": 64, "ensemble_selection": 50, "member_params": {
+        "learning_rate_init": ("loguniform", 3e-4, 3e-3), "alpha": ("loguniform", 1e-6, 1e-2),
+        "hidden_layer_sizes": [(64,), (128,), (256,), (64, 64), (128, 128)]}},
 }
 PEER_METHODS = {
     "sklearn_mlp": "MLPRegressor() / MLPClassifier() at their defaults",
@@ -267,7 +277,7 @@ PEER_METHODS = {
     "tabm_d_small": "pytabkit TabM_D_*(device='cpu', tabm_k=16, d_block=256): reduced for time",
     "search_plain": "RandomizedSearchCV(NeuralBagging*(n_estimators=10), the member_params="
                     "'auto' space, n_iter=3, cv=2, scoring on the main metric): 70 member "
-                    "fits, against skensemble_hpo's 64",
+                    "fits, against skensemble_hpo's 10 in one fit",
 }
 CHEAP_METHODS = ["skensemble_default", "skensemble_strong", "sklearn_mlp", "bagging_mlp", "hgb"]
 QUICK_METHODS = ["skensemble_default", "skensemble_strong", "sklearn_mlp", "hgb"]
@@ -280,6 +290,12 @@ def make_estimator(method, task, seed, threads, configs):
         from skensemble import NeuralBaggingClassifier, NeuralBaggingRegressor
 
         kwargs = dict(configs[method])
+        if isinstance(kwargs.get("member_params"), dict):  # ("loguniform", lo, hi) in JSON
+            from scipy.stats import loguniform
+
+            kwargs["member_params"] = {
+                k: loguniform(v[1], v[2]) if isinstance(v, (list, tuple)) and v
+                and v[0] == "loguniform" else v for k, v in kwargs["member_params"].items()}
         if "hidden_layer_sizes" in kwargs and isinstance(kwargs["hidden_layer_sizes"], list):
             h = kwargs["hidden_layer_sizes"]
             kwargs["hidden_layer_sizes"] = (

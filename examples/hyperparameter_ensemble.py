@@ -1,11 +1,13 @@
 """A hyperparameter ensemble in one fit: members draw their own settings, selection keeps some.
 
-Every member of a ``NeuralBaggingRegressor`` draws its own learning rate, L2 strength
-and architecture (``member_params="auto"``); all of them train at once, each stopping
-on its own hold-out rows. Greedy ensemble selection (``ensemble_selection``, Caruana et
-al. 2004) then weighs the members on those rows. The picture shows every member by its
-learning rate and L2 strength, its marker by architecture and its size by the weight
-selection gave it (crosses: weight 0), and is written as ``hyperparameter_ensemble.png``
+Every member of a ``NeuralBaggingRegressor`` draws its own learning rate, L2 strength,
+architecture and activation from ``member_params`` (a search space, as
+``RandomizedSearchCV`` takes one); all of them train at once, each stopping on its own
+hold-out rows. Greedy ensemble selection (``ensemble_selection``, Caruana et al. 2004)
+then weighs the members on those rows. The picture shows every member by its learning
+rate and L2 strength, its marker by architecture, its colour by activation and its size
+by the weight selection gave it (crosses: weight 0), and is written as
+``hyperparameter_ensemble.png``
 to ``--out`` (default: the current folder). The data are scikit-learn's Friedman #1
 regression problem (generated, nothing downloaded).
 
@@ -20,6 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from scipy.stats import loguniform
 from sklearn.datasets import make_friedman1
 from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
@@ -35,7 +38,13 @@ args = parser.parse_args()
 X, y = make_friedman1(n_samples=3000, noise=1.0, random_state=0)
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0)
 
-reg = NeuralBaggingRegressor(n_estimators=args.members, member_params="auto",
+space = {
+    "learning_rate_init": loguniform(3e-4, 3e-3),
+    "alpha": loguniform(1e-6, 1e-2),
+    "hidden_layer_sizes": [(32,), (64,), (64, 64)],
+    "activation": ["relu", "tanh"],
+}
+reg = NeuralBaggingRegressor(n_estimators=args.members, member_params=space,
                              ensemble_selection=50, max_iter=args.max_iter, random_state=0)
 reg.fit(X_train, y_train)
 
@@ -52,23 +61,29 @@ params = reg.member_params_
 lr = np.array([p["learning_rate_init"] for p in params])
 alpha = np.array([p["alpha"] for p in params])
 archs = [p["hidden_layer_sizes"] for p in params]
+acts = [p["activation"] for p in params]
 markers = dict(zip(sorted(set(archs), key=lambda a: (len(a), a)), "os^Dv<>ph"))
+colours = {"relu": "tab:blue", "tanh": "tab:orange"}
 
-fig, ax = plt.subplots(figsize=(7, 4.8))
+fig, ax = plt.subplots(figsize=(7.5, 4.8))
 for arch, marker in markers.items():
-    mine = np.array([a == arch for a in archs])
-    kept = mine & (weights > 0)
-    ax.scatter(lr[kept], alpha[kept], s=40 + 1500 * weights[kept], marker=marker,
-               alpha=0.7, label=f"{arch}")
-    dropped = mine & (weights == 0)
-    ax.scatter(lr[dropped], alpha[dropped], marker="x", color="grey", s=25)
+    for act, colour in colours.items():
+        mine = np.array([a == arch and f == act for a, f in zip(archs, acts)])
+        kept = mine & (weights > 0)
+        ax.scatter(lr[kept], alpha[kept], s=40 + 1500 * weights[kept], marker=marker,
+                   color=colour, alpha=0.7, label=f"{arch}, {act}")
+        dropped = mine & (weights == 0)
+        ax.scatter(lr[dropped], alpha[dropped], marker="x", color="grey", s=25)
 ax.scatter([], [], marker="x", color="grey", label="weight 0")
+for act in colours:
+    kept = [w for w, f in zip(weights, acts) if f == act]
+    print(f"{act}: {len(kept)} members, total selection weight {sum(kept):.2f}")
 ax.set_xscale("log")
 ax.set_yscale("log")
 ax.set_xlabel("learning_rate_init")
 ax.set_ylabel("alpha (L2)")
 ax.set_title("Members by drawn hyperparameters; marker area = selection weight")
-ax.legend(title="hidden layers", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+ax.legend(title="hidden layers, activation", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
 fig.tight_layout()
 args.out.mkdir(parents=True, exist_ok=True)
 fig.savefig(args.out / "hyperparameter_ensemble.png", dpi=110)

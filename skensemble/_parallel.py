@@ -287,10 +287,29 @@ def _run_joblib(shared, chunks, job):
     # mmap_mode="r+": loky workers read the data from one shared memory-mapped copy, and
     # torch.from_numpy accepts it without a read-only warning (nothing writes to it).
     parallel = joblib.Parallel(n_jobs=len(chunks), mmap_mode="r+")
-    results = parallel(joblib.delayed(_train_chunk)(shared, [p for _, _, p in pieces], job, i)
-                       for i, pieces in enumerate(chunks))
     name = type(backend).__name__.replace("Backend", "").lower()
+    try:
+        results = parallel(joblib.delayed(_train_chunk)(shared, [p for _, _, p in pieces], job,
+                                                        i)
+                           for i, pieces in enumerate(chunks))
+    except KeyboardInterrupt:
+        if name == "loky":
+            _stop_loky_workers()
+        raise
     return results, name or "joblib", None
+
+
+def _stop_loky_workers():
+    """Kill loky's worker processes: after Ctrl-C no chunk may keep training.
+
+    joblib aborts its backend on an exception in the waiting loop too; this does not
+    rely on it (nor on when the interrupt lands). The next parallel fit starts new workers.
+    """
+    from joblib.externals.loky import reusable_executor
+
+    executor = getattr(reusable_executor, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=False, kill_workers=True)
 
 
 @contextlib.contextmanager

@@ -212,8 +212,8 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         the largest passes over them more than once per epoch (its rows repeated), so
         that every member takes the same steps per epoch. The values override the
         estimator's parameters of those names. ``"auto"``: log-uniform
-        ``learning_rate_init`` in [3e-4, 3e-3] and ``alpha`` in [1e-6, 1e-2], and
-        ``hidden_layer_sizes`` from (64,), (128,), (256,), (64, 64), (128, 128).
+        ``learning_rate_init`` in [5e-4, 2e-3] and ``alpha`` in [1e-5, 1e-3], and
+        ``activation`` ``"relu"`` or ``"tanh"``; members keep ``hidden_layer_sizes``.
         Combine with ``ensemble_selection`` to keep the members that do well. With
         ``init="mothernet"`` members cannot draw ``"activation"``. None: every member
         uses the estimator's values.
@@ -411,11 +411,12 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     over all members; a warm start trains only the new members, in chunks. On the CPU the
     numba engine (what ``engine="auto"`` runs up to ``batch_size=64``) gives the same
     members, bit for bit, for any ``n_jobs``, processes or Dask cluster; the torch
-    engines (``"batched"``, ``"reference"``) agree to float32 rounding, because torch's
-    batched matrix products round differently for different numbers of stacked members.
-    If a worker raises or dies, or ``KeyboardInterrupt`` arrives, ``fit`` stops the
-    outstanding chunks (Dask tasks are cancelled, and one already running finishes
-    unseen; with loky, joblib may let the running chunks finish first) and raises. A
+    engines (``"batched"``, ``"reference"``) do too with MKL's reproducible mode on in
+    every process (``MKL_CBWR=AUTO,STRICT`` set before Python starts), and otherwise
+    agree to float32 rounding: MKL picks its matrix-product code by the number of
+    stacked members. If a worker raises or dies, or ``KeyboardInterrupt`` arrives,
+    ``fit`` stops the outstanding chunks (Dask tasks are cancelled, and one already
+    running finishes unseen; loky's worker processes are killed) and raises. A
     ``fit`` that raises leaves the estimator as it was before the call; with
     ``n_jobs=1`` an interrupt instead stops training and keeps the weights learnt so
     far, as scikit-learn's MLP does.

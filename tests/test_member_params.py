@@ -93,7 +93,7 @@ def test_auto_space_and_selection_work_for_the_classifier():
     clf = NeuralBaggingClassifier(n_estimators=8, max_iter=15, random_state=0, bootstrap=True,
                                   member_params="auto", ensemble_selection=20).fit(X, y)
     assert len(clf.member_params_) == 8
-    assert set(clf.member_params_[0]) == {"learning_rate_init", "alpha", "hidden_layer_sizes"}
+    assert set(clf.member_params_[0]) == {"learning_rate_init", "alpha", "activation"}
     assert clf.selection_score_ <= clf.uniform_score_
     assert clf.predict_proba(X).shape == (200, 2)
     assert clone(clf).get_params()["member_params"] == "auto"
