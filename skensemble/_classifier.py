@@ -224,7 +224,8 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         estimator's parameters of those names. ``"auto"``: log-uniform
         ``learning_rate_init`` in [5e-4, 2e-3] and ``alpha`` in [1e-5, 1e-3], and
         ``activation`` ``"relu"`` or ``"tanh"``; members keep ``hidden_layer_sizes``.
-        Combine with ``ensemble_selection`` to keep the members that do well. With
+        ``ensemble_selection`` can then weigh the members (with ``"auto"`` and 10
+        members it made the accuracy benchmark's held-out half worse). With
         ``init="mothernet"`` members cannot draw ``"activation"``. None: every member
         uses the estimator's values.
 
