@@ -22,7 +22,8 @@ estimator again (the second fit, nothing left to compile or load). It reports:
   (kernel compile or cache load, starting numba's threads, first-use costs of torch);
 * ``compile s``: seconds numba spent compiling (its ``numba:compile`` events, nested
   ones counted once), 0 when everything came from the cache; the JSON names the
-  functions that compiled and the kernel's cache hits and misses.
+  functions that compiled and the cache hits and misses of the parallel kernel and of
+  the configuration's member epoch.
 
 Every process starts from the same installed files, and the operating system's file
 cache is warm (this script has imported torch before starting them): the figures leave
@@ -93,6 +94,11 @@ if est.engine_ == "numba":
     stats = numba_cpu._epoch_kernel.stats
     result["kernel_cache_hits"] = sum(stats.cache_hits.values())
     result["kernel_cache_misses"] = sum(stats.cache_misses.values())
+    # The configuration's member epoch, compiled apart from the kernel (one per
+    # activation, loss and solver).
+    members = [fn for fn, _ in numba_cpu._MEMBERS.values()]
+    result["member_cache_hits"] = sum(sum(fn.stats.cache_hits.values()) for fn in members)
+    result["member_cache_misses"] = sum(sum(fn.stats.cache_misses.values()) for fn in members)
     result["threading_layer"] = numba_cpu.THREADING_LAYER
 print("RESULT " + json.dumps(result))
 """

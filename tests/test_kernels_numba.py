@@ -5,7 +5,16 @@ epochs; parameters, optimizer state, step counts and returned losses must agree.
 remaining axes (sample weights or none, one or two hidden layers, batch 1 or 3 with a
 short last batch) are covered pairwise, four cases per triple, to keep the module fast;
 compilation is cached on disk (``cache=True``), so only the first run pays for it.
+
+Each (activation, loss, solver) has its own compiled member epoch with its codes as
+constants; the tests at the end check that configurations do not share one by mistake,
+and that the compiled code of a configuration is found on disk by a new process.
 """
+
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -13,6 +22,7 @@ import torch
 pytest.importorskip("numba")
 
 from skensemble import _engine as eng  # noqa: E402
+from skensemble._kernels import numba_cpu  # noqa: E402
 from skensemble._kernels.numba_cpu import epoch_numba  # noqa: E402
 
 SOLVERS = {
@@ -156,3 +166,80 @@ def test_blocked_batches(solver, batch_size):
     got = _run(epoch_numba, layout, params, X, Y, sw, orders, hyper, 0.01)
     assert not torch.equal(got[0], params[0])
     _assert_same(ref, got)
+
+
+def test_configurations_have_their_own_member_epochs():
+    # Configurations interleaved in one process: each must run the member epoch compiled
+    # for its own (activation, loss, solver) and step sizes, so each still matches the
+    # reference (one built for another configuration would not; one without the path for
+    # steps of one row would skip the last batch of one). Nesterov is read at run time,
+    # so both sgd variants share one member epoch.
+    configs = [
+        ("relu", "log_loss", "adam", 3),  # 17 rows: batches of 3 and a last one of 2
+        ("tanh", "squared_error", "nesterov", 3),
+        ("relu", "log_loss", "heavy_ball", 3),
+        ("relu", "log_loss", "adam", 4),  # 4, 4, 4, 4 and a last batch of one row
+        ("logistic", "log_loss", "adam", 3),
+        ("relu", "log_loss", "nesterov", 3),
+        ("relu", "log_loss", "adam", 1),
+        ("relu", "log_loss", "adam", 3),
+    ]
+    keys = set()
+    for activation, loss, solver, batch_size in configs:
+        hyper = eng.Hyper(
+            activation=activation, loss=loss, alpha=1e-2, batch_size=batch_size,
+            **SOLVERS[solver],
+        )
+        n_out = 3 if loss == "log_loss" else 1
+        layout, params, X, Y, sw, orders = _problem((4, 5, n_out), hyper)
+        ref = _run(eng.epoch_reference, layout, params, X, Y, sw, orders, hyper, 0.01)
+        got = _run(epoch_numba, layout, params, X, Y, sw, orders, hyper, 0.01)
+        _assert_same(ref, got)
+        codes = numba_cpu._ACT[activation], numba_cpu._LOSS[loss]
+        steps = batch_size == 1 or 17 % batch_size == 1, batch_size > 1  # one row, more
+        keys.add((*codes, numba_cpu._SOLVER[hyper.solver], *steps))
+    assert len(keys) == 6
+    assert len({numba_cpu._MEMBERS[key][1] for key in keys}) == len(keys)  # own code each
+
+
+CACHED_PROCESS = """
+import json, sys, torch
+import numba.core.event as ev
+from skensemble import _engine as eng
+from skensemble._kernels import numba_cpu
+layout = eng.Layout((3, 4, 2))
+X, Y = torch.randn(6, 3), torch.eye(2)[torch.tensor([0, 1, 0, 1, 1, 0])]
+recorder = ev.RecordingListener()
+with ev.install_listener("numba:compile", recorder):
+    for activation in sys.argv[1:]:
+        hyper = eng.Hyper(activation=activation, loss="log_loss", batch_size=2)
+        flat = eng.init_parameters(layout, [0, 1], hyper.activation)
+        state, steps = eng.init_state(flat, hyper)
+        numba_cpu.epoch_numba(flat, state, steps, X, Y, None,
+                              torch.zeros(2, 4, dtype=torch.long), 0.01, hyper, layout)
+print(json.dumps({
+    "compiled": len(recorder.buffer) // 2,
+    "member_hits": [sum(fn.stats.cache_hits.values()) for fn, _ in numba_cpu._MEMBERS.values()],
+    "kernel_hits": sum(numba_cpu._epoch_kernel.stats.cache_hits.values()),
+}))
+"""
+
+
+def test_member_epoch_cache_is_found_by_a_new_process(tmp_path):
+    # Member epochs are closures: numba keys their disk cache on the closure's cell
+    # contents (the configuration's codes), which must be the same in every process.
+    # A second configuration goes into the same cache index without replacing the first.
+    def run(*activations):
+        out = subprocess.run(
+            [sys.executable, "-c", CACHED_PROCESS, *activations], capture_output=True,
+            text=True, timeout=300,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
+                 "NUMBA_CACHE_DIR": str(tmp_path)},
+        )
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first = run("relu")
+    assert first["compiled"] > 0 and first["member_hits"] == [0]
+    assert run("tanh")["member_hits"] == [0]  # another configuration: compiled, not loaded
+    assert run("relu", "tanh") == {"compiled": 0, "member_hits": [1, 1], "kernel_hits": 1}

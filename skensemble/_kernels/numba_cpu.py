@@ -79,6 +79,33 @@ What makes it fast (each measured; see the comments at the definitions)
 tanh is Eigen's float32 rational approximation: absolute error at most 3e-7 over the
 real line as compiled here (torch's own float32 tanh is within 3e-8 of the exact value).
 
+Compiling
+---------
+The first fit in a new environment compiles; numba caches the machine code on disk
+(``cache=True``), so later processes load it (0.1-0.2 s). Measured on two cores
+(``benchmarks/bench_cold_start.py``, the default classifier): one kernel for every
+configuration compiled in 13.4 s; as below, 4.6 s (the parallel kernel 0.8 s, the
+configuration's member epoch 3.3 s), and each further configuration 1-2.6 s.
+
+- each (activation, loss, solver) has its own member epoch (:func:`_make_member_epoch`,
+  a closure over the codes; numba keys its cache on the closure's cells), built when a
+  fit first needs it and kept in :data:`_MEMBERS`. The solver is a constant there, so
+  numba drops the other solver's code before typing; the activation and loss codes
+  reach the layer helpers as literal arguments, which numba compiles once per value,
+  and LLVM drops the other branches. Which step sizes the epoch takes (steps of one row:
+  batch 1 or a last batch of one; steps of more rows) is a constant too, so that a fit
+  with batches of 200 compiles no path for a batch of one. The activation derivative
+  and nesterov stay run-time values, as they were when one kernel served every
+  configuration: as constants they let fastmath regroup the arithmetic around them, and
+  logistic and heavy-ball results changed in the last bit.
+- the parallel kernel calls the member epoch through a pointer (:func:`_call_member`),
+  so the kernel is compiled once for all configurations, and the member epoch is
+  optimised once: a called function is linked into its caller and optimised again with
+  it, and parfor nests the prange body four modules deep (the member epoch was
+  optimised and compiled to machine code five times, 6.6 s of the 13.4).
+- helpers are compiled as separate functions that LLVM inlines, not inlined by numba
+  (``inline="always"``): numba copies the callee's IR at each call site, ~0.1 s a site.
+
 Shape legend
 ------------
 E   members of the ensemble
@@ -104,7 +131,9 @@ import threading
 import numba
 import numpy as np
 import torch
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.core import cgutils, errors
+from numba.extending import intrinsic
 
 from .. import _engine
 
@@ -150,8 +179,8 @@ def usable():
     return not (_FORKED and THREADING_LAYER == "omp" and sys.platform.startswith("linux"))
 
 
-# Integer codes for the string hyper-parameters: one compiled kernel serves every
-# configuration (the branches on them sit outside the inner loops), so it compiles once.
+# Integer codes for the string hyper-parameters. Each (activation, loss, solver) compiles
+# its own member epoch, with its codes as constants: see Compiling in the module docstring.
 _ACT = {"identity": 0, "logistic": 1, "tanh": 2, "relu": 3}
 _LOSS = {"squared_error": 0, "log_loss": 1}
 _SOLVER = {"adam": 0, "sgd": 1}
@@ -169,8 +198,15 @@ _FAST = {"contract", "reassoc", "nsz", "arcp"}
 # atomically increments and decrements the refcount of every array argument, which costs
 # more than a (10, 10) layer's arithmetic and makes the threads fight over one cache line.
 _HOT = dict(cache=True, fastmath=_FAST, error_model="numpy", _nrt=False)
-# Scalar helpers, inlined into the loops that call them (they share the caller's flags).
-_SCALAR = dict(cache=True, fastmath=_FAST, error_model="numpy", inline="always")
+# Helpers, called only from compiled code: no wrappers for calls from Python or C (less to
+# compile). LLVM inlines them into the member epoch; forceinline makes sure of it where a
+# call would cost more than the helper (scalar helpers inside loops).
+_CALLEE = dict(_HOT, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+_SCALAR = dict(_CALLEE, forceinline=True)
+# _sgd alone is inlined by numba (into its caller's IR, with the caller's flags): compiled
+# on its own, LLVM rewrote its select of the two candidates and heavy-ball results changed
+# in the last bit.
+_INLINE = dict(inline="always")
 
 _f32 = np.float32
 # Hot loops index with unsigned integers: a signed index makes numba emit a wraparound
@@ -221,7 +257,7 @@ def _tanh(x):
     return x * p / q
 
 
-@njit(**_HOT)
+@njit(**_CALLEE)
 def _activate(h, lo, n, act):
     """Apply the hidden activation to ``h[lo:lo+n]`` in place."""
     lo = _U(lo)
@@ -239,6 +275,8 @@ def _activate(h, lo, n, act):
             h[lo + j] = _ONE / (_ONE + math.exp(-h[lo + j]))
 
 
+# ``act`` is a run-time value here (the member epoch's ``hyper[0]``), not a constant of
+# its configuration: see Compiling in the module docstring.
 @njit(**_SCALAR)
 def _dact(a, act):
     """Return the activation's derivative, computed from its output ``a`` (float32)."""
@@ -252,12 +290,12 @@ def _dact(a, act):
 
 
 # ------------------------------------------------------------------ optimizer
-# ``opt`` = (solver, nesterov, lr, lr_t, mu, b1, b2, eps): solver code, bool, float32 x6;
-# lr_t is adam's bias-corrected step size for the current step.
-@njit(**_SCALAR)
-def _sgd(w, vel, g, opt):
+# ``opt`` = (lr, lr_t, mu, b1, b2, eps), float32: lr_t is adam's bias-corrected step size
+# for the current step.
+@njit(**_INLINE)
+def _sgd(w, vel, g, nesterov, opt):
     """Take one sgd step of one parameter: returns (new w, new velocity), as apply_update."""
-    _, nesterov, lr, _, mu, _, _, _ = opt
+    lr, _, mu, _, _, _ = opt
     vel = mu * vel - lr * g
     # Both candidates computed, one selected: a loop-invariant select still vectorises.
     w_nesterov = w + mu * vel - lr * g
@@ -268,36 +306,40 @@ def _sgd(w, vel, g, opt):
 @njit(**_SCALAR)
 def _adam(w, m, v, g, opt):
     """Take one adam step of one parameter: returns (new w, m, v), as apply_update."""
-    _, _, _, lr_t, _, b1, b2, eps = opt
+    _, lr_t, _, b1, b2, eps = opt
     m = b1 * m + (_ONE - b1) * g
     v = b2 * v + (_ONE - b2) * g * g
     return w - lr_t * m / (np.sqrt(v) + eps), m, v
 
 
-@njit(**_HOT)
-def _apply(p, st0, st1, lo, n, g, gi, decay, keep, opt):
-    """One optimizer step on ``p[lo:lo+n]`` with gradient ``g[gi:gi+n] + decay * p``.
+# One loop per solver (a function each, the member epoch calls its solver's), not a
+# branch inside one loop, so that each vectorises.
+@njit(**_CALLEE)
+def _apply_adam(p, m, v, lo, n, g, gi, decay, keep, opt):
+    """One adam step on ``p[lo:lo+n]`` with gradient ``g[gi:gi+n] + decay * p``.
 
     The step starts from ``keep * p`` (decoupled weight decay: ``keep = 1 - lr * wd`` for
-    weights, 1 for biases). adam: ``st0, st1`` are the first and second moments; sgd:
-    ``st0`` is the velocity.
+    weights, 1 for biases); ``m, v`` are the first and second moments.
     """
     lo, gi = _U(lo), _U(gi)
-    # One loop per solver, not a branch inside one loop, so that each vectorises.
-    if opt[0] == _ADAM:
-        for k in range(_U(n)):
-            w = p[lo + k]
-            p[lo + k], st0[lo + k], st1[lo + k] = _adam(
-                w * keep, st0[lo + k], st1[lo + k], g[gi + k] + decay * w, opt
-            )
-    else:
-        for k in range(_U(n)):
-            w = p[lo + k]
-            p[lo + k], st0[lo + k] = _sgd(w * keep, st0[lo + k], g[gi + k] + decay * w, opt)
+    for k in range(_U(n)):
+        w = p[lo + k]
+        p[lo + k], m[lo + k], v[lo + k] = _adam(
+            w * keep, m[lo + k], v[lo + k], g[gi + k] + decay * w, opt
+        )
+
+
+@njit(**_CALLEE)
+def _apply_sgd(p, vel, lo, n, g, gi, decay, keep, nesterov, opt):
+    """One sgd step on ``p[lo:lo+n]``, as :func:`_apply_adam`; ``vel`` is the velocity."""
+    lo, gi = _U(lo), _U(gi)
+    for k in range(_U(n)):
+        w = p[lo + k]
+        p[lo + k], vel[lo + k] = _sgd(w * keep, vel[lo + k], g[gi + k] + decay * w, nesterov, opt)
 
 
 # ----------------------------------------------------------------------- forward
-@njit(**_HOT)
+@njit(**_CALLEE)
 def _forward_layer(p, w0, b0, fi, fo, acts, ai, hi, act, hidden):
     """``acts[hi:hi+fo] = act(acts[ai:ai+fi] @ W + b)`` with W = ``p[w0:b0]`` as (fi, fo).
 
@@ -340,7 +382,7 @@ def _forward_layer(p, w0, b0, fi, fo, acts, ai, hi, act, hidden):
         _activate(acts, hi, fo, act)
 
 
-@njit(cache=True, error_model="numpy", _nrt=False)
+@njit(cache=True, error_model="numpy", _nrt=False, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _loss_delta(acts, oi, Y, r, n_out, loss, scale, d, di):
     """Loss of outputs ``acts[oi:oi+O]`` against ``Y[r]``; ``d[di:di+O] = scale * dl/dout``."""
     if loss == _LOG_LOSS:
@@ -369,69 +411,77 @@ def _loss_delta(acts, oi, Y, r, n_out, loss, scale, d, di):
 
 
 # ---------------------------------------------------------------------- backward
-@njit(**_HOT)
-def _backward_update_layer(
-    p, st0, st1, w0, b0, fi, fo, acts, ai, dbuf, cur, nxt, act, alpha, keep, opt
-):
-    """Batch of one: backward through layer (w0, b0) and update it, one sweep per weight row.
-
-    ``dbuf[cur:cur+fo]`` is dl/d(layer output), already scaled by sw / b. Writes dl/d(layer
-    input, pre-activation) to ``dbuf[nxt:nxt+fi]``, from the weights *before* the update
-    (the caller ignores it below the first layer). Gradients: ``a_i d_j + alpha W_ij`` for
-    ``W_ij``, ``d_j`` for ``b_j``; the weights' step starts from ``keep * W_ij``.
-    """
+# Batch of one: backward through layer (w0, b0) and update it, one sweep per weight row;
+# a function per solver, as _apply_*. ``dbuf[cur:cur+fo]`` is dl/d(layer output), already
+# scaled by sw / b. Writes dl/d(layer input, pre-activation) to ``dbuf[nxt:nxt+fi]``, from
+# the weights *before* the update (the caller ignores it below the first layer).
+# Gradients: ``a_i d_j + alpha W_ij`` for ``W_ij``, ``d_j`` for ``b_j``; the weights' step
+# starts from ``keep * W_ij``.
+@njit(**_CALLEE)
+def _backward_update_adam(p, m, v, w0, b0, fi, fo, acts, ai, dbuf, cur, nxt, act, alpha, keep,
+                          opt):
+    """Batch of one: backward through layer (w0, b0) and update it with adam (see above)."""
     # The bias gradient is d itself; updating the bias first changes nothing below.
-    _apply(p, st0, st1, b0, fo, dbuf, cur, _ZERO, _ONE, opt)
+    _apply_adam(p, m, v, b0, fo, dbuf, cur, _ZERO, _ONE, opt)
     w0, ai, cur, nxt, fi, fo = _U(w0), _U(ai), _U(cur), _U(nxt), _U(fi), _U(fo)
     if fo == 1:
         # One output: the weight column is contiguous, so sweep it elementwise.
         d0 = dbuf[cur]
-        if opt[0] == _ADAM:
-            for i in range(fi):
-                w = p[w0 + i]
-                a = acts[ai + i]
-                dbuf[nxt + i] = w * d0 * _dact(a, act)
-                p[w0 + i], st0[w0 + i], st1[w0 + i] = _adam(
-                    w * keep, st0[w0 + i], st1[w0 + i], a * d0 + alpha * w, opt
-                )
-        else:
-            for i in range(fi):
-                w = p[w0 + i]
-                a = acts[ai + i]
-                dbuf[nxt + i] = w * d0 * _dact(a, act)
-                p[w0 + i], st0[w0 + i] = _sgd(w * keep, st0[w0 + i], a * d0 + alpha * w, opt)
-    elif opt[0] == _ADAM:
         for i in range(fi):
+            w = p[w0 + i]
             a = acts[ai + i]
-            r = w0 + i * fo
-            s = _ZERO
-            for j in range(fo):
-                w = p[r + j]
-                dj = dbuf[cur + j]
-                s += w * dj
-                p[r + j], st0[r + j], st1[r + j] = _adam(
-                    w * keep, st0[r + j], st1[r + j], a * dj + alpha * w, opt
-                )
-            dbuf[nxt + i] = s * _dact(a, act)
-    else:
-        for i in range(fi):
-            a = acts[ai + i]
-            r = w0 + i * fo
-            s = _ZERO
-            for j in range(fo):
-                w = p[r + j]
-                dj = dbuf[cur + j]
-                s += w * dj
-                p[r + j], st0[r + j] = _sgd(w * keep, st0[r + j], a * dj + alpha * w, opt)
-            dbuf[nxt + i] = s * _dact(a, act)
+            dbuf[nxt + i] = w * d0 * _dact(a, act)
+            p[w0 + i], m[w0 + i], v[w0 + i] = _adam(
+                w * keep, m[w0 + i], v[w0 + i], a * d0 + alpha * w, opt
+            )
+        return
+    for i in range(fi):
+        a = acts[ai + i]
+        r = w0 + i * fo
+        s = _ZERO
+        for j in range(fo):
+            w = p[r + j]
+            dj = dbuf[cur + j]
+            s += w * dj
+            p[r + j], m[r + j], v[r + j] = _adam(
+                w * keep, m[r + j], v[r + j], a * dj + alpha * w, opt
+            )
+        dbuf[nxt + i] = s * _dact(a, act)
 
 
-@njit(**_HOT)
+@njit(**_CALLEE)
+def _backward_update_sgd(p, vel, w0, b0, fi, fo, acts, ai, dbuf, cur, nxt, act, alpha, keep,
+                         nesterov, opt):
+    """Batch of one: backward through layer (w0, b0) and update it with sgd (see above)."""
+    _apply_sgd(p, vel, b0, fo, dbuf, cur, _ZERO, _ONE, nesterov, opt)
+    w0, ai, cur, nxt, fi, fo = _U(w0), _U(ai), _U(cur), _U(nxt), _U(fi), _U(fo)
+    if fo == 1:
+        d0 = dbuf[cur]
+        for i in range(fi):
+            w = p[w0 + i]
+            a = acts[ai + i]
+            dbuf[nxt + i] = w * d0 * _dact(a, act)
+            p[w0 + i], vel[w0 + i] = _sgd(w * keep, vel[w0 + i], a * d0 + alpha * w, nesterov, opt)
+        return
+    for i in range(fi):
+        a = acts[ai + i]
+        r = w0 + i * fo
+        s = _ZERO
+        for j in range(fo):
+            w = p[r + j]
+            dj = dbuf[cur + j]
+            s += w * dj
+            p[r + j], vel[r + j] = _sgd(w * keep, vel[r + j], a * dj + alpha * w, nesterov, opt)
+        dbuf[nxt + i] = s * _dact(a, act)
+
+
+@njit(**_CALLEE)
 def _backward_accumulate_layer(p, gr, w0, b0, fi, fo, acts, ai, dbuf, cur, nxt, act):
     """Batch > 1: backward through layer (w0, b0), adding this row's gradient to ``gr``.
 
-    As :func:`_backward_update_layer` without the update: the weights stay fixed over
-    the batch, and the L2 term is added once per batch by :func:`_apply`.
+    As :func:`_backward_update_adam` without the update: the weights stay fixed over
+    the batch, and the L2 term is added once per batch by :func:`_apply_adam` or
+    :func:`_apply_sgd`.
     """
     w0, b0, ai, cur, nxt, fi, fo = _U(w0), _U(b0), _U(ai), _U(cur), _U(nxt), _U(fi), _U(fo)
     if fo == 1:
@@ -462,7 +512,7 @@ def _backward_accumulate_layer(p, gr, w0, b0, fi, fo, acts, ai, dbuf, cur, nxt, 
 # once per four rows instead of once per row (E=50, (100, 100), batch 32, 2 threads:
 # 0.69 s -> 0.35 s per epoch of 10,000 rows; the forward pass also takes four inputs
 # per pass, 16 products per output element loaded and stored).
-@njit(**_HOT)
+@njit(**_CALLEE)
 def _forward_rows4(p, w0, b0, fi, fo, acts, ai, hi, sa, act, hidden):
     """:func:`_forward_layer` for the four rows at ``acts[ai + r*sa]``, r = 0..3 (fo > 1)."""
     w0, b0, ai, hi, fi, fo, sa = _U(w0), _U(b0), _U(ai), _U(hi), _U(fi), _U(fo), _U(sa)
@@ -526,7 +576,7 @@ def _forward_rows4(p, w0, b0, fi, fo, acts, ai, hi, sa, act, hidden):
         _activate(acts, h3, fo, act)
 
 
-@njit(**_HOT)
+@njit(**_CALLEE)
 def _backward_rows4(p, gr, w0, b0, fi, fo, acts, ai, sa, dbuf, cur, nxt, sw, act, below):
     """:func:`_backward_accumulate_layer` for four rows at once (fo > 1).
 
@@ -578,141 +628,177 @@ def _backward_rows4(p, gr, w0, b0, fi, fo, acts, ai, sa, dbuf, cur, nxt, sw, act
 
 
 # ------------------------------------------------------------------- one member
-@njit(**_HOT)
-def _member_epoch(
-    p, st0, st1, t0, X, Y, sw, has_sw, rows, feats, has_feats, offs, sizes, aoff, act, loss,
-    alpha, wd, bsz, opt, acts, dbuf, gr,
-):
-    """All steps of one member's epoch; returns (sum_i sw_i l_i over the epoch, new step count).
+def _make_member_epoch(act, loss, solver, one_row, many_rows):
+    """The member epoch of one configuration, its codes compile-time constants.
 
-    p, st0, st1 : (P,) the member's parameter and optimizer-state rows, updated in place
-    t0 : int, the member's step count before the epoch
-    rows : (M,) int64, the member's sample order
-    feats : (k,) int64, the member's feature subset (read only if has_feats)
-    alpha, wd : float32, the member's L2 strength and the decoupled weight decay
-    acts : (>=A,) scratch: the activations of one row, the input first
-    dbuf : (2 * W,) scratch, W >= max(sizes): dl/d(output) of the current layer and of
-        the layer below, in alternating halves
-    gr : (>=P,) scratch: the batch gradient (batch > 1 only)
+    A closure over the codes ``act``, ``loss`` and ``solver`` and the bools ``one_row``
+    and ``many_rows`` (whether the epoch has steps of one row, of more rows): numba types
+    them as constants, prunes the branches on ``solver`` and on the step sizes before
+    typing and passes ``act`` and ``loss`` as literals to the helpers; it hashes a
+    closure's cell contents into the key of its on-disk cache, so each configuration
+    compiles once per environment. Compiled for :data:`_MEMBER_ARGS` by
+    :func:`_member_address`.
     """
-    M = rows.shape[0]
-    L = offs.shape[0]
-    F = sizes[0]
-    n_out = sizes[L]
-    P = offs[L - 1, 2]
-    half = dbuf.shape[0] // 2
-    rb = max(1, min(bsz, M))  # rows of scratch: a whole batch (as allocated by the caller)
-    sa = acts.shape[0] // rb  # stride of a row's activations in acts
-    sw_ = half // rb  # stride of a row's errors in each half of dbuf
-    solver, nesterov, lr, _, mu, b1, b2, eps = opt
-    for k in range(P):
-        gr[k] = _ZERO
-    total = 0.0  # float64: a sum over up to M rows
-    t = t0
-    for start in range(0, M, bsz):
-        stop = min(start + bsz, M)
-        b = stop - start
-        t += 1
-        lr_t = lr
-        if solver == _ADAM:
-            # The member's own step count, incremented before use (as apply_update), and
-            # float32 arithmetic as there: 1 - b2^t loses ~1e-5 relative to cancellation
-            # at small t, and the engines should lose the same.
-            tf = _f32(t)
-            lr_t = lr * np.sqrt(_ONE - b2**tf) / (_ONE - b1**tf)
-        step_opt = (solver, nesterov, lr, lr_t, mu, b1, b2, eps)
-        keep = _ONE - lr * wd  # decoupled weight decay of this step (1 without)
-        if b == 1:
-            r = rows[start]
-            # ---- forward: acts = [x, h_1, ..., h_{L-1}, out]
-            if has_feats:
-                for f in range(F):
-                    acts[f] = X[r, feats[f]]
-            else:
-                for f in range(F):
-                    acts[f] = X[r, f]
-            for li in range(L):
-                _forward_layer(
-                    p, offs[li, 0], offs[li, 1], sizes[li], sizes[li + 1], acts, aoff[li],
-                    aoff[li + 1], act, li < L - 1,
+
+    @njit(**_HOT)
+    def member_epoch(
+        p, st0, st1, t0, X, Y, sw, has_sw, rows, feats, has_feats, offs, sizes, aoff, alpha,
+        wd, bsz, lr, hyper, acts, dbuf, gr,
+    ):
+        """All steps of one member's epoch; returns (sum_i sw_i l_i over the epoch, new step count).
+
+        p, st0, st1 : (P,) the member's parameter and optimizer-state rows, updated in place
+        t0 : int, the member's step count before the epoch
+        rows : (M,) int64, the member's sample order
+        feats : (k,) int64, the member's feature subset (read only if has_feats)
+        alpha, wd : float32, the member's L2 strength and the decoupled weight decay
+        lr : float32, the member's learning rate
+        hyper : (activation code, nesterov, momentum, beta_1, beta_2, epsilon): int, bool,
+            float32 x4 (the code at run time, for the derivative: see Compiling above)
+        acts : (>=A,) scratch: the activations of one row, the input first
+        dbuf : (2 * W,) scratch, W >= max(sizes): dl/d(output) of the current layer and of
+            the layer below, in alternating halves
+        gr : (>=P,) scratch: the batch gradient (batch > 1 only)
+        """
+        M = rows.shape[0]
+        L = offs.shape[0]
+        F = sizes[0]
+        n_out = sizes[L]
+        P = offs[L - 1, 2]
+        half = dbuf.shape[0] // 2
+        rb = max(1, min(bsz, M))  # rows of scratch: a whole batch (as allocated by the caller)
+        sa = acts.shape[0] // rb  # stride of a row's activations in acts
+        sw_ = half // rb  # stride of a row's errors in each half of dbuf
+        act_code, nesterov, mu, b1, b2, eps = hyper
+        for k in range(P):
+            gr[k] = _ZERO
+        total = 0.0  # float64: a sum over up to M rows
+        t = t0
+        for start in range(0, M, bsz):
+            stop = min(start + bsz, M)
+            b = stop - start
+            t += 1
+            lr_t = lr
+            if solver == _ADAM:
+                # The member's own step count, incremented before use (as apply_update), and
+                # float32 arithmetic as there: 1 - b2^t loses ~1e-5 relative to cancellation
+                # at small t, and the engines should lose the same.
+                tf = _f32(t)
+                lr_t = lr * np.sqrt(_ONE - b2**tf) / (_ONE - b1**tf)
+            step_opt = (lr, lr_t, mu, b1, b2, eps)
+            keep = _ONE - lr * wd  # decoupled weight decay of this step (1 without)
+            if b == 1:
+                if not one_row:  # a configuration without steps of one row: none here
+                    continue
+                r = rows[start]
+                # ---- forward: acts = [x, h_1, ..., h_{L-1}, out]
+                if has_feats:
+                    for f in range(F):
+                        acts[f] = X[r, feats[f]]
+                else:
+                    for f in range(F):
+                        acts[f] = X[r, f]
+                for li in range(L):
+                    _forward_layer(
+                        p, offs[li, 0], offs[li, 1], sizes[li], sizes[li + 1], acts, aoff[li],
+                        aoff[li + 1], act, li < L - 1,
+                    )
+                # ---- output error, pre-scaled by sw_r / b (the batch mean of the weighted loss)
+                wr = sw[r] if has_sw else _ONE
+                # di not a literal 0: one compiled signature of _loss_delta
+                total += wr * _loss_delta(
+                    acts, aoff[L], Y, r, n_out, loss, _f32(wr), dbuf, np.int64(0)
                 )
-            # ---- output error, pre-scaled by sw_r / b (the batch mean of the weighted loss)
-            wr = sw[r] if has_sw else _ONE
-            total += wr * _loss_delta(acts, aoff[L], Y, r, n_out, loss, _f32(wr), dbuf, 0)
-            # ---- backward, top layer first; dbuf[cur:] holds dl/d(output of layer li)
-            cur = np.int64(0)  # not a literal 0: one compiled signature of the callees
+                # ---- backward, top layer first; dbuf[cur:] holds dl/d(output of layer li)
+                cur = np.int64(0)
+                for li in range(L - 1, -1, -1):
+                    nxt = half - cur
+                    # The gradient is applied as it is computed.
+                    w0, b0, fi, fo = offs[li, 0], offs[li, 1], sizes[li], sizes[li + 1]
+                    ai = aoff[li]
+                    if solver == _ADAM:
+                        _backward_update_adam(
+                            p, st0, st1, w0, b0, fi, fo, acts, ai, dbuf, cur, nxt, act_code,
+                            alpha, keep, step_opt,
+                        )
+                    else:
+                        _backward_update_sgd(
+                            p, st0, w0, b0, fi, fo, acts, ai, dbuf, cur, nxt, act_code, alpha,
+                            keep, nesterov, step_opt,
+                        )
+                    cur = nxt
+                continue
+            if not many_rows:  # a configuration without steps of more rows: none here
+                continue
+            # ---- batch > 1: the whole batch layer by layer; row q at acts[q*sa], dbuf[q*sw]
+            for q in range(b):
+                r = rows[start + q]
+                base = q * sa
+                if has_feats:
+                    for f in range(F):
+                        acts[base + f] = X[r, feats[f]]
+                else:
+                    for f in range(F):
+                        acts[base + f] = X[r, f]
+            for li in range(L):
+                w0, b0, fi, fo = offs[li, 0], offs[li, 1], sizes[li], sizes[li + 1]
+                hidden = li < L - 1
+                q = np.int64(0)
+                if fo > 1:
+                    while q + 4 <= b:
+                        _forward_rows4(
+                            p, w0, b0, fi, fo, acts, aoff[li] + q * sa, aoff[li + 1] + q * sa, sa,
+                            act, hidden,
+                        )
+                        q += 4
+                while q < b:
+                    _forward_layer(
+                        p, w0, b0, fi, fo, acts, aoff[li] + q * sa, aoff[li + 1] + q * sa, act,
+                        hidden,
+                    )
+                    q += 1
+            # ---- output errors, pre-scaled by sw_r / b (the batch mean of the weighted loss)
+            for q in range(b):
+                r = rows[start + q]
+                wr = sw[r] if has_sw else _ONE
+                total += wr * _loss_delta(
+                    acts, q * sa + aoff[L], Y, r, n_out, loss, _f32(wr / b), dbuf, q * sw_
+                )
+            # ---- backward, top layer first, accumulating the batch gradient in gr
+            cur = np.int64(0)
             for li in range(L - 1, -1, -1):
                 nxt = half - cur
-                # The gradient is applied as it is computed.
-                _backward_update_layer(
-                    p, st0, st1, offs[li, 0], offs[li, 1], sizes[li], sizes[li + 1], acts,
-                    aoff[li], dbuf, cur, nxt, act, alpha, keep, step_opt,
-                )
+                w0, b0, fi, fo = offs[li, 0], offs[li, 1], sizes[li], sizes[li + 1]
+                q = np.int64(0)
+                if fo > 1:
+                    while q + 4 <= b:
+                        _backward_rows4(
+                            p, gr, w0, b0, fi, fo, acts, aoff[li] + q * sa, sa, dbuf,
+                            cur + q * sw_, nxt + q * sw_, sw_, act_code, li > 0,
+                        )
+                        q += 4
+                while q < b:
+                    _backward_accumulate_layer(
+                        p, gr, w0, b0, fi, fo, acts, aoff[li] + q * sa, dbuf, cur + q * sw_,
+                        nxt + q * sw_, act_code,
+                    )
+                    q += 1
                 cur = nxt
-            continue
-        # ---- batch > 1: the whole batch layer by layer; row q at acts[q*sa], dbuf[q*sw]
-        for q in range(b):
-            r = rows[start + q]
-            base = q * sa
-            if has_feats:
-                for f in range(F):
-                    acts[base + f] = X[r, feats[f]]
-            else:
-                for f in range(F):
-                    acts[base + f] = X[r, f]
-        for li in range(L):
-            w0, b0, fi, fo = offs[li, 0], offs[li, 1], sizes[li], sizes[li + 1]
-            hidden = li < L - 1
-            q = np.int64(0)
-            if fo > 1:
-                while q + 4 <= b:
-                    _forward_rows4(
-                        p, w0, b0, fi, fo, acts, aoff[li] + q * sa, aoff[li + 1] + q * sa, sa,
-                        act, hidden,
-                    )
-                    q += 4
-            while q < b:
-                _forward_layer(
-                    p, w0, b0, fi, fo, acts, aoff[li] + q * sa, aoff[li + 1] + q * sa, act,
-                    hidden,
-                )
-                q += 1
-        # ---- output errors, pre-scaled by sw_r / b (the batch mean of the weighted loss)
-        for q in range(b):
-            r = rows[start + q]
-            wr = sw[r] if has_sw else _ONE
-            total += wr * _loss_delta(
-                acts, q * sa + aoff[L], Y, r, n_out, loss, _f32(wr / b), dbuf, q * sw_
-            )
-        # ---- backward, top layer first, accumulating the batch gradient in gr
-        cur = np.int64(0)
-        for li in range(L - 1, -1, -1):
-            nxt = half - cur
-            w0, b0, fi, fo = offs[li, 0], offs[li, 1], sizes[li], sizes[li + 1]
-            q = np.int64(0)
-            if fo > 1:
-                while q + 4 <= b:
-                    _backward_rows4(
-                        p, gr, w0, b0, fi, fo, acts, aoff[li] + q * sa, sa, dbuf,
-                        cur + q * sw_, nxt + q * sw_, sw_, act, li > 0,
-                    )
-                    q += 4
-            while q < b:
-                _backward_accumulate_layer(
-                    p, gr, w0, b0, fi, fo, acts, aoff[li] + q * sa, dbuf, cur + q * sw_,
-                    nxt + q * sw_, act,
-                )
-                q += 1
-            cur = nxt
-        if b > 1:  # always true here (b == 1 continued above)
-            alpha_b = _f32(alpha / b)  # L2 gradient alpha * W / b, with b the actual length
-            for li in range(L):
-                w0, b0, end = offs[li, 0], offs[li, 1], offs[li, 2]
-                _apply(p, st0, st1, w0, b0 - w0, gr, w0, alpha_b, keep, step_opt)
-                _apply(p, st0, st1, b0, end - b0, gr, b0, _ZERO, _ONE, step_opt)
-            for k in range(P):
-                gr[k] = _ZERO
-    return total, t
+            if b > 1:  # always true here (b == 1 continued above)
+                alpha_b = _f32(alpha / b)  # L2 gradient alpha * W / b, with b the actual length
+                for li in range(L):
+                    w0, b0, end = offs[li, 0], offs[li, 1], offs[li, 2]
+                    if solver == _ADAM:
+                        _apply_adam(p, st0, st1, w0, b0 - w0, gr, w0, alpha_b, keep, step_opt)
+                        _apply_adam(p, st0, st1, b0, end - b0, gr, b0, _ZERO, _ONE, step_opt)
+                    else:
+                        _apply_sgd(p, st0, w0, b0 - w0, gr, w0, alpha_b, keep, nesterov, step_opt)
+                        _apply_sgd(p, st0, b0, end - b0, gr, b0, _ZERO, _ONE, nesterov, step_opt)
+                for k in range(P):
+                    gr[k] = _ZERO
+        return total, t
+
+    return member_epoch
 
 
 def _pad(n):
@@ -721,30 +807,97 @@ def _pad(n):
 
 
 # ------------------------------------------------------------------ all members
+# The member epoch's argument types, fixed: each configuration's member epoch is compiled
+# for exactly these, and the kernel calls it with exactly these (_call_member checks).
+_F1, _F2 = types.float32[::1], types.float32[:, ::1]
+_I1, _I2 = types.int64[::1], types.int64[:, ::1]
+_MEMBER_ARGS = (
+    _F1, _F1, _F1, types.int64, _F2, _F2, _F1, types.boolean, _I1, _I1, types.boolean, _I2,
+    _I1, _I1, types.float32, types.float32, types.int64, types.float32,
+    types.Tuple((types.int64, types.boolean, *[types.float32] * 4)), _F1, _F1, _F1,
+)  # p, st0, st1, t0, X, Y, sw, has_sw, rows, feats, has_feats, offs, sizes, aoff, alpha,
+#    wd, bsz, lr, hyper, acts, dbuf, gr
+_MEMBER_RETURN = types.Tuple((types.float64, types.int64))  # (loss sum, step count)
+
+
+@intrinsic
+def _call_member(typingctx, address, args):
+    """Call the member epoch compiled at ``address`` with the tuple ``args``.
+
+    A call through a pointer, not a call of the dispatcher: a called dispatcher's code is
+    linked into the caller's module and optimised and compiled to machine code again with
+    it, and parfor lowering nests a prange body four modules deep, so the member epoch
+    would be optimised five times. Through a pointer it is compiled once (per
+    configuration), and this kernel, compiled once, serves every configuration. The
+    member epoch raises nothing (numpy error model, no bounds checks), so its status is
+    not read.
+    """
+    if not isinstance(address, types.Integer) or tuple(args) != _MEMBER_ARGS:
+        raise errors.TypingError(f"_call_member needs (int, {_MEMBER_ARGS}), got {args}")
+
+    def codegen(context, builder, sig, llargs):
+        address, args = llargs
+        fnty = context.call_conv.get_function_type(_MEMBER_RETURN, _MEMBER_ARGS)
+        fn = builder.inttoptr(address, fnty.as_pointer())
+        values = [builder.extract_value(args, i) for i in range(len(_MEMBER_ARGS))]
+        result = cgutils.alloca_once(builder, fnty.args[0].pointee)  # numba's calling convention
+        builder.store(cgutils.get_null_value(fnty.args[0].pointee), result)
+        excinfo = cgutils.alloca_once(builder, fnty.args[1].pointee)
+        packed = context.get_arg_packer(_MEMBER_ARGS).as_arguments(builder, values)
+        builder.call(fn, [result, excinfo, *packed])
+        return context.get_returned_value(builder, _MEMBER_RETURN, builder.load(result))
+
+    return _MEMBER_RETURN(address, args), codegen
+
+
 @njit(parallel=True, cache=True)
 def _epoch_kernel(
-    flat, state, steps, X, Y, sw, has_sw, order, feats, has_feats, offs, sizes, aoff, act, loss,
-    alphas, lrs, wd, bsz, opt, acts, dbuf, gr, losses,
+    member, flat, state, steps, X, Y, sw, has_sw, order, feats, has_feats, offs, sizes, aoff,
+    alphas, lrs, wd, bsz, hyper, acts, dbuf, gr, losses,
 ):
     """Run one epoch of every member, members in parallel (see :func:`epoch_numba`).
 
-    The prange is this function's only parallel region: the scratch is allocated by the
-    caller because, with parallel=True, each np.zeros here would be a parallel region of
-    its own: one more wake-up of the worker threads and one more barrier.
+    ``member`` is the address of the configuration's compiled member epoch
+    (:func:`_member_address`). The prange is this function's only parallel region: the
+    scratch is allocated by the caller because, with parallel=True, each np.zeros here
+    would be a parallel region of its own: one more wake-up of the worker threads and one
+    more barrier.
     """
     M = order.shape[1]
     S = state.shape[0]
-    solver, nesterov, _, _, mu, b1, b2, eps = opt
     for e in prange(flat.shape[0]):
         tid = numba.get_thread_id()
-        lr = lrs[e]  # each member's own rate and L2 strength
-        total, t = _member_epoch(
-            flat[e], state[0, e], state[S - 1, e], steps[e], X, Y, sw, has_sw, order[e],
-            feats[e], has_feats, offs, sizes, aoff, act, loss, alphas[e], wd, bsz,
-            (solver, nesterov, lr, lr, mu, b1, b2, eps), acts[tid], dbuf[tid], gr[tid],
+        # each member's own rows, rate and L2 strength; the thread's scratch
+        total, t = _call_member(
+            member,
+            (
+                flat[e], state[0, e], state[S - 1, e], steps[e], X, Y, sw, has_sw, order[e],
+                feats[e], has_feats, offs, sizes, aoff, alphas[e], wd, bsz, lrs[e], hyper,
+                acts[tid], dbuf[tid], gr[tid],
+            ),
         )
         losses[e] = total / M
         steps[e] = t
+
+
+# (activation, loss, solver, one_row, many_rows) -> (member epoch, address of its code)
+_MEMBERS = {}
+_MEMBERS_LOCK = threading.Lock()
+
+
+def _member_address(act, loss, solver, one_row, many_rows):
+    """Address of the compiled member epoch of this configuration (compiled or loaded once)."""
+    key = (act, loss, solver, one_row, many_rows)
+    with _MEMBERS_LOCK:
+        if key not in _MEMBERS:
+            fn = _make_member_epoch(*key)
+            fn.compile(_MEMBER_ARGS)  # from the on-disk cache if there
+            cres = fn.overloads[_MEMBER_ARGS]
+            if cres.signature.return_type != _MEMBER_RETURN:
+                raise TypeError(f"member epoch returns {cres.signature.return_type}")
+            # The dispatcher is kept: it owns the compiled code.
+            _MEMBERS[key] = fn, cres.library.get_pointer_to_function(cres.fndesc.mangled_name)
+        return _MEMBERS[key][1]
 
 
 def _as_array(t, dtype):
@@ -812,6 +965,8 @@ def epoch_numba(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features
     _check_inputs(flat, X, Y, sw, order, layout, features)
     if state.shape != (hyper.n_state, *flat.shape) or steps.shape != (E,):
         raise ValueError(f"state must be {(hyper.n_state, *flat.shape)} and steps {(E,)}")
+    if int(hyper.batch_size) < 1:  # the member epoch's range(0, M, bsz) would raise
+        raise ValueError(f"batch_size must be at least 1, got {hyper.batch_size}")
     if E == 0 or M == 0:
         # No batches, so no update; the mean loss over no rows is nan, as in the reference.
         return torch.full((E,), float("nan"))
@@ -829,24 +984,29 @@ def epoch_numba(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features
     acts = np.zeros((n_threads, rb * _pad(aoff[-1])), np.float32)
     dbuf = np.zeros((n_threads, 2 * rb * _pad(sizes.max())), np.float32)
     gr = np.zeros((n_threads, _pad(layout.n_params)), np.float32)
-    opt = (
-        _SOLVER[hyper.solver],
-        bool(hyper.nesterovs_momentum),
-        _ZERO,  # lr and lr_t: each member's own, set in the kernel (lrs)
-        _ZERO,
-        _f32(hyper.momentum),
-        _f32(hyper.beta_1),
-        _f32(hyper.beta_2),
-        _f32(hyper.epsilon),
-    )
     if not usable():
         raise RuntimeError(
             "the numba kernel cannot run in a process forked after numba's OpenMP threads "
             "started; use engine='batched', or start worker processes with 'spawn' or "
             "'forkserver'."
         )
+    act = _ACT[hyper.activation]
+    bsz = int(hyper.batch_size)
+    # Steps of one row (batch 1, or a last batch of one) and of more rows: the member
+    # epoch compiles only the paths the epoch takes.
+    one_row, many_rows = bsz == 1 or M % bsz == 1, bsz > 1 and M > 1
+    member = _member_address(act, _LOSS[hyper.loss], _SOLVER[hyper.solver], one_row, many_rows)
+    config = (
+        act,
+        bool(hyper.nesterovs_momentum),
+        _f32(hyper.momentum),
+        _f32(hyper.beta_1),
+        _f32(hyper.beta_2),
+        _f32(hyper.epsilon),
+    )
     with KERNEL_LOCK:
         _epoch_kernel(
+            member,
             flat.detach().numpy(),  # (E, P) view, written in place
             state.detach().numpy(),  # (S, E, P) view, written in place
             steps.numpy(),  # (E,) view, written in place
@@ -860,13 +1020,11 @@ def epoch_numba(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features
             layout.offsets_array(),  # (L, 3)
             sizes,
             aoff,
-            _ACT[hyper.activation],
-            _LOSS[hyper.loss],
             _engine.per_member(hyper.alpha if alpha is None else alpha, E).numpy(),  # (E,)
             _engine.per_member(lr, E).numpy(),  # (E,) float32
             _f32(hyper.weight_decay),
             int(hyper.batch_size),
-            opt,
+            config,
             acts,
             dbuf,
             gr,
