@@ -57,13 +57,16 @@ def _member_values(params, name, members=None):
 
 
 def _member_kinds(params, members=None):
-    """Each member's ``(activation, label_smoothing)`` it drew (None: not drawn), or None."""
-    acts = _member_values(params, "activation", members)
-    smooth = _member_values(params, "label_smoothing", members)
-    if acts is None and smooth is None:
+    """Each member's ``(activation, label_smoothing, weight_decay)`` it drew, or None.
+
+    An entry is None where members did not draw that name.
+    """
+    drawn = [_member_values(params, name, members)
+             for name in ("activation", "label_smoothing", "weight_decay")]
+    if all(v is None for v in drawn):
         return None
-    n = len(acts if acts is not None else smooth)
-    return list(zip(acts or [None] * n, smooth or [None] * n))
+    n = len(next(v for v in drawn if v is not None))
+    return list(zip(*[v if v is not None else [None] * n for v in drawn]))
 
 
 def _apply_member_params(groups, params):
@@ -544,8 +547,8 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
 
         Random initialisation from each member's seed, or (``init="mothernet"``) hatched
         from MotherNets trained on ``Xs``; members of equal depth share one group.
-        ``kinds``: each member's own ``(activation, label_smoothing)`` (``member_params``),
-        or None.
+        ``kinds``: each member's own ``(activation, label_smoothing, weight_decay)``
+        (``member_params``), or None.
         """
         n_out = Y.shape[1]
         n_in = self._input.n_inputs(None if plan.all_features else plan.n_feat)

@@ -40,6 +40,8 @@ class Group:
     label_smoothing : float or None
         The group's own label smoothing (``member_params``, classification); None: the
         estimator's.
+    weight_decay : float or None
+        The group's own decoupled weight decay (``member_params``); None: the estimator's.
     """
 
     members: np.ndarray
@@ -51,6 +53,7 @@ class Group:
     alpha: np.ndarray = None
     activation: str = None
     label_smoothing: float = None
+    weight_decay: float = None
 
     @property
     def layout(self):
@@ -60,7 +63,8 @@ class Group:
     def restarted(self):
         """The same weights with a new optimizer (a resumed fit, like scikit-learn's MLP)."""
         return Group(self.members, self.sizes, self.flat, alpha=self.alpha,
-                     activation=self.activation, label_smoothing=self.label_smoothing)
+                     activation=self.activation, label_smoothing=self.label_smoothing,
+                     weight_decay=self.weight_decay)
 
     def member_row(self, member, sizes):
         """Flat parameters ``(P_e,)`` of ``member`` at its own layout ``sizes``, or None."""
@@ -89,9 +93,9 @@ def make_groups(rows, archs, positions, n_in, n_out, activation, pad=True, kinds
     With ``pad=False`` one group per exact architecture instead: nothing is computed for
     padding units, at the price of one epoch loop per architecture (the CPU's choice,
     where a member-major kernel gains nothing from stacking members of other widths).
-    With ``kinds`` (each member's own ``(activation, label_smoothing)``, either None for
-    the estimator's; ``member_params``) members of different kinds never share a group,
-    and each group records its own.
+    With ``kinds`` (each member's own ``(activation, label_smoothing, weight_decay)``,
+    each None for the estimator's; ``member_params``) members of different kinds never
+    share a group, and each group records its own.
 
     Parameters
     ----------
@@ -108,7 +112,7 @@ def make_groups(rows, archs, positions, n_in, n_out, activation, pad=True, kinds
     """
     groups = []
     grouping = _hetero.group_by_depth if pad else _hetero.group_by_architecture
-    each = [(None, None)] * len(archs) if kinds is None else [tuple(k) for k in kinds]
+    each = [(None, None, None)] * len(archs) if kinds is None else [tuple(k) for k in kinds]
     for kind in dict.fromkeys(each):  # in first-seen order
         act = kind[0] or activation
         idx = np.array([i for i, k in enumerate(each) if k == kind], dtype=np.int64)
@@ -120,7 +124,8 @@ def make_groups(rows, archs, positions, n_in, n_out, activation, pad=True, kinds
                 for i in local
             ])
             groups.append(Group(members=np.asarray(positions)[local], sizes=sizes, flat=flat,
-                                activation=kind[0], label_smoothing=kind[1]))
+                                activation=kind[0], label_smoothing=kind[1],
+                                weight_decay=kind[2]))
     return groups
 
 
@@ -132,7 +137,7 @@ def merge_groups(old, new, activation, pad=True):
     groups = [replace(g) for g in old]
     for g in new:
         same = [o for o in groups
-                if (o.activation, o.label_smoothing) == (g.activation, g.label_smoothing)
+                if _kind(o) == _kind(g)
                 and (len(o.sizes) == len(g.sizes) if pad else o.sizes == g.sizes)]
         if not same:
             groups.append(g)
@@ -158,6 +163,11 @@ def merge_groups(old, new, activation, pad=True):
         if o.alpha is not None or g.alpha is not None:
             o.alpha = np.concatenate([_alphas(o), _alphas(g)])
     return groups
+
+
+def _kind(group):
+    """What members must share to share a group, besides depth or layout."""
+    return group.activation, group.label_smoothing, group.weight_decay
 
 
 def _alphas(group):

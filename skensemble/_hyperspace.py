@@ -24,10 +24,11 @@ SUPPORTED = {
     "activation": "one of 'identity', 'logistic', 'tanh', 'relu'",
     "max_samples": "a float in (0, 1] or an int >= 1 (rows each member draws)",
     "label_smoothing": "a float in [0, 1) (NeuralBaggingClassifier only)",
+    "weight_decay": "a float >= 0",
 }
 
 #: Values that set a member's structure: members that differ in them train apart.
-STRUCTURAL = ("hidden_layer_sizes", "activation", "label_smoothing")
+STRUCTURAL = ("hidden_layer_sizes", "activation", "label_smoothing", "weight_decay")
 
 
 def auto_space():

@@ -330,6 +330,8 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
     """
     if group.activation is not None:  # the group's own (member_params)
         hyper = replace(hyper, activation=group.activation)
+    if group.weight_decay is not None:  # the group's own (member_params)
+        hyper = replace(hyper, weight_decay=group.weight_decay)
     if group.label_smoothing is not None:  # the group's own targets, from the hard labels
         hard = data.Y if data.Y_val is None else data.Y_val
         eps = group.label_smoothing
@@ -393,7 +395,7 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
     trained = Group(members=group.members, sizes=group.sizes, flat=flat.cpu().numpy().copy(),
                     opt_state=state.cpu().numpy().copy(), steps=steps.cpu().numpy().copy(),
                     lr=lr, alpha=group.alpha, activation=group.activation,
-                    label_smoothing=group.label_smoothing)
+                    label_smoothing=group.label_smoothing, weight_decay=group.weight_decay)
     return trained, history, engine
 
 

@@ -113,6 +113,7 @@ def test_partial_fit_draws_member_params_once(data):
     ({"activation": ["relu", "gelu"]}, "activation"),
     ({"max_samples": [0.0]}, "max_samples"),
     ({"label_smoothing": [0.1]}, "only NeuralBaggingClassifier"),
+    ({"weight_decay": [-0.1]}, "drew -0.1"),
     ({"max_samples": [1.5]}, "max_samples"),
     ({"max_samples": [10_000]}, r"member_params\['max_samples'\]=10000 is larger"),
     ({"alpha": []}, "non-empty list"),
@@ -258,3 +259,20 @@ def test_label_smoothing_is_drawn_per_member_like_separate_fits():
             np.testing.assert_array_equal(clf.validation_loss_curve_[:, e],
                                           alone.validation_loss_curve_[:, e])
     assert clf.selection_score_ <= clf.uniform_score_
+
+
+def test_weight_decay_is_drawn_per_member_like_separate_fits(data):
+    # Decoupled weight decay is a group's own: each member equals the same member of an
+    # ensemble with that weight_decay for all (a decay of 0 trains as without one).
+    X, y = data
+    space = {"weight_decay": [0.0, 0.5]}
+    est = NeuralBaggingRegressor(**KW, member_params=space).fit(X, y)
+    drawn = [p["weight_decay"] for p in est.member_params_]
+    assert set(drawn) == {0.0, 0.5}
+    assert {g.weight_decay for g in est._groups} == {0.0, 0.5}
+    members = est.predict_members(X)
+    for wd in (0.0, 0.5):
+        alone = NeuralBaggingRegressor(**KW, weight_decay=wd).fit(X, y)
+        for e in np.flatnonzero(np.array(drawn) == wd):
+            np.testing.assert_allclose(members[e], alone.predict_members(X)[e],
+                                       rtol=1e-5, atol=1e-6)
