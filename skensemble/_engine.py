@@ -738,6 +738,53 @@ def _staging(slot, t, rows, device):
 
 # ---------------------------------------------------------------------- predict
 @torch.no_grad()
+def predict_rows(flat, layout, X, idx, activation, features=None, chunk_rows=None):
+    """Raw outputs ``(E, n, O)`` of each member on its own rows ``X[idx[e]]``.
+
+    Parameters
+    ----------
+    flat : Tensor (E, P)
+    X : Tensor (N, F), where ``idx`` lives (host memory when streaming)
+    idx : Tensor (E, n) int64
+        Each member's rows of ``X``.
+    features : Tensor (E, k) int64 or None
+    chunk_rows : int or None
+        Rows of each member per chunk; by default one chunk's activations stay ~64 MB.
+    """
+    E, n = idx.shape
+    if chunk_rows is None:
+        chunk_rows = max(1, (16 * 2**20) // max(1, E * max(layout.sizes)))
+    feats = None if features is None else features.to(X.device)
+    parts = []
+    for s in range(0, n, chunk_rows):
+        xb = gather_inputs(X, idx[:, s : s + chunk_rows], feats)  # (E, c, F or k)
+        xb = xb.to(flat.device, non_blocking=True)
+        if flat.device.type == "cpu":
+            parts.append(torch.stack([_forward_one(flat[e], layout, xb[e], activation)
+                                      for e in range(E)]))
+        else:
+            parts.append(forward(flat, layout, xb, activation))
+    return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+
+def _forward_one(row, layout, x, activation):
+    """Raw outputs ``(c, O)`` of the one member ``row (P,)`` on ``x (c, F)``.
+
+    On the CPU a member's validation is computed alone, one matrix product per layer:
+    MKL chooses its code for a batch of matrices by their number, so a member computed
+    among others would round differently in an ``n_jobs`` chunk of another size.
+    """
+    h = x
+    last = len(layout.offsets) - 1
+    for i, ((w0, b0, end), fi, fo) in enumerate(
+            zip(layout.offsets, layout.sizes[:-1], layout.sizes[1:])):
+        h = torch.addmm(row[b0:end], h, row[w0:b0].view(fi, fo))
+        if i < last:
+            h = activate(h, activation)
+    return h
+
+
+@torch.no_grad()
 def predict_chunked(flat, layout, X, activation, reduce, chunk_rows=None, features=None):
     """Apply every member to ``X`` in row chunks and reduce over members.
 

@@ -470,7 +470,7 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         # in order over the last axis (member_sum): a member's score must not depend on
         # the members trained beside it (n_jobs chunks, bit for bit).
         w = weight.unsqueeze(1)  # (E, 1, Nv)
-        Yt = Y.T.unsqueeze(0)  # (1, O, Nv)
+        Yt = Y.transpose(1, 2)  # (E, O, Nv)
         denom = member_sum(w)  # (E, 1)
         Ybar = member_sum(w * Yt) / denom  # (E, O)
         sst = member_sum(w * (Yt - Ybar.unsqueeze(-1)) ** 2)  # (E, O)

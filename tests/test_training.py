@@ -223,3 +223,41 @@ def test_warmup_cosine_sets_each_epochs_rate_and_engines_agree(solver, monkeypat
     assert np.all(out.lr == 0.02)  # the base rate is kept for a continued fit
     other, _ = _train(data, group, hyper, _training.Config(**cfg, engine="numba"))
     np.testing.assert_allclose(other.flat, out.flat, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_own_validation_rows_equal_the_shared_layout(weighted):
+    # Members holding out as many rows each are validated on their own rows only (not
+    # on the union of everybody's): the same losses and scores as the shared layout.
+    from types import SimpleNamespace
+
+    gen = torch.Generator().manual_seed(0)
+    N, E = 60, 4
+    X, Y = torch.randn(N, 3, generator=gen), torch.randn(N, 2, generator=gen)
+    mask = np.zeros((E, N), dtype=bool)
+    for e in range(E):
+        mask[e, np.random.RandomState(e).choice(N, 9, replace=False)] = True
+    data = SimpleNamespace(val_mask=mask, val_rows=None, Y_val=None,
+                           val_weight=np.linspace(0.5, 2.0, N) if weighted else None)
+    t = SimpleNamespace(X=X, Y=Y)
+    layout = _engine.Layout((3, 5, 2))
+    flat = _engine.init_parameters(layout, list(range(E)), "tanh")
+    hyper = _engine.Hyper(activation="tanh")
+
+    def score(out, Yv, w):  # a member score that reads the targets row by row
+        return _training.member_sum(((out - Yv) ** 2).sum(-1) * w)
+
+    own = _training._validation(data, t, torch.device("cpu"))
+    assert own.idx is not None and own.idx.shape == (E, 9)
+    vrows = np.flatnonzero(mask.any(0))
+    w = mask[:, vrows].astype(np.float32)
+    if weighted:
+        w = w * data.val_weight[vrows].astype(np.float32)
+    shared = _training._Validation(X=X[vrows], Y=Y[vrows], w=torch.from_numpy(w))
+    a = _training._validate(flat, own, hyper, layout, None, score)
+    b = _training._validate(flat, shared, hyper, layout, None, score)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+    # unequal counts (out-of-bag rows) keep the shared layout
+    mask[0, 0] = ~mask[0, 0]
+    assert _training._validation(data, t, torch.device("cpu")).idx is None
