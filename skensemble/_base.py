@@ -48,27 +48,6 @@ _FLOAT = (np.float64, np.float32)
 AUTO_BATCH = 64
 
 
-def _member_values(params, name, members=None):
-    """The values of ``name`` that members drew (list, of ``members`` only), or None."""
-    if params is None or name not in params[0]:
-        return None
-    members = range(len(params)) if members is None else members
-    return [params[int(e)][name] for e in members]
-
-
-def _member_kinds(params, members=None):
-    """Each member's ``(activation, label_smoothing, weight_decay)`` it drew, or None.
-
-    An entry is None where members did not draw that name.
-    """
-    drawn = [_member_values(params, name, members)
-             for name in ("activation", "label_smoothing", "weight_decay")]
-    if all(v is None for v in drawn):
-        return None
-    n = len(next(v for v in drawn if v is not None))
-    return list(zip(*[v if v is not None else [None] * n for v in drawn]))
-
-
 def _apply_member_params(groups, params):
     """Give each group its members' own learning rates and L2 strengths (in place)."""
     if params is None:
@@ -458,7 +437,8 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             groups = [g.restarted() for g in self._groups]
         else:
             groups = self._new_groups(Xs, Y, sw, stratify, [archs[e] for e in train],
-                                      seeds[train], train, plan, _member_kinds(params, train))
+                                      seeds[train], train, plan,
+                                      _hyperspace.kinds(params, train))
         _apply_member_params(groups, params)
         groups, history = self._train_groups(groups, Xs, Y, sw, plan, train, rows, held,
                                              self._input.columns(feats),
@@ -494,23 +474,13 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
 
         After a warm start the fitted members keep the values they had.
         """
-        space = _hyperspace.resolve(self.member_params)
-        if space is None:
-            return None
-        if "label_smoothing" in space and self._loss != "log_loss":
-            raise ValueError(
-                "member_params['label_smoothing'] smooths class labels: only "
-                "NeuralBaggingClassifier has it. Remove it from member_params.")
-        drawn = _hyperspace.sample(space, seeds)
         old = getattr(self, "member_params_", None) if warm else None
-        if old:
-            keep = min(len(old), len(drawn))
-            drawn[:keep] = [dict(p) for p in old[:keep]]
-        return drawn
+        return _hyperspace.draw(self.member_params, seeds, old,
+                                classifier=self._loss == "log_loss")
 
     def _draw_counts(self, params, plan):
         """Each member's own number of rows (``member_params['max_samples']``), or None."""
-        counts = _member_values(params, "max_samples")
+        counts = _hyperspace.values(params, "max_samples")
         if counts is None:
             return None
         return np.array([self._count(v, plan.n_pool, "member_params['max_samples']")
@@ -686,7 +656,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             feats = _sampling.member_samples(self._seeds, plan)[2]  # features: fixed now
             self._features = None if plan.all_features else feats
             self._groups = self._new_groups(Xs, Y, sw, None, archs, self._seeds, np.arange(E),
-                                            plan, _member_kinds(params))
+                                            plan, _hyperspace.kinds(params))
             _apply_member_params(self._groups, params)
             self._set_member_params(params)
             self.hidden_layer_sizes_ = archs

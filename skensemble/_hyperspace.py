@@ -27,8 +27,8 @@ SUPPORTED = {
     "weight_decay": "a float >= 0",
 }
 
-#: Values that set a member's structure: members that differ in them train apart.
-STRUCTURAL = ("hidden_layer_sizes", "activation", "label_smoothing", "weight_decay")
+#: Values, besides the architecture, that members must share to train in one group.
+GROUPING = ("activation", "label_smoothing", "weight_decay")
 
 
 def auto_space():
@@ -119,6 +119,46 @@ def _check_value(name, value):
         raise ValueError(f"member_params[{name!r}] drew {value!r}; it must be "
                          f"{SUPPORTED[name]}.")
     return float(value)
+
+
+def draw(member_params, seeds, old=None, classifier=True):
+    """Each member's values for ``member_params`` (list of dicts), or None without it.
+
+    ``old``: the values of members already fitted (a warm start); they keep them.
+    """
+    space = resolve(member_params)
+    if space is None:
+        return None
+    if "label_smoothing" in space and not classifier:
+        raise ValueError(
+            "member_params['label_smoothing'] smooths class labels: only "
+            "NeuralBaggingClassifier has it. Remove it from member_params.")
+    drawn = sample(space, seeds)
+    if old:
+        keep = min(len(old), len(drawn))
+        drawn[:keep] = [dict(p) for p in old[:keep]]
+    return drawn
+
+
+def values(params, name, members=None):
+    """The values of ``name`` that members drew (list, of ``members`` only), or None."""
+    if params is None or name not in params[0]:
+        return None
+    members = range(len(params)) if members is None else members
+    return [params[int(e)][name] for e in members]
+
+
+def kinds(params, members=None):
+    """Each member's ``(activation, label_smoothing, weight_decay)`` it drew, or None.
+
+    An entry is None where members did not draw that name; members of different kinds
+    train in different groups (:func:`skensemble._groups.make_groups`).
+    """
+    drawn = [values(params, name, members) for name in GROUPING]
+    if all(v is None for v in drawn):
+        return None
+    n = len(next(v for v in drawn if v is not None))
+    return list(zip(*[v if v is not None else [None] * n for v in drawn]))
 
 
 def member_rng(seed):
