@@ -785,8 +785,11 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         entries = _selection.Entries(
             member=member, row=row, values=values,
             row_weight=np.ones(Yv.shape[0]) if sw is None else sw[scored], n_members=E)
+        # the resampling's seed: from the members' seeds, so a fit is reproducible
+        seed = np.random.SeedSequence([int(s) for s in self._seeds] + [3])
         result = _selection.greedy(entries, self.ensemble_selection,
-                                   lambda mean, rows: self._selection_loss(mean, Yv[rows]))
+                                   lambda mean, rows: self._selection_loss(mean, Yv[rows]),
+                                   seed=seed)
         self.ensemble_weights_ = result.weights
         self.selection_score_ = result.score
         self.uniform_score_ = result.uniform_score

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:Some inputs do not have OOB scor
 MIXED = dict(n_estimators=6, hidden_layer_sizes=[(12,), (1,)], max_iter=15,
              learning_rate_init=0.02, random_state=0)
 SAMPLING = pytest.mark.parametrize(
-    "sampling", [dict(bootstrap=True), dict(early_stopping=True)], ids=["oob", "holdout"])
+    "sampling", [dict(bootstrap=True), dict(early_stopping=True, validation_fraction=0.5)],
+    ids=["oob", "holdout"])
 
 
 def _fit(Estimator, data, **params):
@@ -252,7 +253,7 @@ def test_greedy_on_shared_rows_is_caruana():
     def loss(pred, rows):
         return (pred[:, 0] - y[rows]) ** 2
 
-    result = _selection.greedy(entries, 10, loss)
+    result = _selection.greedy(entries, 10, loss, n_bags=0)  # plain forward selection
     assert result.weights[2:].sum() == 0 and result.weights.sum() == pytest.approx(1)
     assert result.score == pytest.approx(np.mean((result.weights @ values - y) ** 2))
     assert result.uniform_score == pytest.approx(np.mean((values.mean(0) - y) ** 2))
@@ -261,6 +262,71 @@ def test_greedy_on_shared_rows_is_caruana():
     y = rng.randint(-5, 5, size=50).astype(float)
     same = _selection.Entries(member=member, row=row, values=np.tile(y + 0.5, 5)[:, None],
                               row_weight=np.ones(50), n_members=5)
-    kept = _selection.greedy(same, 10, loss)
-    assert_array_equal(kept.weights, np.full(5, 0.2))
-    assert kept.score == kept.uniform_score
+    for n_bags in (0, 20):
+        kept = _selection.greedy(same, 10, loss, n_bags=n_bags)
+        assert_array_equal(kept.weights, np.full(5, 0.2))
+        assert kept.score == kept.uniform_score
+
+
+def _shared_rows(values, y):
+    """Entries of members ``values (E, N)`` that all validate on every row, squared loss."""
+    E, N = values.shape
+    member, row = np.divmod(np.arange(E * N), N)
+    entries = _selection.Entries(member=member, row=row, values=values.reshape(-1, 1),
+                                 row_weight=np.ones(N), n_members=E)
+    return entries, lambda pred, rows: (pred[:, 0] - y[rows]) ** 2
+
+
+def test_bagged_selection_drops_bad_members_and_is_reproducible():
+    rng = np.random.RandomState(1)
+    y = rng.normal(size=80)
+    values = np.concatenate([y + 0.2 * rng.normal(size=(3, 80)),
+                             y + 3.0 * rng.normal(size=(3, 80))])
+    entries, loss = _shared_rows(values, y)
+    result = _selection.greedy(entries, 20, loss, seed=5)
+    assert result.weights[3:].sum() == 0 and result.weights[:3].min() > 0
+    assert result.weights.sum() == pytest.approx(1)
+    assert result.score == pytest.approx(np.mean((result.weights @ values - y) ** 2))
+    assert result.score < result.uniform_score
+    assert_array_equal(_selection.greedy(entries, 20, loss, seed=5).weights, result.weights)
+
+
+def test_bagged_selection_keeps_uniform_where_plain_selection_overfits():
+    """Equally good members with independent errors: the uniform average is what new rows
+    reward; plain forward selection still finds a subset that wins on these rows."""
+    rng = np.random.RandomState(0)
+    y = rng.normal(size=40)
+    values = y + rng.normal(size=(8, 40))
+    entries, loss = _shared_rows(values, y)
+    plain = _selection.greedy(entries, 30, loss, n_bags=0)
+    assert plain.score < plain.uniform_score and np.ptp(plain.weights) > 0.1
+    bagged = _selection.greedy(entries, 30, loss, seed=0)
+    assert_array_equal(bagged.weights, np.full(8, 1 / 8))
+    assert bagged.score == bagged.uniform_score == plain.uniform_score
+    # on new rows with the same members' error structure, the plain weights lose
+    y_new = rng.normal(size=20000)
+    new = y_new + rng.normal(size=(8, 20000))
+    assert np.mean((plain.weights @ new - y_new) ** 2) > np.mean((new.mean(0) - y_new) ** 2)
+
+
+def test_subset_renumbers_rows_and_keeps_their_loss():
+    rng = np.random.RandomState(2)
+    y = rng.normal(size=30)
+    member = np.repeat(np.arange(4), 12)
+    row = np.concatenate([np.sort(rng.choice(30, 12, replace=False)) for _ in range(4)])
+    used = np.unique(row)
+    y, row = y[used], np.searchsorted(used, row)  # every row validated by some member
+    entries = _selection.Entries(member, row, (y[row] + rng.normal(size=row.size))[:, None],
+                                 rng.uniform(0.5, 2, size=used.size), 4)
+
+    def loss(pred, rows):
+        return (pred[:, 0] - y[rows]) ** 2
+
+    factor = rng.poisson(1.0, used.size).astype(float)
+    sub, sub_loss = _selection._subset(entries, factor, loss)
+    zeroed = _selection.Entries(entries.member, entries.row, entries.values,
+                                entries.row_weight * factor, 4)
+    w = np.array([0.1, 0.2, 0.3, 0.4])
+    assert sub.row_weight.size == (factor > 0).sum()
+    assert _selection.ensemble_loss(sub, w, sub_loss) == pytest.approx(
+        _selection.ensemble_loss(zeroed, w, loss), rel=1e-12)
