@@ -197,10 +197,14 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         ``oob_score=True``), otherwise the rows it did not draw (out-of-bag rows, with
         ``bootstrap=True`` or ``max_samples < 1``). Each round adds, possibly again,
         the member that most lowers the ensemble's validation log-loss (of the averaged
-        probabilities); the ensemble of the best round gives ``ensemble_weights_``,
-        unless the uniform average scores as well or better on the same rows (then it
-        is kept). ``predict_proba`` then takes the weighted mean of the probabilities
-        and skips members of weight 0, as does ``to_torch()``. How rows that only some
+        probabilities); the ensemble of the best round is that run's result. The
+        selection runs on 20 bootstrap resamples of the validation rows and
+        ``ensemble_weights_`` is the mean of their weights (bagged selection), kept
+        only if the runs beat the uniform average on the rows their resamples left
+        out, and if the weights beat it on all validation rows; otherwise every member
+        weighs the same (one selection on all rows overfits them). ``predict_proba``
+        then takes the weighted mean of the probabilities and skips members of weight
+        0, as does ``to_torch()``. How rows that only some
         members validate on are scored: see Notes. A warm start selects again among all
         members. ``None``: every member weighs the same. Needs validation rows: without
         bootstrap, ``early_stopping`` or ``max_samples < 1`` it raises a ``ValueError``;

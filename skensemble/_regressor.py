@@ -189,8 +189,12 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         ``bootstrap=True`` or ``max_samples < 1``). Each round adds, possibly again,
         the member that most lowers the ensemble's validation squared error (in units
         of each training target's standard deviation, averaged over outputs); the
-        ensemble of the best round gives ``ensemble_weights_``, unless the uniform
-        average scores as well or better on the same rows (then it is kept).
+        ensemble of the best round is that run's result. The selection runs on 20
+        bootstrap resamples of the validation rows and ``ensemble_weights_`` is the
+        mean of their weights (bagged selection), kept only if the runs beat the
+        uniform average on the rows their resamples left out, and if the weights beat
+        it on all validation rows; otherwise every member weighs the same (one
+        selection on all rows overfits them).
         ``predict`` then takes the weighted mean (and the weighted ``return_std``) and
         skips members of weight 0, as does ``to_torch()``. How rows that only some
         members validate on are scored: see Notes. A warm start selects again among all
