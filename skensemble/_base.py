@@ -356,9 +356,21 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
 
     def _fit_inputs(self, X, sw):
         """Fit the input transform (standardisation, robust clipping, encoding) on ``X``."""
+        counts = _hyperspace.bin_counts(self.member_params, self.numeric_encoding, self.n_bins)
         self._input = _scaling.fit_input_transform(
             X, sw, robust=self.input_scaling == "robust",
-            n_bins=self.n_bins if self.numeric_encoding == "piecewise_linear" else None)
+            n_bins=(None if not counts else counts[0] if len(counts) == 1 else counts))
+
+    def _columns(self, features, members=None):
+        """Input columns ``(E', width)`` the members (``members``; None: all) read, or None.
+
+        ``features``: those members' feature subsets (or None). Members that drew their
+        own ``numeric_encoding``/``n_bins`` read their own bins (``_input_keys``).
+        """
+        keys = getattr(self, "_input_keys", None)
+        if keys is not None and members is not None:
+            keys = keys[members]
+        return self._input.columns(features, keys)
 
     def _standardise(self, X):
         """``X`` as the members read it (:class:`~skensemble._scaling.InputTransform`)."""
@@ -420,6 +432,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         n_old = self._check_warm_start(archs, X, plan) if warm else 0
         if not warm:
             self._fit_inputs(X, sw)
+        keys = self._member_input_keys(params, n_old)
         Y = self._encode_targets(y, sw, reset=not warm)  # (N, O) float64
         Xs = self._standardise(X)  # (N, F) float32, the one copy the engines read
         if warm:
@@ -438,11 +451,13 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         else:
             groups = self._new_groups(Xs, Y, sw, stratify, [archs[e] for e in train],
                                       seeds[train], train, plan,
-                                      _hyperspace.kinds(params, train))
+                                      _hyperspace.kinds(params, train),
+                                      None if keys is None else keys[train])
         _apply_member_params(groups, params)
-        groups, history = self._train_groups(groups, Xs, Y, sw, plan, train, rows, held,
-                                             self._input.columns(feats),
-                                             self._config(self.max_iter), order_seed)
+        groups, history = self._train_groups(
+            groups, Xs, Y, sw, plan, train, rows, held,
+            self._input.columns(feats, None if keys is None else keys[train]),
+            self._config(self.max_iter), order_seed)
         if warm and not resume:
             history = history.beside(self._history())
             groups = _training.merge_groups(self._groups, groups, self.activation,
@@ -451,6 +466,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         elif resume:
             history = history.after(self._history())
         self._seeds, self._plan_, self._groups, self._features = seeds, plan, groups, feats
+        self._input_keys = keys
         self._sample_weight, self._stratify, self._partial_calls = sw, stratify, 0
         self.hidden_layer_sizes_ = archs
         self._set_member_params(params)
@@ -486,6 +502,33 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         return np.array([self._count(v, plan.n_pool, "member_params['max_samples']")
                          for v in counts], dtype=np.int64)
 
+    def _member_input_keys(self, params, n_old=0):
+        """Each member's input key (``member_params``' ``numeric_encoding``/``n_bins``).
+
+        None where no member drew them. After a warm start the ``n_old`` fitted members
+        keep theirs; a new member's bin count must be one the first fit encoded.
+        """
+        keys = _hyperspace.input_keys(params, self.numeric_encoding, self.n_bins)
+        old = getattr(self, "_input_keys", None) if n_old else None
+        if keys is None or not n_old:
+            return keys
+        if old is None:
+            raise ValueError(
+                "warm_start=True keeps the fitted members' inputs: member_params cannot "
+                "add 'numeric_encoding' or 'n_bins' after the first fit. Refit with "
+                "warm_start=False.")
+        keys[:n_old] = old[:n_old]
+        encoded = set() if self._input.bin_set is None else set(self._input.bin_set.tolist())
+        if self._input.bin_set is None and self._input.lo is not None:
+            encoded = {int(self.n_bins)}
+        missing = sorted(set(keys[n_old:].tolist()) - encoded - {0})
+        if missing:
+            raise ValueError(
+                f"warm_start=True: new members drew n_bins={missing}, but the first fit "
+                f"encoded only {sorted(encoded)}. Keep member_params['n_bins'] as it was "
+                "for the first fit, or refit with warm_start=False.")
+        return keys
+
     def _set_member_params(self, params):
         """``member_params_``: each member's drawn values (absent without member_params)."""
         if params is None:
@@ -512,16 +555,24 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             raise ValueError("warm_start=True cannot change max_features or bootstrap_features.")
         return n_old
 
-    def _new_groups(self, Xs, Y, sw, stratify, archs, seeds, positions, plan, kinds=None):
+    def _new_groups(self, Xs, Y, sw, stratify, archs, seeds, positions, plan, kinds=None,
+                    keys=None):
         """Initial groups of new members, shared by fit, warm start and partial_fit.
 
         Random initialisation from each member's seed, or (``init="mothernet"``) hatched
         from MotherNets trained on ``Xs``; members of equal depth share one group.
         ``kinds``: each member's own ``(activation, label_smoothing, weight_decay)``
-        (``member_params``), or None.
+        (``member_params``), or None. ``keys``: each member's input key, or None.
         """
         n_out = Y.shape[1]
-        n_in = self._input.n_inputs(None if plan.all_features else plan.n_feat)
+        k = None if plan.all_features else plan.n_feat
+        n_in = (self._input.n_inputs(k) if keys is None
+                else [self._input.n_inputs(k, key) for key in keys.tolist()])
+        if self.init == "mothernet" and keys is not None:
+            raise ValueError(
+                "init='mothernet' grows every member from a MotherNet that reads the "
+                "estimator's inputs, so members cannot draw their own: remove "
+                "'numeric_encoding' and 'n_bins' from member_params, or use init='random'.")
         acts = None if kinds is None or kinds[0][0] is None else [k[0] for k in kinds]
         if self.init == "mothernet" and acts is not None:
             raise ValueError(
@@ -655,8 +706,9 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
                 archs = [p["hidden_layer_sizes"] for p in params]
             feats = _sampling.member_samples(self._seeds, plan)[2]  # features: fixed now
             self._features = None if plan.all_features else feats
+            self._input_keys = self._member_input_keys(params)
             self._groups = self._new_groups(Xs, Y, sw, None, archs, self._seeds, np.arange(E),
-                                            plan, _hyperspace.kinds(params))
+                                            plan, _hyperspace.kinds(params), self._input_keys)
             _apply_member_params(self._groups, params)
             self._set_member_params(params)
             self.hidden_layer_sizes_ = archs
@@ -675,7 +727,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
                                               None, n_draws)
         self._groups, history = self._train_groups(
             self._groups, Xs, Y, sw, plan, np.arange(E), rows, None,
-            self._input.columns(self._features),
+            self._columns(self._features),
             self._config(1, stop=False, t_start=self.t_), int(seeds[0]))
         self.fit_time_ = history.seconds
         self.loss_curve_ = np.concatenate([self.loss_curve_, history.loss])
@@ -698,7 +750,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
             m = torch.from_numpy(out_of_bag[:, rows]).to(out.device, torch.float64)
             return (self._transform_outputs(out) * m.unsqueeze(-1)).sum(0)
 
-        total = _predict.run_chunked(self._groups, self._input.columns(self._features),
+        total = _predict.run_chunked(self._groups, self._columns(self._features),
                                      self.activation, Xs, self._predict_device(), reduce)
         count = out_of_bag.sum(0)  # (N,)
         has = count > 0
@@ -779,7 +831,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
                                             Yt[rows].to(out.device))  # (E, n, D)
             return values.transpose(0, 1)[torch.from_numpy(mask_t[rows]).to(out.device)]
 
-        values = _predict.run_chunked(self._groups, self._input.columns(self._features),
+        values = _predict.run_chunked(self._groups, self._columns(self._features),
                                       self.activation, Xs[scored], self._predict_device(),
                                       reduce)  # (Z, D)
         entries = _selection.Entries(
@@ -820,9 +872,9 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         Xs = self._standardise(X)
         fn = self._transform_outputs if transform else (lambda out: out.double())
         if weighted:
-            groups, features, weights = self._selected_members()
+            groups, columns, weights = self._selected_members()
         else:
-            groups, features, weights = self._groups, self._features, None
+            groups, columns, weights = self._groups, self._columns(self._features), None
         device = self._predict_device()
         w = None if weights is None else torch.from_numpy(weights).to(device)
 
@@ -831,7 +883,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
 
         work = X.shape[0] * sum(g.flat.size for g in groups)
         with _dispatch.thread_limit(_dispatch.default_threads(work), "batched"):
-            return _predict.run_chunked(groups, self._input.columns(features),
+            return _predict.run_chunked(groups, columns,
                                         self.activation, Xs, device, call)
 
     def __getstate__(self):

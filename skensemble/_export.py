@@ -49,7 +49,8 @@ class EnsembleModule(nn.Module):
             self.register_buffer(f"g{k}_flat", torch.as_tensor(g.flat, dtype=torch.float32))
             if features is not None:
                 self.register_buffer(f"g{k}_features",
-                                     torch.as_tensor(features[g.members], dtype=torch.int64))
+                                     torch.as_tensor(features[g.members, : g.sizes[0]],
+                                                     dtype=torch.int64))
         inverse = _predict.member_inverse(groups)
         self.reorder = inverse is not None
         if self.reorder:  # member e's output is row inverse[e] of the groups' outputs
@@ -96,10 +97,10 @@ def to_torch(est):
     Only the members of positive ``ensemble_weights_`` are exported.
     """
     classification = hasattr(est, "classes_")
-    groups, features, weights = est._selected_members()
+    groups, columns, weights = est._selected_members()
     return EnsembleModule(
         groups, est.activation, est._input,
-        features=est._input.columns(features),
+        features=columns,
         classification=classification,
         y_mean=None if classification else est._y_mean,
         y_scale=None if classification else est._y_scale,

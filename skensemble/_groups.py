@@ -74,17 +74,23 @@ class Group:
         return _hetero.unpad_row(self.flat[pos[0]], self.sizes, sizes)
 
 
+def _per_member(n_in, n):
+    """``n_in`` (one for all members, or each member's own) as a list of ``n`` ints."""
+    return [int(n_in)] * n if np.ndim(n_in) == 0 else [int(v) for v in n_in]
+
+
 def random_rows(archs, init_seeds, n_in, n_out, activation):
     """Glorot initial parameters of each member at its own layout: list of ``(P_e,)`` arrays.
 
-    ``activation``: one for all members, or a list of each member's own.
+    ``n_in`` and ``activation``: one for all members, or a list of each member's own.
     """
     acts = [activation] * len(archs) if isinstance(activation, str) else activation
     return [
-        _engine.init_parameters(_engine.Layout((n_in, *arch, n_out)), [seed], act)[0]
+        _engine.init_parameters(_engine.Layout((fan_in, *arch, n_out)), [seed], act)[0]
         .numpy()
-        for arch, seed, act in zip(archs, init_seeds, acts)  # set-up: a small draw each
-    ]
+        for arch, seed, act, fan_in in zip(archs, init_seeds, acts,
+                                           _per_member(n_in, len(archs)))
+    ]  # set-up: a small draw each
 
 
 def make_groups(rows, archs, positions, n_in, n_out, activation, pad=True, kinds=None):
@@ -95,7 +101,9 @@ def make_groups(rows, archs, positions, n_in, n_out, activation, pad=True, kinds
     where a member-major kernel gains nothing from stacking members of other widths).
     With ``kinds`` (each member's own ``(activation, label_smoothing, weight_decay)``,
     each None for the estimator's; ``member_params``) members of different kinds never
-    share a group, and each group records its own.
+    share a group, and each group records its own. ``n_in`` is one input width for all
+    members or each member's own (members that drew their input encoding); the input
+    width groups and pads like a hidden width.
 
     Parameters
     ----------
@@ -113,14 +121,15 @@ def make_groups(rows, archs, positions, n_in, n_out, activation, pad=True, kinds
     groups = []
     grouping = _hetero.group_by_depth if pad else _hetero.group_by_architecture
     each = [(None, None, None)] * len(archs) if kinds is None else [tuple(k) for k in kinds]
+    fan_in = _per_member(n_in, len(archs))
     for kind in dict.fromkeys(each):  # in first-seen order
         act = kind[0] or activation
         idx = np.array([i for i, k in enumerate(each) if k == kind], dtype=np.int64)
-        for local, widths in grouping([archs[i] for i in idx]):
+        for local, widths in grouping([(fan_in[i], *archs[i]) for i in idx]):
             local = idx[np.asarray(local)]
-            sizes = (n_in, *widths, n_out)
+            sizes = (*widths, n_out)  # widths: the input width, then the hidden ones
             flat = np.concatenate([
-                _hetero.pad_rows(rows[i][None], (n_in, *archs[i], n_out), sizes, act)
+                _hetero.pad_rows(rows[i][None], (fan_in[i], *archs[i], n_out), sizes, act)
                 for i in local
             ])
             groups.append(Group(members=np.asarray(positions)[local], sizes=sizes, flat=flat,

@@ -25,6 +25,9 @@ SUPPORTED = {
     "max_samples": "a float in (0, 1] or an int >= 1 (rows each member draws)",
     "label_smoothing": "a float in [0, 1) (NeuralBaggingClassifier only)",
     "weight_decay": "a float >= 0",
+    "numeric_encoding": "'none' or 'piecewise_linear'",
+    "n_bins": "an int >= 2, from a list (every listed count's bins are computed before "
+              "members draw)",
 }
 
 #: Values, besides the architecture, that members must share to train in one group.
@@ -77,6 +80,11 @@ def resolve(member_params):
                 f"member_params[{name!r}]: members cannot draw {name!r}. Supported: "
                 f"{sorted(SUPPORTED)}; set the others as the estimator's parameters.")
         if hasattr(values, "rvs"):
+            if name in ("n_bins", "numeric_encoding"):
+                raise ValueError(
+                    f"member_params[{name!r}] must be a list, not a distribution: the "
+                    "input encodings members may draw are all computed before they draw. "
+                    "Use e.g. [4, 8, 16] for 'n_bins' or ['none', 'piecewise_linear'].")
             continue
         if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or not len(values):
             raise ValueError(
@@ -92,6 +100,16 @@ def _check_value(name, value):
             raise ValueError(f"member_params['activation'] drew {value!r}; it must be "
                              f"{SUPPORTED[name]}.")
         return str(value)
+    if name == "numeric_encoding":
+        if value not in ("none", "piecewise_linear"):
+            raise ValueError(f"member_params['numeric_encoding'] drew {value!r}; it must be "
+                             f"{SUPPORTED[name]}.")
+        return str(value)
+    if name == "n_bins":
+        if isinstance(value, Integral) and not isinstance(value, bool) and value >= 2:
+            return int(value)
+        raise ValueError(f"member_params['n_bins'] drew {value!r}; it must be "
+                         f"{SUPPORTED[name]}.")
     if name == "label_smoothing":
         if (isinstance(value, Real) and not isinstance(value, bool) and np.isfinite(value)
                 and 0 <= value < 1):
@@ -161,6 +179,37 @@ def kinds(params, members=None):
         return None
     n = len(next(v for v in drawn if v is not None))
     return list(zip(*[v if v is not None else [None] * n for v in drawn]))
+
+
+def _key(encoding, n_bins):
+    """A member's input key: its bin count, or 0 without encoding."""
+    return 0 if encoding == "none" else int(n_bins)
+
+
+def input_keys(params, encoding, n_bins):
+    """Each member's input key ``(E,)`` int64, or None where no member drew its inputs.
+
+    ``encoding``, ``n_bins``: the estimator's, for members that did not draw them.
+    """
+    if params is None or not any({"numeric_encoding", "n_bins"} & set(p) for p in params):
+        return None
+    return np.array([_key(p.get("numeric_encoding", encoding), p.get("n_bins", n_bins))
+                     for p in params], dtype=np.int64)
+
+
+def bin_counts(member_params, encoding, n_bins):
+    """Every bin count the input transform must encode (sorted list; empty: none).
+
+    The estimator's own, and every count a member of the space may draw.
+    """
+    space = resolve(member_params) or {}
+    encodings = space.get("numeric_encoding", [encoding])
+    counts = space.get("n_bins", [n_bins])
+    for value in counts:
+        _check_value("n_bins", value)
+    for value in encodings:
+        _check_value("numeric_encoding", value)
+    return sorted({int(b) for b in counts} if "piecewise_linear" in encodings else set())
 
 
 def member_rng(seed):

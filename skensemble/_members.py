@@ -57,8 +57,8 @@ class FittedMembers:
         groups : list of Group
             The fitted groups cut to those members, renumbered ``0..E'-1`` in member
             order (all groups unchanged when every member weighs the same).
-        features : ndarray (E', k) or None
-            Their feature subsets.
+        columns : ndarray (E', width) or None
+            The input columns they read (:meth:`_columns`); None: every column.
         weights : ndarray (E',) float64 or None
             Their weights, summing to 1; None when every member weighs the same (the
             plain mean, computed exactly as without selection).
@@ -66,7 +66,7 @@ class FittedMembers:
         check_is_fitted(self, "_groups")
         w = getattr(self, "ensemble_weights_", None)
         if w is None or np.all(w == w[0]):
-            return self._groups, self._features, None
+            return self._groups, self._columns(self._features), None
         kept = np.flatnonzero(w > 0)  # (E',) sorted member positions
         groups = []
         for g in self._groups:
@@ -76,7 +76,7 @@ class FittedMembers:
                                       flat=g.flat[keep]))
         features = None if self._features is None else self._features[kept]
         weights = w[kept]
-        return groups, features, weights / weights.sum()
+        return groups, self._columns(features, kept), weights / weights.sum()
 
     def _member_row(self, member):
         """Flat parameters ``(P_e,)`` of one member at its own architecture, and its sizes."""

@@ -56,7 +56,10 @@ def on_device(groups, features, device, dtype=PREDICT_DTYPE):
     """
     out = []
     for g in groups:
-        feats = None if features is None else torch.from_numpy(features[g.members]).to(device)
+        # each group reads as many columns as its first layer takes (members that drew
+        # narrower inputs than others pad their column lists)
+        feats = None if features is None else torch.from_numpy(
+            np.ascontiguousarray(features[g.members, : g.sizes[0]])).to(device)
         out.append((torch.from_numpy(g.flat).to(device, dtype), g.layout, feats,
                     getattr(g, "activation", None)))
     inverse = member_inverse(groups)

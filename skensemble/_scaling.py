@@ -97,7 +97,9 @@ class InputTransform:
     Only features with at least 3 distinct values get bins (a binary feature's bin
     would repeat its value); one all-zero column ends the encoded matrix, so that
     members whose features have fewer bins can pad their column lists with it (a zero
-    input is inert).
+    input is inert). Several bin counts can be encoded side by side (members that drew
+    their own ``n_bins``): each count's bins form one set, and a member reads the bins
+    of its own set only (its *input key*: its bin count, or 0 for no encoding).
 
     Attributes
     ----------
@@ -112,6 +114,8 @@ class InputTransform:
     first, last : ndarray (nb,) or None
         1.0 where a bin is its feature's first (not clamped below: extrapolates) / last
         (not clamped above).
+    bin_set : ndarray (nb,) int64 or None
+        The bin count (``n_bins``) of the set each bin column belongs to; None: one set.
     """
 
     mean: np.ndarray
@@ -124,6 +128,7 @@ class InputTransform:
     bin_feature: np.ndarray = None
     first: np.ndarray = None
     last: np.ndarray = None
+    bin_set: np.ndarray = None
 
     @property
     def n_columns(self):
@@ -131,40 +136,61 @@ class InputTransform:
         F = self.mean.size
         return F if self.lo is None else F + self.lo.size + 1
 
-    def _bins_of(self):
-        """Per feature, its bin columns: list of int arrays."""
+    def _bins_of(self, key=None):
+        """Per feature, its bin columns (of the set of bin count ``key``): list of arrays."""
         F = self.mean.size
-        return [F + np.flatnonzero(self.bin_feature == f) for f in range(F)]
+        mine = True if key is None or self.bin_set is None else self.bin_set == key
+        return [F + np.flatnonzero((self.bin_feature == f) & mine) for f in range(F)]
 
-    def n_inputs(self, k):
-        """First-layer inputs of a member reading ``k`` features (all: ``k=None``)."""
-        if k is None or self.lo is None:
+    def n_inputs(self, k, key=None):
+        """First-layer inputs of a member reading ``k`` features (all: ``k=None``).
+
+        ``key``: the member's input key (its bin count, or 0 for no encoding); None reads
+        every bin column there is (one set).
+        """
+        if key == 0:  # the values alone
+            return self.mean.size if k is None else k
+        if self.lo is None:
             return self.n_columns if k is None else k
-        counts = np.sort([b.size for b in self._bins_of()])[::-1]
+        if k is None:  # the values, the bins and the zero column, as one set reads them
+            return self.mean.size + sum(b.size for b in self._bins_of(key)) + 1
+        counts = np.sort([b.size for b in self._bins_of(key)])[::-1]
         return int(k + counts[:k].sum())  # room for the k features with the most bins
 
-    def columns(self, features):
-        """Columns ``(E, n_inputs(k))`` read by members that see ``features (E, k)``.
+    def columns(self, features, keys=None):
+        """Columns ``(E, width)`` read by members that see ``features (E, k)``.
 
-        Each member reads its features' values, then their bins, then the zero column
-        as padding; None (every member reads every feature) stays None.
+        Each member reads its features' values, then their bins (of its own set, with
+        ``keys (E,)``, each member's input key), then the zero column as padding up to
+        the widest member. None (every member reads every column, in order) stays None.
         """
-        if features is None or self.lo is None:
-            return features
-        bins = self._bins_of()
-        width = self.n_inputs(features.shape[1])
+        if keys is None:
+            if features is None or self.lo is None:
+                return features
+            keys = [None] * features.shape[0]
+        F = self.mean.size
+        k = None if features is None else features.shape[1]
+        feats = np.tile(np.arange(F), (len(keys), 1)) if features is None else features
+        width = max(self.n_inputs(k, key) for key in keys)
         zero = self.n_columns - 1
-        out = np.full((features.shape[0], width), zero, dtype=np.int64)
-        for e, feats in enumerate(features):  # set-up: one short list per member
-            cols = np.concatenate([feats, *[bins[f] for f in feats]])
+        out = np.full((len(keys), width), zero, dtype=np.int64)
+        for e, key in enumerate(keys):  # set-up: one short list per member
+            if key == 0 or self.lo is None:
+                cols = feats[e]
+            else:
+                bins = self._bins_of(key)
+                cols = np.concatenate([feats[e], *[bins[f] for f in feats[e]]])
             out[e, : cols.size] = cols
+        if features is None and width == self.n_columns and (
+                out == np.arange(width)).all():
+            return None  # every member reads every column in order: no gather needed
         return out
 
     def tensors(self, device=None):
         """The fitted arrays by name, as :func:`transform` takes them (float64; int64 index)."""
         return {k: torch.as_tensor(v, dtype=torch.int64 if k == "bin_feature" else
                                    torch.float64, device=device)
-                for k, v in self.__dict__.items() if v is not None}
+                for k, v in self.__dict__.items() if v is not None and k != "bin_set"}
 
     def apply(self, X):
         """Transformed ``X (N, F)`` as a new float32 array ``(N, n_columns)``, in row chunks.
@@ -207,7 +233,7 @@ def fit_input_transform(X, weight, robust=False, n_bins=None):
 
     ``robust``: median/IQR scaling with smooth clipping; ``n_bins``: piecewise-linear
     encoding over that many quantile bins per feature (fewer where a feature has fewer
-    distinct values).
+    distinct values); a sequence of counts encodes one set of bins per count.
     """
     mean, scale, unit, _ = weighted_standardisation(X, weight)
     tr = InputTransform(mean, scale, unit)
@@ -225,21 +251,24 @@ def fit_input_transform(X, weight, robust=False, n_bins=None):
         tr.spread = np.where(spread > 1e-6, spread, 1.0)  # standardised: std is 1
         Z = tr.apply(X).astype(np.float64)
     if n_bins:
-        edges = weighted_quantiles(Z, weight, np.linspace(0, 1, int(n_bins) + 1))  # (B+1, F)
-        lo, inv, feat, first, last = [], [], [], [], []
-        for d in range(Z.shape[1]):  # set-up: each feature's distinct edges
-            e = np.unique(edges[:, d])
-            if np.unique(Z[:, d]).size < 3 or e.size < 2:
-                continue  # binary or constant: a bin would only repeat the value
-            lo.append(e[:-1])
-            inv.append(1.0 / np.diff(e))
-            feat.append(np.full(e.size - 1, d))
-            first.append(np.eye(1, e.size - 1, 0)[0])
-            last.append(np.eye(1, e.size - 1, e.size - 2)[0])
+        lo, inv, feat, first, last, sets = [], [], [], [], [], []
+        counts = [int(n_bins)] if np.ndim(n_bins) == 0 else sorted({int(b) for b in n_bins})
+        for count in counts:  # set-up: one set of bins per count
+            edges = weighted_quantiles(Z, weight, np.linspace(0, 1, count + 1))  # (B+1, F)
+            for d in range(Z.shape[1]):  # set-up: each feature's distinct edges
+                e = np.unique(edges[:, d])
+                if np.unique(Z[:, d]).size < 3 or e.size < 2:
+                    continue  # binary or constant: a bin would only repeat the value
+                lo.append(e[:-1])
+                inv.append(1.0 / np.diff(e))
+                feat.append(np.full(e.size - 1, d))
+                first.append(np.eye(1, e.size - 1, 0)[0])
+                last.append(np.eye(1, e.size - 1, e.size - 2)[0])
+                sets.append(np.full(e.size - 1, count))
 
         def cat(parts, dtype=np.float64):
             return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
         tr.lo, tr.inv_width, tr.first, tr.last = cat(lo), cat(inv), cat(first), cat(last)
-        tr.bin_feature = cat(feat, np.int64)
+        tr.bin_feature, tr.bin_set = cat(feat, np.int64), cat(sets, np.int64)
     return tr

@@ -373,6 +373,8 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
                        Y_val=hard if eps else None)
     layout = group.layout
     E = group.flat.shape[0]
+    if data.features is not None:  # members of narrower inputs than others: this group's
+        data = replace(data, features=np.ascontiguousarray(data.features[:, : layout.sizes[0]]))
     engine = _dispatch.select_engine(config.engine, hyper, layout, device,
                                      data.features is not None)
     stream = stream_chunk_steps(data.X, data.Y, device, hyper, E)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from scipy.stats import loguniform
+from scipy.stats import loguniform, randint
 from sklearn.base import clone
 
 from skensemble import NeuralBaggingClassifier, NeuralBaggingRegressor, _hyperspace
@@ -123,6 +123,9 @@ def test_partial_fit_draws_member_params_once(data):
     ({"hidden_layer_sizes": [(0,)]}, "positive ints"),
     ({}, "non-empty dict"),
     ("everything", "member_params"),
+    ({"n_bins": [1, 8]}, r"member_params\['n_bins'\] drew 1"),
+    ({"n_bins": randint(2, 9)}, r"member_params\['n_bins'\] must be a list"),
+    ({"numeric_encoding": ["none", "onehot"]}, "numeric_encoding"),
 ])
 def test_bad_spaces_name_the_parameter(data, bad, match):
     X, y = data
@@ -276,3 +279,96 @@ def test_weight_decay_is_drawn_per_member_like_separate_fits(data):
         for e in np.flatnonzero(np.array(drawn) == wd):
             np.testing.assert_allclose(members[e], alone.predict_members(X)[e],
                                        rtol=1e-5, atol=1e-6)
+
+
+INPUTS = {"n_bins": [4, 8], "numeric_encoding": ["none", "piecewise_linear"]}
+
+
+def _alone(key, **params):
+    """An estimator of the same members that all read input key ``key``."""
+    inputs = dict(numeric_encoding="none") if key == 0 else dict(n_bins=key)
+    return NeuralBaggingRegressor(**{**KW, **params, **inputs})
+
+
+@pytest.mark.parametrize("engine", ["numba", "batched"])
+def test_input_encodings_are_drawn_per_member_like_separate_fits(data, engine):
+    # A member reads its own bins (or the values alone): it equals the same member of
+    # an ensemble whose members all read that encoding (weights init and training).
+    X, y = data
+    est = NeuralBaggingRegressor(**KW, member_params=INPUTS, engine=engine).fit(X, y)
+    keys = est._input_keys
+    want = [0 if p["numeric_encoding"] == "none" else p["n_bins"] for p in est.member_params_]
+    np.testing.assert_array_equal(keys, want)
+    assert set(keys.tolist()) == {0, 4, 8}, "the draws should cover every encoding"
+    widths = {int(k): 4 if k == 0 else 4 + 4 * k + 1 for k in keys}  # values, bins, zero
+    for g in est._groups:  # one group per input width on the CPU
+        assert {widths[int(keys[m])] for m in g.members} == {g.sizes[0]}
+    members = est.predict_members(X)
+    for key in set(keys.tolist()):
+        alone = _alone(key, engine=engine).fit(X, y).predict_members(X)
+        for e in np.flatnonzero(keys == key):
+            np.testing.assert_allclose(members[e], alone[e], rtol=1e-5, atol=1e-6)
+    import torch
+
+    module = est.to_torch()  # each group reads its own columns in the export too
+    np.testing.assert_allclose(module(torch.as_tensor(X, dtype=torch.float32)).numpy(),
+                               est.predict(X), rtol=1e-5, atol=1e-5)
+
+
+def test_input_encodings_with_feature_subsets_and_padded_groups(data, monkeypatch):
+    X, y = data
+    params = dict(max_features=0.5, member_params={"n_bins": [3, 6]})
+    est = NeuralBaggingRegressor(**KW, **params).fit(X, y)
+    members = est.predict_members(X)
+    for key in set(est._input_keys.tolist()):
+        alone = _alone(key, max_features=0.5).fit(X, y).predict_members(X)
+        for e in np.flatnonzero(est._input_keys == key):  # its 2 features and their bins
+            np.testing.assert_allclose(members[e], alone[e], rtol=1e-5, atol=1e-6)
+    # As on CUDA: members of one depth share one group padded to the widest input; the
+    # narrower members read the zero column there, so they train as before.
+    monkeypatch.setattr(NeuralBaggingRegressor, "_pad_groups", lambda self: True)
+    padded = NeuralBaggingRegressor(**KW, member_params=INPUTS, engine="batched").fit(X, y)
+    assert len(padded._groups) == 1 and padded._groups[0].sizes[0] == 4 + 4 * 8 + 1
+    monkeypatch.undo()
+    plain = NeuralBaggingRegressor(**KW, member_params=INPUTS, engine="batched").fit(X, y)
+    assert len(plain._groups) == 3
+    np.testing.assert_allclose(padded.predict_members(X), plain.predict_members(X),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_input_encodings_warm_start_chunks_persistence_and_partial_fit(data):
+    import pickle
+
+    X, y = data
+    six = NeuralBaggingRegressor(**KW, member_params=INPUTS).fit(X, y)
+    grown = NeuralBaggingRegressor(**dict(KW, n_estimators=3), member_params=INPUTS,
+                                   warm_start=True).fit(X, y)
+    old = grown.predict_members(X)
+    grown.set_params(n_estimators=6).fit(X, y)
+    np.testing.assert_array_equal(grown._input_keys, six._input_keys)
+    np.testing.assert_array_equal(grown.predict_members(X)[:3], old)  # kept as they were
+    np.testing.assert_allclose(grown.predict_members(X)[3:], six.predict_members(X)[3:],
+                               rtol=1e-5, atol=1e-6)  # new ones as in one fit of all six
+    two = NeuralBaggingRegressor(**KW, member_params=INPUTS, n_jobs=2).fit(X, y)
+    np.testing.assert_array_equal(two.predict_members(X), six.predict_members(X))
+    back = pickle.loads(pickle.dumps(six))
+    np.testing.assert_array_equal(back.predict(X), six.predict(X))
+    part = NeuralBaggingRegressor(**KW, member_params=INPUTS)
+    part.partial_fit(X, y).partial_fit(X, y)
+    assert part._input_keys.tolist() == six._input_keys.tolist()
+    assert np.isfinite(part.predict(X)).all()
+
+
+def test_input_encodings_refuse_what_they_cannot_keep(data):
+    X, y = data
+    with pytest.raises(ValueError, match="remove 'numeric_encoding' and 'n_bins'"):
+        NeuralBaggingRegressor(**KW, member_params=INPUTS, init="mothernet").fit(X, y)
+    est = NeuralBaggingRegressor(**dict(KW, n_estimators=3), warm_start=True,
+                                 member_params={"alpha": [1e-4]}).fit(X, y)
+    with pytest.raises(ValueError, match="cannot add 'numeric_encoding' or 'n_bins'"):
+        est.set_params(n_estimators=6, member_params={"alpha": [1e-4], "n_bins": [4]}).fit(X, y)
+    est = NeuralBaggingRegressor(**dict(KW, n_estimators=3), warm_start=True,
+                                 member_params={"n_bins": [4]}).fit(X, y)
+    with pytest.raises(ValueError, match=r"drew n_bins=\[16\], but the first fit encoded"):
+        est.set_params(n_estimators=6, member_params={"n_bins": [16]}).fit(X, y)
+    assert len(est._seeds) == 3  # nothing changed

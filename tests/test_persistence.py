@@ -23,7 +23,8 @@ SAMPLING = pytest.mark.parametrize(
     "sampling",
     [dict(bootstrap=True, oob_score=True), dict(max_features=0.5),
      dict(bootstrap=True, ensemble_selection=5, member_params={
-         "activation": ["relu", "tanh"], "max_samples": [0.5, 1.0], "alpha": [1e-4, 1e-2]})],
+         "activation": ["relu", "tanh"], "max_samples": [0.5, 1.0], "alpha": [1e-4, 1e-2],
+         "n_bins": [4, 8], "numeric_encoding": ["none", "piecewise_linear"]})],
     ids=["bootstrap", "max_features", "member_params"],
 )
 ESTIMATORS = pytest.mark.parametrize(

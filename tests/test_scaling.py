@@ -98,3 +98,28 @@ def test_zero_weight_rows_do_not_move_the_transform():
     a = _scaling.fit_input_transform(X[100:], None, robust=True, n_bins=4)
     b = _scaling.fit_input_transform(X2, w, robust=True, n_bins=4)
     np.testing.assert_allclose(a.apply(X[100:]), b.apply(X2[100:]), rtol=1e-6, atol=1e-6)
+
+
+def test_several_bin_counts_encode_each_set_as_alone():
+    # members that drew n_bins 4 or 8 read exactly what a transform of that count gives
+    rng = np.random.RandomState(3)
+    X = np.column_stack([rng.normal(size=300), rng.randint(0, 2, 300), rng.exponential(size=300)])
+    both = _scaling.fit_input_transform(X, None, robust=True, n_bins=[8, 4])
+    np.testing.assert_array_equal(np.unique(both.bin_set), [4, 8])
+    wide = both.apply(X)
+    for count in (4, 8):
+        alone = _scaling.fit_input_transform(X, None, robust=True, n_bins=count)
+        cols = both.columns(None, np.array([count]))
+        assert cols.shape[1] == both.n_inputs(None, count) == alone.n_columns
+        np.testing.assert_array_equal(wide[:, cols[0]], alone.apply(X))
+    # the values alone, and a member reading feature subsets of one set
+    np.testing.assert_array_equal(both.columns(None, np.array([0]))[0][:3], [0, 1, 2])
+    cols = both.columns(np.array([[2, 1]]), np.array([4]))
+    alone = _scaling.fit_input_transform(X, None, robust=True, n_bins=4)
+    np.testing.assert_array_equal(wide[:, cols[0]], alone.apply(X)[:, alone.columns(
+        np.array([[2, 1]]))[0]])
+    # one set whose members read every column in order needs no gather
+    assert both.columns(None, None) is None
+    one = _scaling.fit_input_transform(X, None, n_bins=4)
+    assert one.columns(None, np.array([4, 4])) is None
+    assert one.columns(None, np.array([4, 0])).shape == (2, one.n_columns)
