@@ -279,3 +279,29 @@ def test_model_fitted_on_cuda_predicts_on_a_cpu_only_machine(noise_data, monkeyp
         on_cpu = restored.predict(X)
     assert record[0].filename == __file__
     np.testing.assert_allclose(on_cpu, on_device, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_members_of_other_input_widths_on_device(noise_data, monkeypatch, stream):
+    # On CUDA members of one depth share one group padded to the widest input: member
+    # column lists and their zero-column padding travel to the device, streamed or not,
+    # and the fit equals the CPU's per-width groups.
+    X, y = noise_data
+    monkeypatch.setattr(_engine, "CAPTURE_GRAPHS", False)
+    if stream:
+        monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", 2)
+    kw = dict(SETTINGS, n_estimators=8, ensemble_selection=5, validation_fraction=0.5,
+              member_params={
+        "n_bins": [3, 6], "numeric_encoding": ["none", "piecewise_linear"],
+        "learning_rate_init": [1e-3, 3e-3]})
+    with fake_cuda():
+        est = NeuralBaggingRegressor(**kw, device="cuda").fit(X, y)
+        pred = est.predict(X)
+    assert set(est._input_keys.tolist()) == {0, 3, 6}, "the draws should cover every width"
+    assert len(est._groups) == 1 and est._groups[0].sizes[0] == 4 + 4 * 6 + 1
+    monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", None)
+    cpu = NeuralBaggingRegressor(**kw, device="cpu").fit(X, y)
+    assert len(cpu._groups) > 1  # one group per input width on the CPU
+    np.testing.assert_array_equal(est.n_iter_per_member_, cpu.n_iter_per_member_)
+    np.testing.assert_allclose(est.ensemble_weights_, cpu.ensemble_weights_, atol=1e-12)
+    np.testing.assert_allclose(pred, cpu.predict(X), rtol=1e-5, atol=1e-6)
