@@ -26,7 +26,11 @@ soon as it ends, so that a run cut short still keeps what it measured):
    should sit). Per row: steps/s, GFLOP/s (``6 * P`` flops per row and member, as in
    ``bench_training.py``), fraction of the matmul peak, first-call seconds (compile or
    capture), peak GPU memory, and the engine ``engine="auto"`` chooses.
-5. **tests**: the CUDA tests of the test suite (``tests/test_kernels_triton.py``, the
+5. **hyperparameters**: members with their own hyperparameters (``member_params``) in
+   padded groups on the device against the CPU, then one fit of a hyperparameter
+   ensemble against ``RandomizedSearchCV`` over the same space on digits (issue 13's
+   comparison; :func:`hyperparameters`).
+6. **tests**: the CUDA tests of the test suite (``tests/test_kernels_triton.py``, the
    CUDA tests of ``tests/test_estimators.py``, the fall-back and compile-argument tests),
    when pytest is installed.
 
@@ -565,6 +569,69 @@ def tests(timeout_s):
 
 
 # -------------------------------------------------------------------------- table
+def hyperparameters(device):
+    """Members with their own hyperparameters (issue 13) on the device.
+
+    First the padded groups: one classifier whose members draw rates, L2 strengths,
+    architectures, activations and bin counts, fitted on the device (members of one
+    depth in one group padded to the widest input and hidden widths) and on the CPU
+    (one group per exact architecture, activation and input width); probabilities
+    compared, as in :func:`estimators`. Then the issue's comparison on scikit-learn's
+    digits (bundled, 1,797 rows, 75/25 split): one fit of ``E`` members drawing from the
+    space, with ``ensemble_selection=50``, against ``RandomizedSearchCV`` over the same
+    space of plain 10-member ensembles (``n_iter=3, cv=2``: 3 x 2 x 10 + 10 = 70 member
+    fits, about the one fit's 64): test log-loss, accuracy and wall seconds of each.
+    """
+    from scipy.stats import loguniform
+    from sklearn.datasets import load_digits
+    from sklearn.metrics import accuracy_score, log_loss
+    from sklearn.model_selection import RandomizedSearchCV, train_test_split
+
+    space = {"learning_rate_init": loguniform(3e-4, 3e-3), "alpha": loguniform(1e-6, 1e-2),
+             "hidden_layer_sizes": [(64,), (128,), (64, 64)], "activation": ["relu", "tanh"],
+             "n_bins": [4, 8, 16]}
+    X, y = load_digits(return_X_y=True)
+    if SMOKE:
+        X, y = X[:300], y[:300]
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, random_state=0,
+                                              stratify=y)
+    dev = str(device)
+    small = dict(n_estimators=8, max_iter=5 if SMOKE else 20, random_state=0,
+                 member_params=space, early_stopping=True, ensemble_selection=10)
+    cpu = NeuralBaggingClassifier(**small, device="cpu", engine="batched").fit(X_tr, y_tr)
+    t, est = timed(lambda: NeuralBaggingClassifier(**small, device=dev).fit(X_tr, y_tr), device)
+    err = float(np.max(np.abs(est.predict_proba(X_te) - cpu.predict_proba(X_te))))
+    same = bool(np.array_equal(est.n_iter_per_member_, cpu.n_iter_per_member_))
+    padded = {"check": "padded groups against the CPU", "engine_": str(est.engine_),
+              "groups_device": len(est._groups), "groups_cpu": len(cpu._groups),
+              "fit_s": round(t, 3), "max_abs_diff": err, "same_epochs": same,
+              "ok": bool(err < 1e-3 or not same and err < 5e-2)}
+    print(padded, flush=True)
+
+    E = 12 if SMOKE else 64
+    n_iter, cv = 2 if SMOKE else 3, 2
+    epochs = dict(max_iter=5) if SMOKE else {}
+    one = NeuralBaggingClassifier(n_estimators=E, member_params=space, ensemble_selection=50,
+                                  random_state=0, device=dev, **epochs)
+    search = RandomizedSearchCV(
+        NeuralBaggingClassifier(n_estimators=10, random_state=0, device=dev, **epochs), space,
+        n_iter=n_iter, cv=cv, scoring="neg_log_loss", random_state=0)
+    runs = []
+    for name, model, fits in (("one fit", one, E), ("search", search, n_iter * cv * 10 + 10)):
+        t, fitted = timed(lambda model=model: model.fit(X_tr, y_tr), device)
+        proba = fitted.predict_proba(X_te)
+        runs.append({"method": name, "member_fits": fits, "fit_s": round(t, 3),
+                     "log_loss": float(log_loss(y_te, proba, labels=fitted.classes_)),
+                     "accuracy": float(accuracy_score(y_te, fitted.predict(X_te)))})
+        if name == "one fit":
+            runs[-1]["members_kept"] = int((fitted.ensemble_weights_ > 0).sum())
+        print(runs[-1], flush=True)
+    target = (runs[0]["log_loss"] <= runs[1]["log_loss"]
+              and runs[0]["fit_s"] <= runs[1]["fit_s"] / 5)
+    return {"padded": padded, "runs": runs, "time_ratio": runs[0]["fit_s"] / runs[1]["fit_s"],
+            "target_met": bool(target), "failed": int(not padded["ok"])}
+
+
 def table(data):
     lines = []
     sec = data["sections"]
@@ -595,6 +662,11 @@ def table(data):
                 f"{100 * r['peak_fraction']:>6.2f} {r['first_call_s']:>8.2f} "
                 f"{'' if r['peak_mb'] is None else r['peak_mb']:>7}"
                 + ("  (batch sweep)" if r.get("sweep") else ""))
+    hp = sec.get("hyperparameters", {}).get("result", {})
+    for r in hp.get("runs", []):
+        lines.append(f"hyperparameters, digits: {r['method']:>8} {r['member_fits']:>4} member "
+                     f"fits {r['fit_s']:>8.2f} s  log-loss {r['log_loss']:.4f}  "
+                     f"accuracy {r['accuracy']:.4f}")
     return "\n".join(lines)
 
 
@@ -647,6 +719,9 @@ def main(argv=None):
     if wanted("streaming"):
         st = report.section("streaming", streaming, device)
         report.failed |= not st.get("ok", False)
+    if wanted("hyperparameters"):
+        hp = report.section("hyperparameters", hyperparameters, device)
+        report.failed |= bool(hp.get("failed"))
     if not args.smoke and wanted("tests"):
         tr = report.section("tests", tests, args.tests_timeout_s)
         report.failed |= tr.get("ok") is False

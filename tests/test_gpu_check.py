@@ -25,7 +25,8 @@ def test_gpu_check_smoke_passes_on_the_cpu(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     data = json.loads(out.read_text())
     sections = data["sections"]
-    assert {"peak", "equivalence", "estimators", "timings", "sweep", "streaming"} <= set(sections)
+    assert {"peak", "equivalence", "estimators", "timings", "sweep", "streaming",
+            "hyperparameters"} <= set(sections)
     assert all(s["status"] == "ok" for s in sections.values())
     eq = sections["equivalence"]["result"]
     engines = {r["engine"] for r in eq["rows"]}
@@ -34,4 +35,6 @@ def test_gpu_check_smoke_passes_on_the_cpu(tmp_path):
     assert eq["failed"] == 0 and all(r["rel_err"] < 1e-4 for r in eq["rows"])
     timed = [r for r in sections["timings"]["result"]["rows"] if "steps_per_s" in r]
     assert {r["engine"] for r in timed} >= {"batched", "graphed", "numba", "triton"}
+    hp = sections["hyperparameters"]["result"]
+    assert hp["padded"]["ok"] and [r["method"] for r in hp["runs"]] == ["one fit", "search"]
     assert "all checks passed" in done.stdout
