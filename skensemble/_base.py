@@ -357,6 +357,7 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
     def _fit_inputs(self, X, sw):
         """Fit the input transform (standardisation, robust clipping, encoding) on ``X``."""
         counts = _hyperspace.bin_counts(self.member_params, self.numeric_encoding, self.n_bins)
+        self._bin_counts = counts  # what members may read (a feature may get no bins)
         self._input = _scaling.fit_input_transform(
             X, sw, robust=self.input_scaling == "robust",
             n_bins=(None if not counts else counts[0] if len(counts) == 1 else counts))
@@ -510,23 +511,25 @@ class BaseNeuralBagging(FittedMembers, BaseEstimator, metaclass=ABCMeta):
         """
         keys = _hyperspace.input_keys(params, self.numeric_encoding, self.n_bins)
         old = getattr(self, "_input_keys", None) if n_old else None
-        if keys is None or not n_old:
+        if not n_old or keys is None and old is None:
             return keys
         if old is None:
             raise ValueError(
                 "warm_start=True keeps the fitted members' inputs: member_params cannot "
                 "add 'numeric_encoding' or 'n_bins' after the first fit. Refit with "
                 "warm_start=False.")
+        if keys is None:  # the space no longer draws them: new members read the estimator's
+            keys = np.full(self.n_estimators,
+                           _hyperspace.key_of(self.numeric_encoding, self.n_bins), np.int64)
         keys[:n_old] = old[:n_old]
-        encoded = set() if self._input.bin_set is None else set(self._input.bin_set.tolist())
-        if self._input.bin_set is None and self._input.lo is not None:
-            encoded = {int(self.n_bins)}
+        encoded = set(getattr(self, "_bin_counts", []))
         missing = sorted(set(keys[n_old:].tolist()) - encoded - {0})
         if missing:
             raise ValueError(
-                f"warm_start=True: new members drew n_bins={missing}, but the first fit "
-                f"encoded only {sorted(encoded)}. Keep member_params['n_bins'] as it was "
-                "for the first fit, or refit with warm_start=False.")
+                f"warm_start=True: new members would read n_bins={missing}, but the first "
+                f"fit encoded only {sorted(encoded)}. Keep member_params['n_bins'] and the "
+                "estimator's n_bins as they were for the first fit, or refit with "
+                "warm_start=False.")
         return keys
 
     def _set_member_params(self, params):

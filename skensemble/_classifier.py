@@ -220,15 +220,17 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         adds members draws what one fit of all of them would. Members that differ only in
         rates, L2 strengths or ``max_samples`` train as one stacked computation with
         per-member vectors in the optimizer; members of different depths (of different
-        architectures on the CPU), activations, label smoothings, weight decays or input
-        widths train as separate groups (draw those from short lists). A member's
+        architectures on the CPU), activations, label smoothings, weight decays or (on the
+        CPU) input widths train as separate groups (draw those from short lists). A member's
         ``max_samples`` is its own number of rows; a member that draws fewer rows than the
         largest passes over them more than once per epoch (its rows repeated), so that
         every member takes the same steps per epoch. A member's ``numeric_encoding`` and
         ``n_bins`` choose the columns it reads: the values alone, or the values and the
         bins of its own count; the bins of every count in the ``"n_bins"`` list are
-        computed once for all, so those two take lists only. The values override the
-        estimator's parameters of those names. ``"auto"``: log-uniform
+        computed once for all, so those two take lists only; a member whose encoding is
+        ``"none"`` (drawn, or the estimator's) reads the values alone whatever its
+        ``n_bins``. The values override the estimator's parameters of those names.
+        ``"auto"``: log-uniform
         ``learning_rate_init`` in [5e-4, 2e-3] and ``alpha`` in [1e-5, 1e-3], and
         ``activation`` ``"relu"`` or ``"tanh"``; members keep ``hidden_layer_sizes``.
         ``ensemble_selection`` can then weigh the members (with ``"auto"`` and 10 members it

@@ -181,7 +181,7 @@ def kinds(params, members=None):
     return list(zip(*[v if v is not None else [None] * n for v in drawn]))
 
 
-def _key(encoding, n_bins):
+def key_of(encoding, n_bins):
     """A member's input key: its bin count, or 0 without encoding."""
     return 0 if encoding == "none" else int(n_bins)
 
@@ -193,7 +193,7 @@ def input_keys(params, encoding, n_bins):
     """
     if params is None or not any({"numeric_encoding", "n_bins"} & set(p) for p in params):
         return None
-    return np.array([_key(p.get("numeric_encoding", encoding), p.get("n_bins", n_bins))
+    return np.array([key_of(p.get("numeric_encoding", encoding), p.get("n_bins", n_bins))
                      for p in params], dtype=np.int64)
 
 

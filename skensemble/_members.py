@@ -74,21 +74,29 @@ class FittedMembers:
             if keep.any():
                 groups.append(replace(g, members=np.searchsorted(kept, g.members[keep]),
                                       flat=g.flat[keep]))
-        features = None if self._features is None else self._features[kept]
+        columns = self._columns(self._features)  # as wide as the widest group reads
         weights = w[kept]
-        return groups, self._columns(features, kept), weights / weights.sum()
+        return groups, None if columns is None else columns[kept], weights / weights.sum()
 
     def _member_row(self, member):
         """Flat parameters ``(P_e,)`` of one member at its own architecture, and its sizes."""
         if not 0 <= member < len(self._seeds):
             raise IndexError(f"member={member} is out of range for {len(self._seeds)} members.")
         g = self._groups[0]
-        sizes = (g.sizes[0], *self.hidden_layer_sizes_[member], g.sizes[-1])
+        sizes = (self._member_width(member), *self.hidden_layer_sizes_[member], g.sizes[-1])
         for g in self._groups:
             row = g.member_row(member, sizes)
             if row is not None:
                 return row, sizes
         raise IndexError(f"member={member} is in no group.")  # pragma: no cover
+
+    def _member_width(self, member):
+        """Inputs of one member's first layer (its own, where it drew its encoding)."""
+        keys = getattr(self, "_input_keys", None)
+        if keys is None:  # every member reads as many inputs
+            return self._groups[0].sizes[0]
+        k = None if self._features is None else self._features.shape[1]
+        return self._input.n_inputs(k, int(keys[member]))
 
     def get_member_params(self, member):
         """Weights and biases of one member, at its own architecture.
@@ -102,6 +110,10 @@ class FittedMembers:
         -------
         coefs : list of ndarray
             ``coefs[i]`` has shape ``(fan_in, fan_out)`` (internally standardised units).
+            The first layer's rows follow the member's inputs: the standardised values of
+            its features (``estimators_features_``), then, with the piecewise-linear
+            encoding, their bins (of the member's own ``n_bins`` where it drew one), then
+            one all-zero column where that layout ends with one.
         intercepts : list of ndarray
             ``intercepts[i]`` has shape ``(fan_out,)``.
         """
@@ -132,6 +144,12 @@ class FittedMembers:
 
     def _stacked_layers(self):
         check_is_fitted(self, "_groups")
+        keys = getattr(self, "_input_keys", None)
+        if keys is not None and len(set(keys.tolist())) > 1:
+            raise AttributeError(
+                "coefs_ and intercepts_ stack members that read the same inputs; these "
+                "members drew different numeric_encoding/n_bins (member_params): use "
+                "get_member_params(member).")
         if len(self._groups) != 1 or len(set(self.hidden_layer_sizes_)) != 1:
             raise AttributeError(
                 "coefs_ and intercepts_ stack members of one architecture; this ensemble has "

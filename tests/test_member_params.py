@@ -305,9 +305,16 @@ def test_input_encodings_are_drawn_per_member_like_separate_fits(data, engine):
         assert {widths[int(keys[m])] for m in g.members} == {g.sizes[0]}
     members = est.predict_members(X)
     for key in set(keys.tolist()):
-        alone = _alone(key, engine=engine).fit(X, y).predict_members(X)
+        alone = _alone(key, engine=engine).fit(X, y)
         for e in np.flatnonzero(keys == key):
-            np.testing.assert_allclose(members[e], alone[e], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(members[e], alone.predict_members(X)[e],
+                                       rtol=1e-5, atol=1e-6)
+            coefs, _ = est.get_member_params(e)  # at its own input width
+            assert coefs[0].shape == (widths[key], 8)
+            np.testing.assert_allclose(coefs[0], alone.get_member_params(e)[0][0],
+                                       rtol=1e-4, atol=1e-5)
+    with pytest.raises(AttributeError, match="drew different numeric_encoding/n_bins"):
+        est.coefs_
     import torch
 
     module = est.to_torch()  # each group reads its own columns in the export too
@@ -334,6 +341,20 @@ def test_input_encodings_with_feature_subsets_and_padded_groups(data, monkeypatc
     assert len(plain._groups) == 3
     np.testing.assert_allclose(padded.predict_members(X), plain.predict_members(X),
                                rtol=1e-5, atol=1e-6)
+    for e in range(6):  # a member's own first layer, out of the padded one
+        np.testing.assert_allclose(padded.get_member_params(e)[0][0],
+                                   plain.get_member_params(e)[0][0], rtol=1e-4, atol=1e-5)
+    # weights that keep only members narrower than the padded group: their columns
+    # still fill the group's first layer (zero-column padding), in predict and export
+    import torch
+
+    narrow = padded._input_keys == 0
+    assert narrow.any() and not narrow.all()
+    w = narrow / narrow.sum()
+    padded.ensemble_weights_ = w
+    np.testing.assert_allclose(padded.predict(X), w @ padded.predict_members(X), rtol=1e-6)
+    np.testing.assert_allclose(padded.to_torch()(torch.as_tensor(X)).numpy(), padded.predict(X),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_input_encodings_warm_start_chunks_persistence_and_partial_fit(data):
@@ -359,6 +380,26 @@ def test_input_encodings_warm_start_chunks_persistence_and_partial_fit(data):
     assert np.isfinite(part.predict(X)).all()
 
 
+def test_input_encodings_survive_a_warm_start_without_them(data):
+    # new members read the estimator's encoding; the fitted ones keep their own
+    X, y = data
+    est = NeuralBaggingRegressor(**dict(KW, n_estimators=3), warm_start=True,
+                                 member_params=INPUTS).fit(X, y)
+    keys, old = est._input_keys.copy(), est.predict_members(X)
+    est.set_params(n_estimators=5, member_params=None).fit(X, y)
+    np.testing.assert_array_equal(est._input_keys, [*keys, 8, 8])
+    np.testing.assert_array_equal(est.predict_members(X)[:3], old)
+    est.set_params(numeric_encoding="none").fit(X, y)  # resumed: every member keeps its own
+    np.testing.assert_array_equal(est._input_keys, [*keys, 8, 8])
+    assert np.isfinite(est.predict(X)).all()
+    # binary features get no bins, yet every count was encoded (as nothing)
+    binary = (X > 0).astype(float)
+    est = NeuralBaggingRegressor(**dict(KW, n_estimators=3), warm_start=True,
+                                 member_params={"n_bins": [4, 8]}).fit(binary, y)
+    est.set_params(n_estimators=6).fit(binary, y)
+    assert est._input.lo.size == 0 and len(est._input_keys) == 6
+
+
 def test_input_encodings_refuse_what_they_cannot_keep(data):
     X, y = data
     with pytest.raises(ValueError, match="remove 'numeric_encoding' and 'n_bins'"):
@@ -369,6 +410,6 @@ def test_input_encodings_refuse_what_they_cannot_keep(data):
         est.set_params(n_estimators=6, member_params={"alpha": [1e-4], "n_bins": [4]}).fit(X, y)
     est = NeuralBaggingRegressor(**dict(KW, n_estimators=3), warm_start=True,
                                  member_params={"n_bins": [4]}).fit(X, y)
-    with pytest.raises(ValueError, match=r"drew n_bins=\[16\], but the first fit encoded"):
+    with pytest.raises(ValueError, match=r"would read n_bins=\[16\], but the first fit"):
         est.set_params(n_estimators=6, member_params={"n_bins": [16]}).fit(X, y)
     assert len(est._seeds) == 3  # nothing changed
