@@ -225,9 +225,9 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         ``learning_rate_init`` in [5e-4, 2e-3] and ``alpha`` in [1e-5, 1e-3], and
         ``activation`` ``"relu"`` or ``"tanh"``; members keep ``hidden_layer_sizes``.
         ``ensemble_selection`` can then weigh the members (with ``"auto"`` and 10 members
-        it made the accuracy benchmark's held-out half worse). With ``init="mothernet"`` members cannot draw ``"activation"``,
-        ``"numeric_encoding"`` or ``"n_bins"``. None: every member uses the estimator's
-        values.
+        it made the accuracy benchmark's held-out half worse). With ``init="mothernet"``
+        members cannot draw ``"activation"``, ``"numeric_encoding"`` or ``"n_bins"``.
+        None: every member uses the estimator's values.
 
     warm_start : bool, default=False
         When True and ``n_estimators`` has been raised, ``fit`` trains only the new
