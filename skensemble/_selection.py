@@ -1,10 +1,12 @@
-"""Ensemble selection: greedy forward selection with replacement (Caruana et al., 2004).
+"""Ensemble selection: bagged greedy forward selection with replacement (Caruana et al.).
 
-Owns the choice of member weights from the members' predictions on their validation
-rows, and the validation loss of a weighted ensemble on those rows. Pure numpy: no
-torch, no scikit-learn; the facade (:mod:`._base`) runs the members and says which rows
-validate which member, the task classes say what a member contributes to a row and the
-loss of a row.
+:func:`greedy` runs plain forward selection (Caruana et al., 2004) on bootstrap
+resamples of the validation rows and averages the weights. Owns the choice of member
+weights from the members' predictions on their validation rows, and the validation loss
+of a weighted ensemble on those rows. Pure numpy: no torch, no scikit-learn; the
+estimators' :class:`~skensemble._heldout.HeldOutRows` mixin runs the members and says
+which rows validate which member, the task classes say what a
+member contributes to a row and the loss of a row.
 
 Every member has its own validation rows (the rows it held out to stop on, or its
 out-of-bag rows), so most rows are predicted by some members only. A weighted ensemble
