@@ -50,6 +50,11 @@ configurations as ``{"name": {kwargs}}``, a JSON string or a file):
 * ``search_plain``: ``RandomizedSearchCV`` over the ``"auto"`` space (``n_iter=3,
   cv=2``) of a plain 10-member ensemble: 3 x 2 x 10 + 10 = 70 member fits, one after
   another, against ``skensemble_hpo``'s 10 in one fit;
+* ``search_default``: the same search at scikit-learn's defaults (``n_iter=10, cv=5``):
+  10 x 5 x 10 + 10 = 510 member fits, the "dozens of sequential fits" a user runs;
+* ``skensemble_hpo_70_select``: ``n_estimators=70``, ``member_params="auto"``,
+  ``ensemble_selection=50``: as many member fits as ``search_plain``, in one fit;
+* ``skensemble_hpo_70_prune_select``: the same with ``prune="halving"``;
 * ``skensemble_strong``: ``n_estimators=20, hidden_layer_sizes=(100, 100),
   early_stopping=True``;
 * ``sklearn_mlp``: ``MLPRegressor()`` / ``MLPClassifier()`` at their defaults;
@@ -267,6 +272,11 @@ SKENSEMBLE_CONFIGS = {
     "skensemble_hpo_wide": {"n_estimators": 64, "ensemble_selection": 50, "member_params": {
         "learning_rate_init": ("loguniform", 3e-4, 3e-3), "alpha": ("loguniform", 1e-6, 1e-2),
         "hidden_layer_sizes": [(64,), (128,), (256,), (64, 64), (128, 128)]}},
+    # as many member fits as search_plain (70), in one fit
+    "skensemble_hpo_70_select": {"n_estimators": 70, "member_params": "auto",
+                                 "ensemble_selection": 50},
+    "skensemble_hpo_70_prune_select": {"n_estimators": 70, "member_params": "auto",
+                                       "ensemble_selection": 50, "prune": "halving"},
 }
 PEER_METHODS = {
     "sklearn_mlp": "MLPRegressor() / MLPClassifier() at their defaults",
@@ -278,6 +288,9 @@ PEER_METHODS = {
     "search_plain": "RandomizedSearchCV(NeuralBagging*(n_estimators=10), the member_params="
                     "'auto' space, n_iter=3, cv=2, scoring on the main metric): 70 member "
                     "fits, against skensemble_hpo's 10 in one fit",
+    "search_default": "RandomizedSearchCV(NeuralBagging*(n_estimators=10), the member_params="
+                      "'auto' space, n_iter=10, cv=5 (scikit-learn's defaults), scoring on the "
+                      "main metric): 510 member fits",
 }
 CHEAP_METHODS = ["skensemble_default", "skensemble_strong", "sklearn_mlp", "bagging_mlp", "hgb"]
 QUICK_METHODS = ["skensemble_default", "skensemble_strong", "sklearn_mlp", "hgb"]
@@ -312,14 +325,16 @@ def make_estimator(method, task, seed, threads, configs):
             return mlp
         bag = BaggingRegressor if reg else BaggingClassifier
         return bag(mlp, n_estimators=10, random_state=seed)
-    if method == "search_plain":
+    if method in ("search_plain", "search_default"):
         from sklearn.model_selection import RandomizedSearchCV
 
         from skensemble import NeuralBaggingClassifier, NeuralBaggingRegressor, _hyperspace
 
         cls = NeuralBaggingRegressor if reg else NeuralBaggingClassifier
+        n_iter, cv = (3, 2) if method == "search_plain" else (10, 5)
         return RandomizedSearchCV(
-            cls(n_estimators=10, random_state=seed), _hyperspace.auto_space(), n_iter=3, cv=2,
+            cls(n_estimators=10, random_state=seed), _hyperspace.auto_space(), n_iter=n_iter,
+            cv=cv,
             scoring="neg_root_mean_squared_error" if reg else "neg_log_loss",
             random_state=seed)
     if method == "hgb":
