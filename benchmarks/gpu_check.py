@@ -80,6 +80,7 @@ from skensemble import (  # noqa: E402
     NeuralBaggingRegressor,
     _dispatch,
     _engine,
+    _schedule,
 )
 from skensemble._engine import Hyper, Layout  # noqa: E402
 
@@ -135,7 +136,7 @@ def run_epochs(name, device, flat0, hyper, layout, X, Y, sw, orders, lr, feature
         fn = _dispatch.epoch_function("graphed" if device.type == "cuda" else "batched")
         Xd, Yd, swd = X, Y, sw  # stay on the host
         for order in orders:
-            _engine.epoch_streamed(fn, flat, state, steps, Xd, Yd, swd, order, lr, hyper,
+            _schedule.epoch_streamed(fn, flat, state, steps, Xd, Yd, swd, order, lr, hyper,
                                    layout, chunk_steps=2, **kw)
     else:
         fn = _dispatch.epoch_function(name)
@@ -143,7 +144,7 @@ def run_epochs(name, device, flat0, hyper, layout, X, Y, sw, orders, lr, feature
         for order in orders:
             fn(flat, state, steps, Xd, Yd, swd, order.to(device), lr, hyper, layout, **kw)
     sync(device)
-    _engine.release_graphs()
+    _schedule.release_graphs()
     return flat.cpu()
 
 
@@ -368,20 +369,20 @@ def threads(device, X, y, n=3):
 def captures(device, X, y):
     """Graph runners made by one early-stopping fit of 64 members."""
     made = []
-    real = _engine._ChunkRunner.__init__
+    real = _schedule._ChunkRunner.__init__
 
     def spy(self, C, *args, **kwargs):
         t0 = time.perf_counter()
         real(self, C, *args, **kwargs)
         made.append((C, round(time.perf_counter() - t0, 4)))
 
-    _engine._ChunkRunner.__init__ = spy
+    _schedule._ChunkRunner.__init__ = spy
     try:
         est = NeuralBaggingRegressor(n_estimators=64, hidden_layer_sizes=(32,), max_iter=60,
                                      early_stopping=True, n_iter_no_change=2, engine="graphed",
                                      device=str(device), batch_size=16, random_state=0).fit(X, y)
     finally:
-        _engine._ChunkRunner.__init__ = real
+        _schedule._ChunkRunner.__init__ = real
     result = {"runners": made, "epochs": int(est.n_iter_per_member_.max()),
               "distinct_member_counts": len(set(est.n_iter_per_member_)),
               "ok": len(made) <= 7}
@@ -414,7 +415,7 @@ def time_engine(name, device, E, width, batch, X, Y, target_s):
                             hyper, layout), device)
     peak_mb = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
                else None)
-    _engine.release_graphs()
+    _schedule.release_graphs()
     n_steps = math.ceil(m / batch)
     flops = 6 * layout.n_params * E * m
     return {"engine": name, "rows_timed": m, "seconds": round(t, 4),
@@ -532,11 +533,11 @@ def streaming(device):
                 return fn(flat, state, steps, *args[:3], args[3], 1e-3, hyper, layout)
         else:
             def run(flat=flat, state=state, steps=steps):
-                return _engine.epoch_streamed(fn, flat, state, steps, X, Y, None, order, 1e-3,
+                return _schedule.epoch_streamed(fn, flat, state, steps, X, Y, None, order, 1e-3,
                                               hyper, layout, chunk_steps=64)
         first, _ = timed(run, device)
         t, _ = timed(run, device)
-        _engine.release_graphs()
+        _schedule.release_graphs()
         out[mode] = {"first_s": round(first, 3), "epoch_s": round(t, 4), "params": flat.cpu()}
     diff = float((out["resident"].pop("params") - out["streamed"].pop("params")).abs().max())
     out.update(engine=name, E=E, width=width, batch=batch, max_abs_diff=diff,

@@ -54,7 +54,7 @@ import threading
 
 import torch
 
-from . import _engine
+from . import _engine, _schedule
 
 ENGINES = ("reference", "batched", "graphed", "numba", "triton")
 #: Engines whose epoch takes one learning rate per member (an ``(E,)`` array): members at
@@ -184,7 +184,7 @@ def epoch_function(name):
     if name == "batched":
         return _engine.epoch_batched
     if name == "graphed":
-        return _engine.epoch_graphed
+        return _schedule.epoch_graphed
     if name == "numba":
         from ._kernels.numba_cpu import epoch_numba
 

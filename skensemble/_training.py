@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from . import _dispatch, _engine, _warn
+from . import _dispatch, _engine, _schedule, _warn
 from ._groups import Group, make_groups, merge_groups, random_rows  # noqa: F401 (re-exported)
 from ._progress import progress
 
@@ -425,7 +425,7 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
             "batch_size, free memory held by other processes, or use device='cpu'."
         ) from exc
     finally:
-        _engine.release_graphs()
+        _schedule.release_graphs()
     history.seconds = time.perf_counter() - start
     engine = getattr(epoch_fn, "engine", None) or engine
     trained = Group(members=group.members, sizes=group.sizes, flat=flat.cpu().numpy().copy(),
@@ -497,7 +497,7 @@ def _loop(flat, state, steps, lr, t, val, rows, gens, hyper, layout, engine, epo
     device = flat.device
     order_device = device
     if t.stream:
-        epoch_fn = functools.partial(_engine.epoch_streamed, epoch_fn, chunk_steps=t.stream)
+        epoch_fn = functools.partial(_schedule.epoch_streamed, epoch_fn, chunk_steps=t.stream)
         order_device = _CPU  # the host gathers each chunk's rows
     per_member_lr = engine in _dispatch.PER_MEMBER_LR
     adaptive = hyper.solver == "sgd" and config.learning_rate == "adaptive"

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import skensemble._kernels
-from skensemble import NeuralBaggingRegressor, _dispatch
+from skensemble import NeuralBaggingRegressor, _dispatch, _schedule
 from skensemble import _engine as eng
 
 CPU = torch.device("cpu")
@@ -152,7 +152,7 @@ def test_numba_is_not_offered_after_a_fork_of_its_openmp_threads(monkeypatch):
 def test_epoch_function_names_every_engine_and_refuses_others():
     assert _dispatch.epoch_function("reference") is eng.epoch_reference
     assert _dispatch.epoch_function("batched") is eng.epoch_batched
-    assert _dispatch.epoch_function("graphed") is eng.epoch_graphed
+    assert _dispatch.epoch_function("graphed") is _schedule.epoch_graphed
     with pytest.raises(ValueError, match="unknown engine 'fast'"):
         _dispatch.epoch_function("fast")
 

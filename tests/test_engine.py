@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from skensemble import _dispatch, _engine, _sampling, _training
+from skensemble import _dispatch, _engine, _sampling, _schedule, _training
 from skensemble._engine import Hyper, Layout
 
 ACT = {"relu": nn.ReLU, "tanh": nn.Tanh, "logistic": nn.Sigmoid, "identity": nn.Identity}
@@ -265,35 +265,6 @@ def test_feature_subsets_batched_equals_reference():
         torch.testing.assert_close(out[e], own[0])
 
 
-@pytest.mark.parametrize("chunk", [1, 4, 64])
-@pytest.mark.parametrize("activation, solver, loss", CASES[::3])
-def test_graphed_schedule_equals_reference(activation, solver, loss, chunk):
-    # The CUDA-graph engine's static-buffer schedule (chunks of steps reading the order
-    # from a static buffer, the remainder eagerly), run eagerly on the CPU. Odd N and
-    # batch 3 leave a short last batch and a remainder outside the whole chunks.
-    X, Y, sw, layout = _problem(loss, E=4, N=29, hidden=(7, 5), O=3)
-    hyper = Hyper(activation=activation, loss=loss, solver=solver[0],
-                  nesterovs_momentum=solver[1], alpha=0.05, batch_size=3)
-    feats = torch.tensor([[0, 2, 3, 1], [3, 3, 1, 0], [2, 1, 0, 3], [0, 1, 2, 3]])
-    for features in (None, feats):
-        flat = _engine.init_parameters(layout, range(4), activation)
-        state, steps = _engine.init_state(flat, hyper)
-        f2, s2, t2 = flat.clone(), state.clone(), steps.clone()
-        for epoch in range(2):
-            order = torch.argsort(torch.rand(4, 29, generator=torch.Generator().manual_seed(epoch)), 1)
-            l1 = _engine.epoch_reference(flat, state, steps, X, Y, sw, order, 0.01, hyper, layout,
-                                         features)
-            l2 = _engine.epoch_graphed(f2, s2, t2, X, Y, sw, order, 0.01, hyper, layout, features,
-                                       chunk=chunk, capture=False)
-            torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(flat, f2, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(state, s2, rtol=1e-5, atol=1e-6)
-        assert torch.equal(steps, t2)
-    assert _engine.cached_runner_count() == 1
-    _engine.release_graphs()
-    assert _engine.cached_runner_count() == 0
-
-
 def _engines_here():
     names = ["reference", "batched", "graphed"]
     if "numba" in _dispatch.available_engines(torch.device("cpu")):
@@ -351,7 +322,7 @@ def test_per_member_rates_and_alphas_equal_one_call_per_value(engine, solver):
     torch.testing.assert_close(runs[2][keep], runs[1][keep], rtol=0, atol=0)
     weights = layout.weight_mask() > 0
     assert runs[2][2][weights].norm() < runs[1][2][weights].norm()
-    _engine.release_graphs()
+    _schedule.release_graphs()
 
 
 @pytest.mark.parametrize("engine", _engines_here())
@@ -375,7 +346,7 @@ def test_decoupled_weight_decay_in_every_engine(engine, solver, batch):
     # numba's fastmath (FMA, its rational tanh) is held to 1e-5, as in its own tests
     torch.testing.assert_close(f2, flat, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(s2, state, rtol=1e-5, atol=1e-5)
-    _engine.release_graphs()
+    _schedule.release_graphs()
 
 
 def test_weight_decay_is_decoupled_from_the_gradient():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from fake_cuda import DEVICE, fake_cuda, on_device
 
-from skensemble import NeuralBaggingRegressor, _engine, _training
+from skensemble import NeuralBaggingRegressor, _schedule, _training
 
 MISMATCH = "Expected all tensors to be on the same device"
 HOST_INDEX = r"indices should be either on cpu or on the same device as the indexed tensor \(cpu\)"
@@ -200,8 +200,8 @@ def test_streaming_is_chosen_from_free_memory(noise_data, monkeypatch):
     """Free memory below twice the data's size streams it (no override); passes today."""
     X, y = noise_data
     calls = []
-    streamed = _engine.epoch_streamed
-    monkeypatch.setattr(_engine, "epoch_streamed",
+    streamed = _schedule.epoch_streamed
+    monkeypatch.setattr(_schedule, "epoch_streamed",
                         lambda *a, **k: calls.append(k["chunk_steps"]) or streamed(*a, **k))
     kw = dict(SETTINGS, early_stopping=False, max_iter=3)  # all members train every epoch
     with fake_cuda(free=4096):  # the data take 2,880 bytes: more than half of 4,096
@@ -229,7 +229,7 @@ def test_streamed_early_stopping_on_device(noise_data, monkeypatch, engine, sche
     # the same device as the indexed tensor" at order[idx] in _epoch_subset.)
     X, y = noise_data
     monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", 2)
-    monkeypatch.setattr(_engine, "CAPTURE_GRAPHS", False)  # graphed: its eager schedule
+    monkeypatch.setattr(_schedule, "CAPTURE_GRAPHS", False)  # graphed: its eager schedule
     kw = dict(SETTINGS, engine=engine)
     if schedule == "adaptive":
         kw.update(solver="sgd", learning_rate="adaptive", learning_rate_init=0.05)
@@ -248,11 +248,11 @@ def test_streamed_early_stopping_on_device(noise_data, monkeypatch, engine, sche
 
 def test_auto_on_device_runs_and_keeps_no_graph_after_fit(noise_data, monkeypatch):
     X, y = noise_data
-    monkeypatch.setattr(_engine, "CAPTURE_GRAPHS", False)
+    monkeypatch.setattr(_schedule, "CAPTURE_GRAPHS", False)
     with fake_cuda():
         est = NeuralBaggingRegressor(**dict(SETTINGS, engine="auto"), device="cuda").fit(X, y)
     assert est.engine_ in ("graphed", "triton")
-    assert _engine.cached_runner_count() == 0  # the graph runner (device buffers) is released
+    assert _schedule.cached_runner_count() == 0  # the graph runner (device buffers) is released
 
 
 def test_graphed_engine_needs_capture_disabled(noise_data, monkeypatch):
@@ -261,7 +261,7 @@ def test_graphed_engine_needs_capture_disabled(noise_data, monkeypatch):
     kw = dict(SETTINGS, engine="graphed", max_iter=3, batch_size=16)
     with fake_cuda(), pytest.raises(NotImplementedError, match="CUDA graph capture"):
         NeuralBaggingRegressor(**kw, device="cuda").fit(X, y)
-    monkeypatch.setattr(_engine, "CAPTURE_GRAPHS", False)
+    monkeypatch.setattr(_schedule, "CAPTURE_GRAPHS", False)
     with fake_cuda():
         pred = NeuralBaggingRegressor(**kw, device="cuda").fit(X, y).predict(X)
     ref = NeuralBaggingRegressor(**dict(kw, engine="batched"), device="cpu").fit(X, y)
@@ -270,7 +270,7 @@ def test_graphed_engine_needs_capture_disabled(noise_data, monkeypatch):
 
 def test_model_fitted_on_cuda_predicts_on_a_cpu_only_machine(noise_data, monkeypatch):
     X, y = noise_data
-    monkeypatch.setattr(_engine, "CAPTURE_GRAPHS", False)
+    monkeypatch.setattr(_schedule, "CAPTURE_GRAPHS", False)
     with fake_cuda():
         est = NeuralBaggingRegressor(**dict(SETTINGS, max_iter=3), device="cuda").fit(X, y)
         on_device = est.predict(X)
@@ -287,7 +287,7 @@ def test_members_of_other_input_widths_on_device(noise_data, monkeypatch, stream
     # column lists and their zero-column padding travel to the device, streamed or not,
     # and the fit equals the CPU's per-width groups.
     X, y = noise_data
-    monkeypatch.setattr(_engine, "CAPTURE_GRAPHS", False)
+    monkeypatch.setattr(_schedule, "CAPTURE_GRAPHS", False)
     if stream:
         monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", 2)
     kw = dict(SETTINGS, n_estimators=8, ensemble_selection=5, validation_fraction=0.5,

@@ -12,7 +12,7 @@ import pytest
 import torch
 from fake_cuda import fake_cuda
 
-from skensemble import NeuralBaggingRegressor, _dispatch, _engine, _training
+from skensemble import NeuralBaggingRegressor, _dispatch, _engine, _schedule, _training
 from skensemble._engine import Hyper, Layout
 
 SETTINGS = dict(n_estimators=8, hidden_layer_sizes=(8,), max_iter=30, early_stopping=True,
@@ -29,14 +29,14 @@ def noise_data():
 def count_runners(monkeypatch):
     """Record the member capacity of every graph runner made."""
     made = []
-    real = _engine._ChunkRunner.__init__
+    real = _schedule._ChunkRunner.__init__
 
     def spy(self, C, *args, **kwargs):
         made.append(C)
         real(self, C, *args, **kwargs)
 
-    monkeypatch.setattr(_engine._ChunkRunner, "__init__", spy)
-    monkeypatch.setattr(_engine, "CAPTURE_GRAPHS", False)  # the static-buffer schedule, eager
+    monkeypatch.setattr(_schedule._ChunkRunner, "__init__", spy)
+    monkeypatch.setattr(_schedule, "CAPTURE_GRAPHS", False)  # the static-buffer schedule, eager
     return made
 
 
@@ -55,7 +55,7 @@ def test_graphs_are_made_per_member_bucket_not_per_epoch_or_chunk(
     assert len(set(n_iter)) > 2 and n_iter.max() > 6  # many epochs on changing subsets
     assert count_runners == sorted(count_runners, reverse=True)
     assert len(count_runners) == len(set(count_runners)) <= 4  # buckets 8, 4, 2, 1
-    assert _engine.cached_runner_count() == 0  # released when the fit ended
+    assert _schedule.cached_runner_count() == 0  # released when the fit ended
     monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", None)
     cpu = NeuralBaggingRegressor(**SETTINGS, engine="batched", device="cpu").fit(X, y)
     np.testing.assert_array_equal(n_iter, cpu.n_iter_per_member_)
@@ -104,10 +104,10 @@ def test_graph_runners_are_per_thread(count_runners):
         for _ in range(3):
             if barrier is not None:
                 barrier.wait()  # the other thread's epoch runs between two of ours
-            _engine.epoch_graphed(flat, state, steps, *data[i], None, order, 0.01, hyper,
+            _schedule.epoch_graphed(flat, state, steps, *data[i], None, order, 0.01, hyper,
                                   layout, chunk=2)
-        kept = _engine.cached_runner_count()
-        _engine.release_graphs()
+        kept = _schedule.cached_runner_count()
+        _schedule.release_graphs()
         return flat, kept
 
     alone = [epochs(i)[0] for i in range(2)]

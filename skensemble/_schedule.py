@@ -1,0 +1,276 @@
+"""How the batched epoch runs on a device: replayed from CUDA graphs, or streamed.
+
+Two schedules of :func:`skensemble._engine.epoch_batched`'s steps, each with the same
+contract as every engine (one epoch for all members in, updated parameters and
+per-member losses out) and the same result:
+
+* :func:`epoch_graphed` captures ``chunk`` batched steps once in a CUDA graph on static
+  buffers and replays it, so an epoch of small batches costs one launch per chunk
+  instead of one per kernel. On the CPU (``capture=False``) the identical static-buffer
+  schedule runs eagerly; that is how the tests check it without a GPU.
+* :func:`epoch_streamed` leaves the training data in host memory and copies, chunk by
+  chunk, the rows the members visit next into one reused device buffer.
+
+The mathematics lives in :mod:`skensemble._engine`; this module only decides where the
+tensors live and when the kernels launch. The graph runner and the staging buffers are
+kept per thread and dropped by :func:`release_graphs` when a group's training ends.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+
+from ._engine import _batched_step, _batches, member_alpha, member_lr
+
+
+def _bucket(n):
+    """Members a graph is captured for: ``n`` rounded up to a power of two.
+
+    As members stop, the active count falls; rounding it up means at most
+    ``log2(E) + 1`` captures per fit instead of one per distinct count.
+    """
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+class _ChunkRunner:
+    """Static copies of up to ``C`` members plus ``chunk`` batched steps, captured once.
+
+    A CUDA graph replays fixed kernels on fixed addresses, so the runner owns the tensors
+    its steps read and write: parameters ``(C, P)``, optimizer state ``(S, C, P)``, step
+    counts ``(C,)``, per-member learning rates ``(C, 1)``, feature subsets and a window
+    of the sample order ``(C, chunk * B)``. An epoch copies the members it trains into
+    the first rows, replays the graph once per whole chunk of steps (a device-to-device
+    copy of the next slice of the order, no launch per kernel, no host synchronisation),
+    runs the remaining steps eagerly on the same buffers and copies the members back.
+    Rows past the members trained run on stale rows of the order and are never read
+    back: members are independent in every operation, so they cannot affect the others.
+
+    The data ``X``, ``Y`` and ``sw`` are read in place; the runner is reused while they
+    stay at the same addresses (the whole fit, also when streaming: see
+    :func:`epoch_streamed`).
+    """
+
+    def __init__(self, C, X, Y, sw, n_features, hyper, layout, chunk, capture, device,
+                 per_member_alpha=False):
+        B, P = hyper.batch_size, layout.n_params
+        self.C, self.chunk = C, chunk
+        self.flat = torch.zeros(C, P, dtype=torch.float32, device=device)
+        self.state = torch.zeros(hyper.n_state, C, P, dtype=torch.float32, device=device)
+        self.steps = torch.zeros(C, dtype=torch.int64, device=device)
+        self.lr = torch.zeros(C, 1, dtype=torch.float32, device=device)
+        self.total = torch.zeros(C, dtype=torch.float32, device=device)
+        self.grad = torch.empty(C, P, dtype=torch.float32, device=device)
+        self.order = torch.zeros(C, chunk * B, dtype=torch.int64, device=device)
+        self.features = (None if n_features is None else
+                         torch.zeros(C, n_features, dtype=torch.int64, device=device))
+        self.alpha = (torch.zeros(C, 1, 1, dtype=torch.float32, device=device)
+                      if per_member_alpha else None)
+        self.data = (X, Y, sw)
+        self.hyper, self.layout = hyper, layout
+        self.graph = None
+        if capture:
+            self._capture(device)
+
+    def step(self, idx):
+        """One eager batched step of all ``C`` rows on the rows ``idx (C, b)``."""
+        X, Y, sw = self.data
+        _batched_step(self.flat, self.grad, self.state, self.steps, X, Y, sw, idx, self.lr,
+                      self.hyper, self.layout, self.total, self.features, self.alpha)
+
+    def _chunk(self):
+        B = self.hyper.batch_size
+        for s in range(self.chunk):
+            self.step(self.order[:, s * B : (s + 1) * B])
+
+    def _capture(self, device):
+        # Fits in other threads (a threaded Dask worker, a user's thread pool) keep using
+        # CUDA while this one captures. "thread_local" lets their calls through (the
+        # default mode fails them), and the lock keeps whole captures apart, warm-up
+        # included. Measured on an H200 with three threads, each unguarded step failed:
+        # entering a capture synchronises the device, which is not allowed while another
+        # stream captures (cudaErrorStreamCaptureUnsupported); and torch hands out side
+        # streams round-robin from a pool of 32, so another thread's warm-up stream can
+        # be the very stream being captured (cudaErrorStreamCaptureIsolation). Either
+        # invalidates the capture in progress too.
+        with _CAPTURE_LOCK:
+            # Warm up (cuBLAS handles, allocator pools) on a side stream, as torch's
+            # docs ask; the buffers are still zeros, so nothing of the fit is touched.
+            # One side stream per device for the process: cuBLAS keeps a workspace per
+            # stream it ever ran on, and a new pool stream per capture grew live device
+            # memory by ~0.5 GiB over one gpu_check run (H200).
+            side = _WARMUP_STREAMS.get(device)
+            if side is None:
+                side = _WARMUP_STREAMS[device] = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self.step(self.order[:, : self.hyper.batch_size])
+            torch.cuda.current_stream(device).wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+                self._chunk()
+
+    def epoch(self, flat, state, steps, order, lr, features, alpha=None):
+        """Train ``flat``'s members for one epoch on ``order (n, M)``; their losses summed."""
+        n, M = order.shape
+        B = self.hyper.batch_size
+        self.flat[:n] = flat
+        self.state[:, :n] = state
+        self.steps[:n] = steps
+        self.lr[:n] = lr
+        if features is not None:
+            self.features[:n] = features
+        if alpha is not None:
+            self.alpha[:n] = alpha.view(-1, 1, 1)
+        self.total.zero_()
+        per_chunk = self.chunk * B
+        n_chunks = M // per_chunk if self.graph is not None else 0
+        for c in range(n_chunks):
+            self.order[:n] = order[:, c * per_chunk : (c + 1) * per_chunk]
+            self.graph.replay()
+        done = n_chunks * per_chunk
+        if done < M:
+            rest = torch.zeros(self.C, M - done, dtype=torch.int64, device=self.flat.device)
+            rest[:n] = order[:, done:]
+            for start, stop in _batches(M - done, B):
+                self.step(rest[:, start:stop])
+        flat.copy_(self.flat[:n])
+        state.copy_(self.state[:, :n])
+        steps.copy_(self.steps[:n])
+        return self.total[:n]
+
+
+# One capture at a time in the process (see _ChunkRunner._capture), and the side stream
+# each device's captures warm up on (used under the lock only).
+_CAPTURE_LOCK = threading.Lock()
+_WARMUP_STREAMS = {}
+
+# Per thread: the runner of the fit running in this thread (a fit runs in one thread), so
+# that fits in other threads neither reuse nor drop it.
+_RUNNERS = threading.local()
+
+# Whether epoch_graphed captures CUDA graphs on CUDA; tests that simulate a device on the
+# CPU turn it off to run the identical static-buffer schedule eagerly.
+CAPTURE_GRAPHS = True
+
+
+def release_graphs():
+    """Drop this thread's graph runner and streaming buffers (device memory, graph pool).
+
+    Called when a group's training ends, so that a finished fit holds no device memory.
+    """
+    _RUNNERS.__dict__.clear()
+
+
+def cached_runner_count():
+    """Graph runners this thread holds (0 or 1); tests check that a fit releases them."""
+    return int(getattr(_RUNNERS, "runner", None) is not None)
+
+
+def epoch_graphed(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None,
+                  alpha=None, chunk=64, capture=None):
+    """Batched epoch replayed from a CUDA graph of ``chunk`` steps at a time.
+
+    Same contract as :func:`epoch_reference` (``lr`` and ``alpha`` per member or not).
+    ``capture=None`` captures on CUDA; with ``capture=False`` the identical static-buffer
+    schedule runs eagerly (how the CPU tests check it). Steps that do not fill a whole
+    chunk run eagerly.
+
+    One runner (graph and static buffers) is kept per thread and reused while the data,
+    the mathematics and the member bucket (:func:`_bucket`) stay the same: stopping
+    members cause at most ``log2(E) + 1`` captures per fit, streaming none per chunk.
+    """
+    E, M = order.shape
+    B = hyper.batch_size
+    capture = (flat.is_cuda and CAPTURE_GRAPHS) if capture is None else capture
+    key = (_bucket(E), X.data_ptr(), Y.data_ptr(), None if sw is None else sw.data_ptr(),
+           None if features is None else features.shape[1], alpha is not None, hyper, layout,
+           capture, flat.device)
+    runner = getattr(_RUNNERS, "runner", None)
+    # Streaming hands in views of one staging buffer, the first chunk of an epoch the
+    # longest: a runner made on a longer view serves the shorter ones.
+    if runner is None or _RUNNERS.key != key or runner.data[0].shape[0] < X.shape[0]:
+        _RUNNERS.runner = None  # free the old graph's memory before capturing a new one
+        runner = _ChunkRunner(_bucket(E), X, Y, sw,
+                              None if features is None else features.shape[1], hyper, layout,
+                              max(1, min(chunk, M // B)), capture, flat.device,
+                              per_member_alpha=alpha is not None)
+        _RUNNERS.runner, _RUNNERS.key = runner, key
+    lr = member_lr(lr, flat)
+    return runner.epoch(flat, state, steps, order, lr.expand(E, 1), features,
+                        member_alpha(alpha, flat)) / M
+
+
+# ---------------------------------------------------------------------- streaming
+def epoch_streamed(epoch_fn, flat, state, steps, X, Y, sw, order, lr, hyper, layout,
+                   features=None, alpha=None, chunk_steps=64):
+    """One epoch of ``epoch_fn`` with the training data left in host memory.
+
+    For data larger than the device: the epoch's steps run in chunks of ``chunk_steps``
+    batches; for each chunk the rows every member visits are gathered on the host into
+    pinned memory, copied to the device without blocking, and handed to ``epoch_fn``
+    with a local order. The host gathers the next chunk while the device still runs
+    the last one's kernels. The steps, their order and their batches are exactly those
+    of an unstreamed epoch (chunks are whole batches), so the result is the same.
+
+    Parameters
+    ----------
+    epoch_fn : callable
+        Any engine's epoch function.
+    X, Y : Tensor (N, F), (N, O) on the CPU
+    sw : Tensor (N,) on the CPU, or None
+    order : Tensor (E, M) int64 on the CPU
+    chunk_steps : int
+        Batches per chunk; a chunk holds ``E * chunk_steps * B`` rows on the device.
+
+    Returns
+    -------
+    Tensor (E,) on ``flat``'s device: per-member mean training loss.
+    """
+    E, M = order.shape
+    rows_per_chunk = max(1, chunk_steps) * hyper.batch_size
+    device = flat.device
+    pin = device.type == "cuda"
+    total = torch.zeros(E, dtype=flat.dtype, device=device)
+    staged = [_staging(i, t, E * min(M, rows_per_chunk), device)
+              for i, t in enumerate((X, Y, sw))]
+    for start in range(0, M, rows_per_chunk):
+        idx = order[:, start : start + rows_per_chunk]  # (E, c) rows of this chunk
+        c = idx.shape[1]
+        flat_idx = idx.reshape(-1)  # (E * c,)
+
+        def move(t, buf):
+            # Into the same device buffer every chunk: a graph runner keeps reading it.
+            # Same stream: the copy waits for the last chunk's kernels to finish with it.
+            part = t[flat_idx]
+            buf[: E * c].copy_(part.pin_memory() if pin else part, non_blocking=True)
+            return buf[: E * c]
+
+        local = torch.arange(E * c, device=device).view(E, c)  # member e's rows, in order
+        extra = {} if features is None else {"features": features}
+        if alpha is not None:
+            extra["alpha"] = alpha
+        loss = epoch_fn(flat, state, steps, move(X, staged[0]), move(Y, staged[1]),
+                        None if sw is None else move(sw, staged[2]),
+                        local, lr, hyper, layout, **extra)
+        total += loss * c
+    return total / M
+
+
+def _staging(slot, t, rows, device):
+    """Return this thread's device buffer for streamed chunks of ``t``: grown, never shrunk.
+
+    Kept until :func:`release_graphs`, so that every chunk of every epoch lands at the
+    same address and a CUDA-graph runner captured on it stays valid.
+    """
+    if t is None:
+        return None
+    shape = (rows, *t.shape[1:])
+    buf = getattr(_RUNNERS, f"staging{slot}", None)
+    if (buf is None or buf.shape[0] < rows or buf.shape[1:] != shape[1:]
+            or buf.dtype != t.dtype or buf.device != device):
+        buf = torch.empty(shape, dtype=t.dtype, device=device)
+        setattr(_RUNNERS, f"staging{slot}", buf)
+    return buf
