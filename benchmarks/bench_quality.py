@@ -55,6 +55,10 @@ configurations as ``{"name": {kwargs}}``, a JSON string or a file):
 * ``skensemble_hpo_70_select``: ``n_estimators=70``, ``member_params="auto"``,
   ``ensemble_selection=50``: as many member fits as ``search_plain``, in one fit;
 * ``skensemble_hpo_70_prune_select``: the same with ``prune="halving"``;
+* ``skensemble_hpo_70_prune``: ``n_estimators=70``, ``member_params="auto"``,
+  ``prune="halving"``: the members left after halving, averaged;
+* ``skensemble_default_70``: ``n_estimators=70`` and nothing else: how much of the
+  70-member rows comes from the number of members alone;
 * ``skensemble_strong``: ``n_estimators=20, hidden_layer_sizes=(100, 100),
   early_stopping=True``;
 * ``sklearn_mlp``: ``MLPRegressor()`` / ``MLPClassifier()`` at their defaults;
@@ -277,6 +281,9 @@ SKENSEMBLE_CONFIGS = {
                                  "ensemble_selection": 50},
     "skensemble_hpo_70_prune_select": {"n_estimators": 70, "member_params": "auto",
                                        "ensemble_selection": 50, "prune": "halving"},
+    "skensemble_hpo_70_prune": {"n_estimators": 70, "member_params": "auto",
+                                "prune": "halving"},
+    "skensemble_default_70": {"n_estimators": 70},
 }
 PEER_METHODS = {
     "sklearn_mlp": "MLPRegressor() / MLPClassifier() at their defaults",

@@ -3,6 +3,10 @@
 Owns ``oob_score_`` and the task's out-of-bag attribute (through the task hooks), and
 ``ensemble_weights_`` with ``selection_score_``/``uniform_score_``: uniform, or chosen by
 :func:`skensemble._selection.greedy` on the rows each member held out or did not draw.
+Members that ``prune`` stopped (``stop_reason_ == "pruned"``) are out of the ensemble:
+weight 0, never selected, not in the out-of-bag average. Successive halving stops them
+because they are worse, after a few epochs; averaging them in anyway cost 10-50% loss in
+our trials (``benchmarks/results/quality_hpo_prune.json``).
 A mixin of :class:`skensemble._base.BaseNeuralBagging`: it runs the fitted members
 (:mod:`._predict`) on the training rows once, after training, and must not train.
 
@@ -19,6 +23,13 @@ from . import _predict, _sampling, _selection, _warn
 class HeldOutRows:
     """Out-of-bag scores and ensemble weights from the members' validation rows."""
 
+    def _in_ensemble(self):
+        """Boolean ``(E,)``: the members that may weigh in (all but the pruned ones)."""
+        reason = getattr(self, "stop_reason_", None)
+        if reason is None:
+            return np.ones(len(self._seeds), dtype=bool)
+        return np.asarray(reason) != "pruned"
+
     def _compute_oob(self, Xs, y):
         """Average, for each row, the members that neither trained nor stopped on it."""
         rows, held, _ = self._member_draws()
@@ -26,6 +37,7 @@ class HeldOutRows:
         out_of_bag = ~_sampling.in_bag_mask(rows, N)  # (E, N)
         if held is not None:  # rows a member stopped on are not out-of-bag for it
             out_of_bag &= ~_sampling.held_mask(held, N)
+        out_of_bag &= self._in_ensemble()[:, None]  # what predict averages
 
         def reduce(out, rows):  # (E, n, O) -> (n, O): sum over the members that qualify
             m = torch.from_numpy(out_of_bag[:, rows]).to(out.device, torch.float64)
@@ -81,8 +93,9 @@ class HeldOutRows:
         return ~_sampling.in_bag_mask(rows, self._plan_.n_samples)
 
     def _set_uniform_weights(self):
-        """Every member weighs ``1 / E``; no selection scores."""
-        self.ensemble_weights_ = np.full(len(self._seeds), 1.0 / len(self._seeds))
+        """Every member in the ensemble weighs the same (pruned ones 0); no selection scores."""
+        keep = self._in_ensemble()  # (E,)
+        self.ensemble_weights_ = keep / keep.sum()
         for name in ("selection_score_", "uniform_score_"):
             self.__dict__.pop(name, None)  # no stale scores from an earlier fit
 
@@ -95,8 +108,8 @@ class HeldOutRows:
         if self.ensemble_selection is None:
             self._set_uniform_weights()
             return
-        E = len(self._seeds)
-        mask = self._validation_mask()  # (E, N)
+        keep = self._in_ensemble()  # (E,): pruned members are not candidates
+        mask = self._validation_mask() & keep[:, None]  # (E, N)
         if sw is not None:
             mask &= sw > 0  # rows of weight zero score nothing
         scored = mask.any(0)  # (N,)
@@ -115,14 +128,17 @@ class HeldOutRows:
         values = _predict.run_chunked(self._groups, self._columns(self._features),
                                       self.activation, Xs[scored], self._predict_device(),
                                       reduce)  # (Z, D)
+        # the candidates renumbered 0..K-1, so that "uniform" means uniform over them
         entries = _selection.Entries(
-            member=member, row=row, values=values,
-            row_weight=np.ones(Yv.shape[0]) if sw is None else sw[scored], n_members=E)
+            member=np.cumsum(keep)[member] - 1, row=row, values=values,
+            row_weight=np.ones(Yv.shape[0]) if sw is None else sw[scored],
+            n_members=int(keep.sum()))
         # the resampling's seed: from the members' seeds, so a fit is reproducible
         seed = np.random.SeedSequence([int(s) for s in self._seeds] + [3])
         result = _selection.greedy(entries, self.ensemble_selection,
                                    lambda mean, rows: self._selection_loss(mean, Yv[rows]),
                                    seed=seed)
-        self.ensemble_weights_ = result.weights
+        self.ensemble_weights_ = np.zeros(keep.size)
+        self.ensemble_weights_[keep] = result.weights
         self.selection_score_ = result.score
         self.uniform_score_ = result.uniform_score

@@ -103,11 +103,14 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     prune : {None, "halving"}, default=None
         ``"halving"``: successive halving during training. At epochs
         ``n_iter_no_change``, twice that, four times that and so on, the members still
-        training whose best validation loss is in the worse half stop there (keeping
-        their best weights), so the epochs go to the promising ones; meant for
-        ``member_params``. Members compete within their training group (one per
-        architecture on the CPU, per depth on CUDA) and, with ``n_jobs``, within their
-        chunk. ``stop_reason_`` records ``"pruned"``. Needs early stopping.
+        training whose best validation loss is in the worse half stop there, so the
+        epochs go to the promising ones; meant for ``member_params``. Pruned members
+        leave the ensemble: their ``ensemble_weights_`` are 0 (``predict`` and
+        ``to_torch()`` skip them), selection and the out-of-bag score leave them out,
+        and ``predict_members`` still returns them. Members compete within their
+        training group (one per architecture on the CPU, per depth on CUDA) and, with
+        ``n_jobs``, within their chunk. ``stop_reason_`` records ``"pruned"``. Needs
+        early stopping.
 
     early_stopping : bool or "auto", default="auto"
         Whether each member stops on its own validation loss and ends with its best
@@ -310,8 +313,9 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         R^2 of ``oob_prediction_`` over the rows that have one (with ``oob_score=True``).
 
     ensemble_weights_ : ndarray of shape (n_estimators,)
-        Each member's weight in the prediction; sums to 1. ``1 / n_estimators`` for
-        every member without ``ensemble_selection`` (and after ``partial_fit``).
+        Each member's weight in the prediction; sums to 1. Without
+        ``ensemble_selection`` (and after ``partial_fit``) every member weighs the same,
+        except those ``prune`` stopped, which weigh 0.
         ``predict_members`` returns all members, unweighted.
 
     stop_reason_ : ndarray of shape (n_estimators,), dtype=object

@@ -72,3 +72,66 @@ def test_prune_needs_validation(data):
         NeuralBaggingRegressor(**dict(KW, early_stopping=False), prune="halving").fit(X, y)
     with pytest.raises(ValueError, match="prune"):
         NeuralBaggingRegressor(prune="thirds").fit(X, y)
+
+
+def test_pruned_members_leave_the_ensemble(data):
+    X, y = data
+    est = NeuralBaggingRegressor(**KW, prune="halving").fit(X, y)
+    pruned = est.stop_reason_ == "pruned"
+    w = est.ensemble_weights_
+    assert pruned.any() and np.all(w[pruned] == 0)
+    np.testing.assert_allclose(w[~pruned], 1 / (~pruned).sum())
+    members = est.predict_members(X)  # all members, the pruned ones too
+    assert members.shape[0] == KW["n_estimators"]
+    np.testing.assert_allclose(est.predict(X), members[~pruned].mean(0), rtol=1e-5, atol=1e-6)
+    torch = pytest.importorskip("torch")
+    module = est.to_torch()
+    with torch.no_grad():
+        out = module(torch.as_tensor(X, dtype=torch.float32)).numpy().reshape(-1)
+    np.testing.assert_allclose(out, est.predict(X), rtol=1e-4, atol=1e-5)
+    # the classifier too, and its probabilities
+    yc = (y > 0).astype(int)
+    clf = NeuralBaggingClassifier(**KW, prune="halving").fit(X, yc)
+    cut = clf.stop_reason_ == "pruned"
+    assert cut.any() and np.all(clf.ensemble_weights_[cut] == 0)
+    np.testing.assert_allclose(clf.predict_proba(X),
+                               clf.predict_proba_members(X)[~cut].mean(0), rtol=1e-5,
+                               atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:Some inputs do not have OOB")  # 2-4 members are left
+def test_selection_and_oob_leave_pruned_members_out(data):
+    X, y = data
+    sel = NeuralBaggingRegressor(**KW, prune="halving", ensemble_selection=20).fit(X, y)
+    pruned = sel.stop_reason_ == "pruned"
+    assert pruned.any() and np.all(sel.ensemble_weights_[pruned] == 0)
+    assert sel.selection_score_ <= sel.uniform_score_  # uniform over the members kept
+    # out-of-bag: the average of the unpruned members on the rows each did not draw
+    kw = dict(KW, bootstrap=True, oob_score=True)
+    est = NeuralBaggingRegressor(**kw, prune="halving").fit(X, y)
+    pruned = est.stop_reason_ == "pruned"
+    assert pruned.any()
+    members = est.predict_members(X)  # (E, N)
+    rows, held, _ = est._member_draws()
+    oob = np.ones((len(members), len(X)), dtype=bool)
+    oob[np.arange(len(members))[:, None], rows] = False
+    for e, h in enumerate(held):
+        oob[e, h] = False
+    oob[pruned] = False
+    has = oob.any(0)
+    expected = (members * oob).sum(0)[has] / oob.sum(0)[has]
+    np.testing.assert_allclose(est.oob_prediction_[has], expected, rtol=1e-4, atol=1e-5)
+    assert np.all(np.isnan(est.oob_prediction_[~has]))
+
+
+def test_pruned_members_stay_out_after_warm_start_and_partial_fit(data):
+    X, y = data
+    est = NeuralBaggingRegressor(**KW, prune="halving", warm_start=True).fit(X, y)
+    pruned = est.stop_reason_ == "pruned"
+    est.set_params(n_estimators=10, prune=None).fit(X, y)  # two more, no pruning
+    assert est.ensemble_weights_.shape == (10,)
+    assert np.all(est.ensemble_weights_[:8][pruned] == 0)
+    assert np.all(est.ensemble_weights_[8:] > 0)
+    est.partial_fit(X, y)
+    assert np.all(est.ensemble_weights_[:8][pruned] == 0)
+    np.testing.assert_allclose(est.ensemble_weights_.sum(), 1.0)
