@@ -472,6 +472,10 @@ def run_fit(name, data, method, seed, threads, configs):
         if hasattr(est, attr):
             v = getattr(est, attr)
             rec[attr] = v if isinstance(v, str) else np.asarray(v).tolist()
+    if hasattr(est, "ensemble_weights_"):  # members that weigh in (pruning, selection)
+        rec["n_weighted"] = int(np.count_nonzero(est.ensemble_weights_))
+    if getattr(est, "prune", None) is not None:
+        rec["n_pruned"] = int(np.sum(np.asarray(est.stop_reason_) == "pruned"))
     return rec
 
 

@@ -683,7 +683,7 @@ class BaseNeuralBagging(HeldOutRows, FittedMembers, BaseEstimator, metaclass=ABC
                 f"ensemble_selection={self.ensemble_selection} weighs members on validation "
                 "rows that only fit sets aside; partial_fit has none. Use fit, or set "
                 "ensemble_selection=None to train with partial_fit (all members then weigh "
-                "the same)."
+                "the same, but those prune stopped)."
             )
         first = not hasattr(self, "_groups")
         X, y, sw = self._validate_fit_data(X, y, sample_weight, reset=first)

@@ -107,7 +107,9 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         epochs go to the promising ones; meant for ``member_params``. Pruned members
         leave the ensemble: their ``ensemble_weights_`` are 0 (``predict`` and
         ``to_torch()`` skip them), selection and the out-of-bag score leave them out,
-        and ``predict_members`` still returns them. Members compete within their
+        and ``predict_members`` still returns them. Halving goes on until the last
+        member stops, so few remain: 8 to 15 of 70 in our benchmark runs (the members
+        that stopped on their own before a checkpoint). Members compete within their
         training group (one per architecture on the CPU, per depth on CUDA) and, with
         ``n_jobs``, within their chunk. ``stop_reason_`` records ``"pruned"``. Needs
         early stopping.
@@ -197,12 +199,14 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         mean of their weights (bagged selection), kept only if the runs beat the
         uniform average on the rows their resamples left out, and if the weights beat
         it on all validation rows; otherwise every member weighs the same (one
-        selection on all rows overfits them).
+        selection on all rows overfits them). Members that ``prune`` stopped are not
+        candidates and weigh 0.
         ``predict`` then takes the weighted mean (and the weighted ``return_std``) and
         skips members of weight 0, as does ``to_torch()``. How rows that only some
         members validate on are scored: see Notes. A warm start selects again among all
-        members. ``None``: every member weighs the same. Needs validation rows: without
-        bootstrap, ``early_stopping`` or ``max_samples < 1`` it raises a ``ValueError``;
+        members not pruned. ``None``: every member weighs the same (pruned ones 0).
+        Needs validation rows: without bootstrap, ``early_stopping`` or
+        ``max_samples < 1`` it raises a ``ValueError``;
         ``partial_fit`` cannot select.
 
     member_params : None, "auto" or dict, default=None
@@ -321,7 +325,8 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     stop_reason_ : ndarray of shape (n_estimators,), dtype=object
         Why each member stopped training in ``fit``: ``"no improvement"`` (its stopping
         criterion ran out of patience), ``"pruned"`` (``prune``), ``"max_iter"`` or
-        ``"interrupted"``; the epoch is in ``n_iter_per_member_``.
+        ``"interrupted"``; the epoch is in ``n_iter_per_member_``. None for members
+        only ``partial_fit`` trained, when a warm start adds members to them.
 
     member_params_ : list of dict
         With ``member_params``: the values each member drew, in member order.
@@ -333,11 +338,12 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
 
     uniform_score_ : float
         With ``ensemble_selection``: the same loss of the uniform average of all
-        members on the same rows; never below ``selection_score_``.
+        members (but those ``prune`` stopped) on the same rows; never below
+        ``selection_score_``.
 
     oob_prediction_ : ndarray of shape (n_samples,) or (n_samples, n_outputs)
-        Mean prediction of the members that did not draw each training row; NaN for
-        rows every member drew (a warning says so).
+        Mean prediction of the members that did not draw each training row (but those
+        ``prune`` stopped); NaN for rows every member drew (a warning says so).
 
     hidden_layer_sizes_ : list of tuple
         Each member's hidden-layer widths.
@@ -599,8 +605,8 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     def predict_members(self, X):
         """Every member's prediction.
 
-        All members, also those that ``ensemble_selection`` gave weight 0; the weights
-        are in ``ensemble_weights_``, and ``np.tensordot(ensemble_weights_,
+        All members, also those that ``ensemble_selection`` or ``prune`` gave weight 0;
+        the weights are in ``ensemble_weights_``, and ``np.tensordot(ensemble_weights_,
         predict_members(X), 1)`` is :meth:`predict` (up to rounding).
 
         Parameters

@@ -173,7 +173,8 @@ def epoch_graphed(flat, state, steps, X, Y, sw, order, lr, hyper, layout, featur
                   alpha=None, chunk=64, capture=None):
     """Batched epoch replayed from a CUDA graph of ``chunk`` steps at a time.
 
-    Same contract as :func:`epoch_reference` (``lr`` and ``alpha`` per member or not).
+    Same contract as :func:`skensemble._engine.epoch_reference` (``lr`` and ``alpha``
+    per member or not).
     ``capture=None`` captures on CUDA; with ``capture=False`` the identical static-buffer
     schedule runs eagerly (how the CPU tests check it). Steps that do not fill a whole
     chunk run eagerly.

@@ -187,9 +187,11 @@ class History:
         best = None
         if earlier.best is not None and self.best is not None:
             best = np.concatenate([earlier.best, self.best])
-        reason = None
-        if earlier.stop_reason is not None and self.stop_reason is not None:
-            reason = np.concatenate([earlier.stop_reason, self.stop_reason])
+        reason = None  # members with no reason (partial_fit only) get None beside the others
+        if earlier.stop_reason is not None or self.stop_reason is not None:
+            reason = np.concatenate([
+                np.full(len(h.n_iter), None, dtype=object) if h.stop_reason is None
+                else np.asarray(h.stop_reason, dtype=object) for h in (earlier, self)])
         return replace(self, stop_reason=reason, loss=pad(earlier.loss, self.loss),
                        n_iter=np.concatenate([earlier.n_iter, self.n_iter]),
                        val_loss=pad(earlier.val_loss, self.val_loss),

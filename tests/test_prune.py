@@ -135,3 +135,29 @@ def test_pruned_members_stay_out_after_warm_start_and_partial_fit(data):
     est.partial_fit(X, y)
     assert np.all(est.ensemble_weights_[:8][pruned] == 0)
     np.testing.assert_allclose(est.ensemble_weights_.sum(), 1.0)
+
+
+def test_uniform_score_is_the_average_of_the_members_not_pruned(data):
+    X, y = data
+    est = NeuralBaggingRegressor(**KW, prune="halving", ensemble_selection=20).fit(X, y)
+    keep = est.stop_reason_ != "pruned"
+    assert not keep.all()
+    mask = est._validation_mask() & keep[:, None]  # (E, N) rows each kept member validates
+    scored = mask.any(0)
+    z = (est.predict_members(X) - est._y_mean[0]) / est._y_scale[0]  # standardised (E, N)
+    mean = (z * mask).sum(0)[scored] / mask.sum(0)[scored]
+    target = (y[scored] - est._y_mean[0]) / est._y_scale[0]
+    np.testing.assert_allclose(est.uniform_score_, np.mean((mean - target) ** 2), rtol=1e-4)
+
+
+def test_a_pruned_warm_start_after_partial_fit_keeps_its_reasons(data):
+    # partial_fit records no stop reasons; members added by a pruned fit still leave
+    X, y = data
+    est = NeuralBaggingRegressor(**dict(KW, n_estimators=2), warm_start=True)
+    est.partial_fit(X, y)
+    est.set_params(n_estimators=10, prune="halving").fit(X, y)
+    reasons = est.stop_reason_
+    assert reasons.shape == (10,) and reasons[0] is None and reasons[1] is None
+    pruned = reasons == "pruned"
+    assert pruned[2:].any() and np.all(est.ensemble_weights_[pruned] == 0)
+    assert np.all(est.ensemble_weights_[:2] > 0)
