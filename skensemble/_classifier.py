@@ -117,11 +117,11 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         leave the ensemble: their ``ensemble_weights_`` are 0 (``predict`` and
         ``to_torch()`` skip them), selection and the out-of-bag score leave them out,
         and ``predict_members`` still returns them. Halving goes on until the last
-        member stops, so few remain: 8 to 15 of 70 in our benchmark runs (the members
-        that stopped on their own before a checkpoint). Members compete within their
-        training group (one per architecture on the CPU, per depth on CUDA) and, with
-        ``n_jobs``, within their chunk. ``stop_reason_`` records ``"pruned"``. Needs
-        early stopping.
+        member stops, so the ensemble shrinks: 7 to 36 of 70 members remained in the
+        benchmark's runs (``n_weighted`` in ``benchmarks/results/quality_hpo*.json``).
+        Members compete within their training group (one per architecture on the
+        CPU, per depth on CUDA) and, with ``n_jobs``, within their chunk.
+        ``stop_reason_`` records ``"pruned"``. Needs early stopping.
 
     early_stopping : bool or "auto", default="auto"
         Whether each member stops on its own validation loss and ends with its best
