@@ -6,33 +6,12 @@ schedule (eager here, ``capture=False``) against the reference epoch, and
 against the unstreamed epoch of the engine it feeds.
 """
 
-import itertools
-
 import pytest
 import torch
+from test_engine import CASES, _problem  # the engine tests' small problems
 
 from skensemble import _engine, _schedule
-from skensemble._engine import Hyper, Layout
-
-CASES = list(
-    itertools.product(
-        ["relu", "tanh", "logistic", "identity"],
-        [("adam", True), ("sgd", True), ("sgd", False)],
-        ["squared_error", "log_loss"],
-    )
-)
-
-
-def _problem(loss, E=3, N=23, F=4, hidden=(6, 5), O=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(N, F, generator=g)
-    if loss == "squared_error":
-        Y = torch.randn(N, O, generator=g)
-    else:
-        Y = torch.eye(O)[torch.randint(0, O, (N,), generator=g)]
-    sw = torch.rand(N, generator=g) + 0.5
-    layout = Layout((F, *hidden, O))
-    return X, Y, sw, layout
+from skensemble._engine import Hyper
 
 
 @pytest.mark.parametrize("chunk", [1, 4, 64])
