@@ -106,6 +106,7 @@ class BaseNeuralBagging(HeldOutRows, FittedMembers, BaseEstimator, metaclass=ABC
         "member_params": [None, StrOptions({"auto"}), dict],
         "plateau_decays": [Interval(Integral, 0, None, closed="left")],
         "prune": [None, StrOptions({"halving"})],
+        "prune_keep": [Interval(Real, 0, 1, closed="right")],
         "early_stopping": [StrOptions({"auto"}), "boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="both")],
@@ -161,6 +162,7 @@ class BaseNeuralBagging(HeldOutRows, FittedMembers, BaseEstimator, metaclass=ABC
         n_iter_no_change=10,
         plateau_decays=0,
         prune=None,
+        prune_keep=0.25,
         early_stopping="auto",
         validation_fraction=0.1,
         momentum=0.9,
@@ -204,6 +206,7 @@ class BaseNeuralBagging(HeldOutRows, FittedMembers, BaseEstimator, metaclass=ABC
         self.n_iter_no_change = n_iter_no_change
         self.plateau_decays = plateau_decays
         self.prune = prune
+        self.prune_keep = prune_keep
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.momentum = momentum
@@ -301,6 +304,7 @@ class BaseNeuralBagging(HeldOutRows, FittedMembers, BaseEstimator, metaclass=ABC
             n_iter_no_change=int(self.n_iter_no_change), stop=stop, t_start=int(t_start),
             engine=self.engine, verbose=self.verbose,
             plateau_decays=int(self.plateau_decays), prune=self.prune == "halving",
+            prune_keep=float(self.prune_keep),
         )
 
     def _validate_fit_data(self, X, y, sample_weight, reset):

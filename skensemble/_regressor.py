@@ -104,15 +104,19 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         ``"halving"``: successive halving during training. At epochs
         ``n_iter_no_change``, twice that, four times that and so on, the members still
         training whose best validation loss is in the worse half stop there, so the
-        epochs go to the promising ones; meant for ``member_params``. Pruned members
-        leave the ensemble: their ``ensemble_weights_`` are 0 (``predict`` and
-        ``to_torch()`` skip them), selection and the out-of-bag score leave them out,
-        and ``predict_members`` still returns them. Halving goes on until the last
-        member stops, so the ensemble shrinks: 7 to 36 of 70 members remained in the
-        benchmark's runs (``n_weighted`` in ``benchmarks/results/quality_hpo*.json``).
-        Members compete within their training group (one per architecture on the
-        CPU, per depth on CUDA) and, with ``n_jobs``, within their chunk.
-        ``stop_reason_`` records ``"pruned"``. Needs early stopping.
+        epochs go to the promising ones; meant for ``member_params``. Halving stops once
+        only ``prune_keep`` of the members are left unpruned. Pruned members leave the
+        ensemble: their ``ensemble_weights_`` are 0 (``predict`` and ``to_torch()`` skip
+        them), selection and the out-of-bag score leave them out, and
+        ``predict_members`` still returns them. Members compete within their training
+        group (one per architecture on the CPU, per depth on CUDA) and, with ``n_jobs``,
+        within their chunk. ``stop_reason_`` records ``"pruned"``. Needs early stopping.
+
+    prune_keep : float in (0, 1], default=0.25
+        With ``prune="halving"``, the fraction of each training group's ``n`` members
+        that halving leaves unpruned: it stops no more once ``ceil(prune_keep * n)``
+        (at least 1) remain, counting members that stopped on their own. A tiny value
+        halves until one member is left; 1 prunes nothing.
 
     early_stopping : bool or "auto", default="auto"
         Whether each member stops on its own validation loss and ends with its best

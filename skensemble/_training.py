@@ -45,7 +45,9 @@ class Config:
     ``stop=False`` runs exactly ``max_iter`` epochs with no stopping (``partial_fit``);
     ``t_start`` is the number of rows seen before (``"invscaling"`` continues from it).
     ``prune``: successive halving at epochs ``n_iter_no_change * 2**k``: the members still
-    training whose best validation loss is worse than that of the better half stop.
+    training whose best validation loss is worse than that of the better half stop, but
+    never so many that fewer than ``ceil(prune_keep * E)`` (at least 1) of the ``E``
+    members remain unpruned.
     ``plateau_decays``: times a member whose stopping criterion ran out of patience has
     its rate multiplied by ``plateau_factor`` and goes back to its best weights (when it
     validates) instead of stopping (any solver; sgd's ``"adaptive"`` schedule aside).
@@ -65,6 +67,7 @@ class Config:
     plateau_decays: int = 0
     plateau_factor: float = 0.1
     prune: bool = False
+    prune_keep: float = 0.25
 
 
 @dataclass
@@ -590,7 +593,9 @@ def _loop(flat, state, steps, lr, t, val, rows, gens, hyper, layout, engine, epo
                 active &= ~patience_out
                 if config.prune and val is not None and epoch + 1 == checkpoint:
                     checkpoint *= 2
-                    pruned = _halving(active, best)
+                    floor = max(1, math.ceil(config.prune_keep * E))
+                    unpruned = E - int((reason == "pruned").sum())
+                    pruned = _halving(active, best, unpruned - floor)
                     reason[pruned] = "pruned"
                     active &= ~pruned
             bar.update(float(np.nanmean(loss_np)), int(active.sum()), E,
@@ -622,18 +627,20 @@ def _loop(flat, state, steps, lr, t, val, rows, gens, hyper, layout, engine, epo
     return history
 
 
-def _halving(active, best):
+def _halving(active, best, n_spare):
     """Members to stop at a successive-halving checkpoint: the worse half of ``active``.
 
     Ranked by best validation loss so far (ties: the earlier member ranks first); the
-    better ``ceil(n / 2)`` of the ``n`` active members go on. Fewer than 2: none stops.
+    better ``ceil(n / 2)`` of the ``n`` active members go on. At most ``n_spare`` stop
+    (the members that may still be pruned before the ensemble is at its floor).
     """
     idx = np.flatnonzero(active)
     out = np.zeros(active.shape, dtype=bool)
-    if idx.size < 2:
+    n_stop = min(idx.size // 2, n_spare)
+    if n_stop <= 0:
         return out
     ranked = idx[np.argsort(best[idx], kind="stable")]
-    out[ranked[-(idx.size // 2):]] = True
+    out[ranked[-n_stop:]] = True
     return out
 
 

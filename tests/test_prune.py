@@ -51,9 +51,39 @@ def test_without_prune_every_member_runs_until_its_own_stop(data):
 def test_halving_helper_keeps_the_better_half():
     best = np.array([3.0, 1.0, np.inf, 2.0, 0.5])
     active = np.array([True, True, True, True, False])
-    out = _training._halving(active, best)
+    out = _training._halving(active, best, 10)
     assert out.tolist() == [True, False, True, False, False]  # 4 active: the worse 2
-    assert not _training._halving(np.array([True, False]), best[:2]).any()
+    assert not _training._halving(np.array([True, False]), best[:2], 10).any()
+    # at most n_spare stop: the worst first
+    assert _training._halving(active, best, 1).tolist() == [False, False, True, False, False]
+    assert not _training._halving(active, best, 0).any()
+    assert not _training._halving(active, best, -2).any()
+
+
+@pytest.mark.parametrize("keep, floor", [(1e-9, 1), (0.25, 2), (0.5, 4), (1.0, 8)])
+def test_prune_keep_is_the_floor_of_members_left_unpruned(data, keep, floor):
+    X, y = data
+    est = NeuralBaggingRegressor(**KW, prune="halving", prune_keep=keep).fit(X, y)
+    pruned = est.stop_reason_ == "pruned"
+    # 8 members, checkpoints at 5, 10, 20, 40: halving stops 4, 2, 1 (the slow learners
+    # are clearly worse) until exactly ``floor`` members are left unpruned; a member that
+    # stopped on its own (no improvement) counts towards the floor
+    assert (~pruned).sum() == floor
+    assert (pruned & (est.n_iter_per_member_ == 5)).sum() == min(4, 8 - floor)
+    assert set(est.n_iter_per_member_[pruned]) <= {5, 10, 20, 40}
+    np.testing.assert_allclose(est.ensemble_weights_[~pruned], 1 / (~pruned).sum())
+
+
+def test_prune_keep_default_keeps_a_quarter(data):
+    X, y = data
+    est = NeuralBaggingRegressor(**dict(KW, n_estimators=16, max_iter=200),
+                                 prune="halving").fit(X, y)
+    assert est.prune_keep == 0.25
+    assert (est.stop_reason_ != "pruned").sum() >= 4
+    with pytest.raises(ValueError, match="prune_keep"):
+        NeuralBaggingRegressor(prune="halving", prune_keep=0.0).fit(X, y)
+    with pytest.raises(ValueError, match="prune_keep"):
+        NeuralBaggingRegressor(prune="halving", prune_keep=1.5).fit(X, y)
 
 
 def test_stop_reasons_survive_warm_start_and_the_classifier(data):
