@@ -54,9 +54,9 @@ configurations as ``{"name": {kwargs}}``, a JSON string or a file):
   10 x 5 x 10 + 10 = 510 member fits, the "dozens of sequential fits" a user runs;
 * ``skensemble_hpo_70_select``: ``n_estimators=70``, ``member_params="auto"``,
   ``ensemble_selection=50``: as many member fits as ``search_plain``, in one fit;
-* ``skensemble_hpo_70_prune_select``: the same with ``prune="halving"``;
+* ``skensemble_hpo_70_prune_select``: the same with ``prune="halving", prune_keep=0.5``;
 * ``skensemble_hpo_70_prune``: ``n_estimators=70``, ``member_params="auto"``,
-  ``prune="halving"``: the members left after halving, averaged;
+  ``prune="halving", prune_keep=0.5``: the members left after halving, averaged;
 * ``skensemble_default_70``: ``n_estimators=70`` and nothing else: how much of the
   70-member rows comes from the number of members alone;
 * ``skensemble_strong``: ``n_estimators=20, hidden_layer_sizes=(100, 100),
@@ -67,6 +67,11 @@ configurations as ``{"name": {kwargs}}``, a JSON string or a file):
 * ``realmlp_td``: pytabkit's ``RealMLP_TD_*`` at its defaults on the CPU;
 * ``tabm_d``: pytabkit's ``TabM_D_*`` at its defaults (k=32, d_block=512) on the CPU;
 * ``tabm_d_small``: the same with ``tabm_k=16, d_block=256`` (about 3x cheaper).
+
+Work: every skensemble fit and every search records ``member_epochs`` (each member's
+epochs, summed over every fit it made, cross-validation included) and
+``member_row_epochs`` (each of those epochs times the rows its fit was given), so a
+search can be set beside one fit at the same total epochs.
 
 Results go to ``--out`` (default ``benchmarks/results/quality.json``) after EVERY fit;
 a rerun skips fits already there (same data set, split and method), so an interrupted run
@@ -280,9 +285,10 @@ SKENSEMBLE_CONFIGS = {
     "skensemble_hpo_70_select": {"n_estimators": 70, "member_params": "auto",
                                  "ensemble_selection": 50},
     "skensemble_hpo_70_prune_select": {"n_estimators": 70, "member_params": "auto",
-                                       "ensemble_selection": 50, "prune": "halving"},
+                                       "ensemble_selection": 50, "prune": "halving",
+                                       "prune_keep": 0.5},
     "skensemble_hpo_70_prune": {"n_estimators": 70, "member_params": "auto",
-                                "prune": "halving"},
+                                "prune": "halving", "prune_keep": 0.5},
     "skensemble_default_70": {"n_estimators": 70},
 }
 PEER_METHODS = {
@@ -301,6 +307,38 @@ PEER_METHODS = {
 }
 CHEAP_METHODS = ["skensemble_default", "skensemble_strong", "sklearn_mlp", "bagging_mlp", "hgb"]
 QUICK_METHODS = ["skensemble_default", "skensemble_strong", "sklearn_mlp", "hgb"]
+
+
+# Every fit a search makes (cross-validation and refit): (training rows, member epochs).
+_SEARCH_FITS = []
+_Counted = {}
+
+
+def _counted(cls):
+    """A subclass of ``cls`` whose ``fit`` records its rows and member epochs in
+    ``_SEARCH_FITS``, so a search's total epochs can be set beside a single fit's."""
+
+    class Counted(cls):
+        def fit(self, X, y, sample_weight=None):
+            super().fit(X, y, sample_weight=sample_weight)
+            _SEARCH_FITS.append((len(X), int(np.sum(self.n_iter_per_member_))))
+            return self
+
+    Counted.__name__ = Counted.__qualname__ = cls.__name__
+    return Counted
+
+
+def work(est, n_rows):
+    """``(member_epochs, member_row_epochs)`` a fit spent: each member's epochs summed,
+    and each times the rows its fit was given (the work; a cross-validation fit sees part
+    of the rows), over every fit a search made; None for other peers."""
+    if hasattr(est, "cv_results_"):
+        fits = list(_SEARCH_FITS)
+    elif hasattr(est, "n_iter_per_member_"):
+        fits = [(n_rows, int(np.sum(est.n_iter_per_member_)))]
+    else:
+        return None
+    return sum(e for _, e in fits), sum(n * e for n, e in fits)
 
 
 def make_estimator(method, task, seed, threads, configs):
@@ -337,7 +375,10 @@ def make_estimator(method, task, seed, threads, configs):
 
         from skensemble import NeuralBaggingClassifier, NeuralBaggingRegressor, _hyperspace
 
-        cls = NeuralBaggingRegressor if reg else NeuralBaggingClassifier
+        if not _Counted:
+            _Counted.update({True: _counted(NeuralBaggingRegressor),
+                             False: _counted(NeuralBaggingClassifier)})
+        cls = _Counted[reg]
         n_iter, cv = (3, 2) if method == "search_plain" else (10, 5)
         return RandomizedSearchCV(
             cls(n_estimators=10, random_state=seed), _hyperspace.auto_space(), n_iter=n_iter,
@@ -451,6 +492,7 @@ def run_fit(name, data, method, seed, threads, configs):
     est = make_estimator(method, task, seed, threads, configs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        _SEARCH_FITS.clear()
         t0 = time.perf_counter()
         est.fit(A, y_tr)
         fit_s = time.perf_counter() - t0
@@ -474,6 +516,9 @@ def run_fit(name, data, method, seed, threads, configs):
             rec[attr] = v if isinstance(v, str) else np.asarray(v).tolist()
     if hasattr(est, "ensemble_weights_"):  # members that weigh in (pruning, selection)
         rec["n_weighted"] = int(np.count_nonzero(est.ensemble_weights_))
+    spent = work(est, len(tr))
+    if spent is not None:
+        rec["member_epochs"], rec["member_row_epochs"] = spent
     if getattr(est, "prune", None) is not None:
         rec["n_pruned"] = int(np.sum(np.asarray(est.stop_reason_) == "pruned"))
     return rec
@@ -697,8 +742,10 @@ def parse_configs(text):
     """Extra skensemble configurations: a JSON string or a path to a JSON file."""
     if not text:
         return {}
-    p = Path(text)
-    raw = p.read_text() if p.exists() else text
+    if text.lstrip().startswith("{"):  # a JSON string (too long for a path on some systems)
+        raw = text
+    else:
+        raw = Path(text).read_text()
     cfg = json.loads(raw)
     if not isinstance(cfg, dict) or not all(isinstance(v, dict) for v in cfg.values()):
         raise SystemExit("--configs-json must be an object {name: {kwargs}}")

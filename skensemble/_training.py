@@ -67,7 +67,7 @@ class Config:
     plateau_decays: int = 0
     plateau_factor: float = 0.1
     prune: bool = False
-    prune_keep: float = 0.25
+    prune_keep: float = 0.5
 
 
 @dataclass

@@ -74,12 +74,13 @@ def test_prune_keep_is_the_floor_of_members_left_unpruned(data, keep, floor):
     np.testing.assert_allclose(est.ensemble_weights_[~pruned], 1 / (~pruned).sum())
 
 
-def test_prune_keep_default_keeps_a_quarter(data):
+def test_prune_keep_default_keeps_half(data):
     X, y = data
     est = NeuralBaggingRegressor(**dict(KW, n_estimators=16, max_iter=200),
                                  prune="halving").fit(X, y)
-    assert est.prune_keep == 0.25
-    assert (est.stop_reason_ != "pruned").sum() >= 4
+    assert est.prune_keep == 0.5
+    pruned = est.stop_reason_ == "pruned"
+    assert pruned.sum() == 8 and set(est.n_iter_per_member_[pruned]) == {5}
     with pytest.raises(ValueError, match="prune_keep"):
         NeuralBaggingRegressor(prune="halving", prune_keep=0.0).fit(X, y)
     with pytest.raises(ValueError, match="prune_keep"):
