@@ -43,6 +43,7 @@ candidates = {
                 batch_size=BATCH, random_state=0,
                 # the same networks as the MLPs beside it: no recipe of its own
                 early_stopping=False, input_scaling="standard", numeric_encoding="none",
+                learning_rate_init=1e-3,
             ),
         ),
         "neuralbaggingclassifier__alpha",

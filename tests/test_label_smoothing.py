@@ -37,16 +37,19 @@ def test_members_fit_smoothed_targets_and_validate_on_true_labels(separable, mon
         return real(group, data, *args, **kwargs)
 
     monkeypatch.setattr(_training, "train_group", spy)
-    clf = NeuralBaggingClassifier(**KW, label_smoothing=0.3).fit(X, y)
+    trained = dict(KW, max_iter=200)  # long enough that the unsmoothed members get sure
+    clf = NeuralBaggingClassifier(**trained, label_smoothing=0.3).fit(X, y)
     data = seen[-1]
     onehot = np.eye(3)[y]
     np.testing.assert_allclose(data.Y, 0.7 * onehot + 0.1, rtol=1e-6)
     np.testing.assert_array_equal(data.Y_val, onehot)
     # smoothed members cannot be sure: no class gets near 0 or 1 on easy rows
-    sharp = NeuralBaggingClassifier(**KW).fit(X, y).predict_proba(X)
+    sharp = NeuralBaggingClassifier(**trained).fit(X, y).predict_proba(X)
     smooth = clf.predict_proba(X)
     assert smooth.max() < sharp.max() and smooth.min() > sharp.min()
-    assert smooth.max() < 0.85  # the smoothed target's top is 0.8
+    # the smoothed target's top is 0.8: most rows stay near it (a few far from the
+    # class boundaries go above, where the network extrapolates), the unsmoothed go on
+    assert np.median(smooth.max(1)) < 0.85 < np.median(sharp.max(1))
     assert clf.score(X, y) > 0.9
 
 
