@@ -239,7 +239,7 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         once for all, so those two take lists only; a member whose encoding is ``"none"``
         (drawn, or the estimator's) reads the values alone whatever its ``n_bins``. The
         values override the estimator's parameters of those names. ``"auto"``: log-uniform
-        ``learning_rate_init`` in [1e-3, 4e-3] and ``alpha`` in [1e-5, 1e-3], and
+        ``learning_rate_init`` in [5e-4, 2e-3] and ``alpha`` in [1e-5, 1e-3], and
         ``activation`` ``"relu"`` or ``"tanh"``; members keep ``hidden_layer_sizes``.
         ``ensemble_selection`` can then weigh the members (with ``"auto"`` and 10 members
         it made the accuracy benchmark's held-out half worse). With ``init="mothernet"``
