@@ -271,8 +271,9 @@ QUICK_DATASETS = ["wage", "fair", "digits", "computers", "benefits", "fishing"]
 
 SKENSEMBLE_CONFIGS = {
     "skensemble_default": {},
-    "skensemble_strong": {
+    "skensemble_strong": {  # a fixed setting of release 0.1, at that release's rate
         "n_estimators": 20, "hidden_layer_sizes": [100, 100], "early_stopping": True,
+        "learning_rate_init": 1e-3,
     },
     # members with their own hyperparameters in one fit ("auto": rate, L2, activation)
     "skensemble_hpo": {"member_params": "auto"},
@@ -316,7 +317,11 @@ _Counted = {}
 
 def _counted(cls):
     """A subclass of ``cls`` whose ``fit`` records its rows and member epochs in
-    ``_SEARCH_FITS``, so a search's total epochs can be set beside a single fit's."""
+    ``_SEARCH_FITS``, so a search's total epochs can be set beside a single fit's.
+
+    Only fits in this process are seen: the searches here run sequentially (no
+    ``n_jobs``); with worker processes the count would miss their fits.
+    """
 
     class Counted(cls):
         def fit(self, X, y, sample_weight=None):
@@ -744,8 +749,10 @@ def parse_configs(text):
         return {}
     if text.lstrip().startswith("{"):  # a JSON string (too long for a path on some systems)
         raw = text
-    else:
+    elif Path(text).is_file():
         raw = Path(text).read_text()
+    else:
+        raise SystemExit(f"--configs-json: {text!r} is neither a JSON object nor a file")
     cfg = json.loads(raw)
     if not isinstance(cfg, dict) or not all(isinstance(v, dict) for v in cfg.values()):
         raise SystemExit("--configs-json must be an object {name: {kwargs}}")

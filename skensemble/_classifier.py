@@ -120,15 +120,17 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         only ``prune_keep`` of the members are left unpruned. Pruned members leave the
         ensemble: their ``ensemble_weights_`` are 0 (``predict`` and ``to_torch()`` skip
         them), selection and the out-of-bag score leave them out, and
-        ``predict_members`` still returns them. Members compete within their training
-        group (one per architecture on the CPU, per depth on CUDA) and, with ``n_jobs``,
-        within their chunk. ``stop_reason_`` records ``"pruned"``. Needs early stopping.
+        ``predict_members`` still returns them. Members compete, and ``prune_keep``
+        applies, within their training group (the members that share architecture, on
+        CUDA only depth, activation, weight decay and label smoothing) and, with
+        ``n_jobs``, within their chunk. ``stop_reason_`` records ``"pruned"``. Needs
+        early stopping.
 
     prune_keep : float in (0, 1], default=0.5
         With ``prune="halving"``, the fraction of each training group's ``n`` members
         that halving leaves unpruned: it stops no more once ``ceil(prune_keep * n)``
         (at least 1) remain, counting members that stopped on their own. A tiny value
-        halves until one member is left; 1 prunes nothing. With 70 members and
+        halves until one member per group is left; 1 prunes nothing. With 70 members and
         ``member_params="auto"`` on the benchmark's tuning half, 0.5 ranked above 0.25
         and halving down to one (``benchmarks/results/quality_hpo_prune.json``): at the
         default ``n_iter_no_change=10``, the worse half stops at epoch 10.

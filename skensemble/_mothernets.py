@@ -9,7 +9,7 @@ standardised data and returns initial parameters plus a record of what it did.
 Reference: Wasay et al., "MotherNets: Rapid Deep Ensemble Learning", MLSys 2020.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -88,6 +88,8 @@ def hatch(Xs, Y, sw, archs, seeds, *, n_mothernets, noise, validation_fraction, 
     init = _training.random_rows(mothers, [_sampling.init_seed(s) for s in mother_seeds],
                                  F, O, activation)
     groups = _training.make_groups(init, mothers, np.arange(n_mothernets), F, O, activation)
+    # Every MotherNet hatches members: successive halving (``prune``) is for the members.
+    config = replace(config, prune=False)
     trained, n_iter, seconds = [], np.zeros(n_mothernets, dtype=np.int64), 0.0
     for k, g in enumerate(groups):
         data = _training.Data(

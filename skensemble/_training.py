@@ -55,7 +55,7 @@ class Config:
 
     max_iter: int = 200
     learning_rate: str = "constant"
-    learning_rate_init: float = 1e-3
+    learning_rate_init: float = 2e-3
     power_t: float = 0.5
     shuffle: bool = True
     tol: float = 1e-4
@@ -593,9 +593,8 @@ def _loop(flat, state, steps, lr, t, val, rows, gens, hyper, layout, engine, epo
                 active &= ~patience_out
                 if config.prune and val is not None and epoch + 1 == checkpoint:
                     checkpoint *= 2
-                    floor = max(1, math.ceil(config.prune_keep * E))
                     unpruned = E - int((reason == "pruned").sum())
-                    pruned = _halving(active, best, unpruned - floor)
+                    pruned = _halving(active, best, unpruned - prune_floor(config.prune_keep, E))
                     reason[pruned] = "pruned"
                     active &= ~pruned
             bar.update(float(np.nanmean(loss_np)), int(active.sum()), E,
@@ -625,6 +624,15 @@ def _loop(flat, state, steps, lr, t, val, rows, gens, hyper, layout, engine, epo
         history.val_score = np.asarray(val_scores).reshape(-1, E)
         history.best = best
     return history
+
+
+def prune_floor(keep, n):
+    """Members of a group of ``n`` that halving leaves unpruned: ``ceil(keep * n)``, >= 1.
+
+    The product is rounded to 9 decimals first, so that a fraction such as 0.55 of 100
+    (55.00000000000001 in floating point) keeps 55 members, not 56.
+    """
+    return max(1, math.ceil(round(keep * n, 9)))
 
 
 def _halving(active, best, n_spare):

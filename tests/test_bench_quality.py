@@ -59,3 +59,5 @@ def test_configs_json_takes_a_string_or_a_file(bench, tmp_path):
     assert bench.parse_configs(None) == {}
     with pytest.raises(SystemExit, match="configs-json"):
         bench.parse_configs('{"a": 1}')
+    with pytest.raises(SystemExit, match="neither a JSON object nor a file"):
+        bench.parse_configs(str(tmp_path / "missing.json"))

@@ -145,3 +145,16 @@ def test_cpu_groups_by_architecture_and_equals_the_padded_fit(regression_data, a
     assert len(padded._groups) == 2
     np.testing.assert_allclose(exact.predict_members(X), padded.predict_members(X),
                                rtol=1e-4, atol=1e-5)
+
+
+def test_halving_prunes_members_not_mothernets(regression_data):
+    X, y = regression_data
+    archs = [(16,), (16,), (24,), (24,)]  # two MotherNets of one depth: one training group
+    est = NeuralBaggingRegressor(n_estimators=4, hidden_layer_sizes=archs, init="mothernet",
+                                 n_mothernets=2, max_iter=40, n_iter_no_change=5, tol=0.0,
+                                 early_stopping=True, prune="halving", prune_keep=1e-9,
+                                 random_state=0).fit(X, y)
+    assert est.mothernet_hidden_layer_sizes_ == [(16,), (24,)]
+    # neither MotherNet is stopped at the first checkpoint (epoch 5): both hatch members
+    assert np.all(est.mothernet_n_iter_ > 5), est.mothernet_n_iter_
+    assert "pruned" in set(est.stop_reason_)  # the members themselves are pruned

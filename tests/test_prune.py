@@ -74,6 +74,37 @@ def test_prune_keep_is_the_floor_of_members_left_unpruned(data, keep, floor):
     np.testing.assert_allclose(est.ensemble_weights_[~pruned], 1 / (~pruned).sum())
 
 
+def test_members_that_stopped_on_their_own_count_towards_the_floor(data, monkeypatch):
+    X, y = data
+    calls = []
+    real = _training._halving
+
+    def spy(active, best, n_spare):
+        calls.append((active.copy(), n_spare))
+        return real(active, best, n_spare)
+
+    monkeypatch.setattr(_training, "_halving", spy)
+    est = NeuralBaggingRegressor(
+        n_estimators=12, hidden_layer_sizes=(16,), max_iter=80, early_stopping=True,
+        n_iter_no_change=5, tol=1e-3, random_state=0, prune="halving", prune_keep=0.25,
+        member_params={"learning_rate_init": [1e-5, 3e-3, 1e-1]}).fit(X, y)
+    reason, n_iter = est.stop_reason_, est.n_iter_per_member_
+    own_before_a_checkpoint = False
+    for k, (active, n_spare) in enumerate(calls):
+        epoch = 5 * 2**k
+        pruned_before = int(np.sum((reason == "pruned") & (n_iter < epoch)))
+        assert n_spare == 12 - pruned_before - 3  # floor: ceil(0.25 * 12)
+        own_before_a_checkpoint |= bool(active.sum() < 12 - pruned_before)
+    assert own_before_a_checkpoint  # the case this test is about did happen
+    assert (reason != "pruned").sum() >= 3
+
+
+@pytest.mark.parametrize("keep, n, floor", [(0.55, 100, 55), (0.28, 25, 7), (0.07, 100, 7),
+                                            (0.5, 7, 4), (1e-9, 70, 1), (1.0, 9, 9)])
+def test_prune_floor_rounds_up_without_floating_point_error(keep, n, floor):
+    assert _training.prune_floor(keep, n) == floor
+
+
 def test_prune_keep_default_keeps_half(data):
     X, y = data
     est = NeuralBaggingRegressor(**dict(KW, n_estimators=16, max_iter=200),
@@ -130,7 +161,7 @@ def test_pruned_members_leave_the_ensemble(data):
                                atol=1e-6)
 
 
-@pytest.mark.filterwarnings("ignore:Some inputs do not have OOB")  # 2-4 members are left
+@pytest.mark.filterwarnings("ignore:Some inputs do not have OOB")  # 4 of 8 are left
 def test_selection_and_oob_leave_pruned_members_out(data):
     X, y = data
     sel = NeuralBaggingRegressor(**KW, prune="halving", ensemble_selection=20).fit(X, y)
