@@ -64,7 +64,7 @@ def timed_fit(params, X, y, n_jobs):
 
 def same_members(a, b):
     return all(np.array_equal(ga.flat, gb.flat) and np.array_equal(ga.members, gb.members)
-               for ga, gb in zip(a._groups, b._groups, strict=True))
+               for ga, gb in zip(a._fitted.groups, b._fitted.groups, strict=True))
 
 
 def main():
@@ -90,7 +90,7 @@ def main():
         rows.setdefault(name, {"seconds": [], **extra})["seconds"].append(seconds)
         fits[name] = est
         print(f"{name:>20}: {seconds:7.2f} s  (fit_time_ {est.fit_time_:.2f} s, "
-              f"{est._parallel_report.n_chunks} chunk(s), n_iter_ {est.n_iter_})", flush=True)
+              f"{est._fitted.report.n_chunks} chunk(s), n_iter_ {est.n_iter_})", flush=True)
 
     for _ in range(args.repeats):
         record("n_jobs=1", *timed_fit(params, X, y, 1))
@@ -126,7 +126,7 @@ def main():
                 for _ in range(args.repeats):
                     with distributed.get_task_stream(client=client) as stream:
                         seconds, est = timed_fit(params, X, y, None)  # a chunk per worker
-                    report = est._parallel_report
+                    report = est._fitted.report
                     rows[name]["sending_seconds"].append(report.seconds_sending)
                     chunks = [{"worker": t["worker"], "compute_seconds": sum(
                         s["stop"] - s["start"] for s in t["startstops"]
@@ -142,7 +142,7 @@ def main():
             cluster.close()
 
     Xs = fits["n_jobs=1"]._standardise(X)
-    rows_members = 256 * fits["n_jobs=1"]._plan_.n_draw
+    rows_members = 256 * fits["n_jobs=1"]._fitted.plan.n_draw
     sent_bytes = {"shared (X, y, weights)": int(Xs.nbytes + 4 * len(y) * 2),
                   "per member rows and validation masks": int(8 * rows_members + 256 * len(y))}
     Xp = X[:2000]

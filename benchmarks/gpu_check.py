@@ -80,6 +80,7 @@ from skensemble import (  # noqa: E402
     NeuralBaggingRegressor,
     _dispatch,
     _engine,
+    _engines,
     _schedule,
 )
 from skensemble._engine import Hyper, Layout  # noqa: E402
@@ -123,6 +124,21 @@ def problem(E, N, F, hidden, loss, O, seed):
     return X, Y, sw, layout, orders
 
 
+def epoch_call(fn, flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None,
+               alpha=None, **kwargs):
+    """One epoch of ``fn`` on loose tensors (the engine contract's dataclasses built here)."""
+    E = flat.shape[0]
+    lr = np.full(E, lr) if np.ndim(lr) == 0 else np.asarray(lr)
+    member = _engine.Member.of(lr, flat.device, alpha=alpha)
+    return fn(_engine.Params(flat, state, steps, layout), _engine.Data(X, Y, sw, features),
+              order, member, hyper, **kwargs)
+
+
+def auto_engine(hyper, layout, device):
+    """What ``engine="auto"`` picks for one group of ``layout``."""
+    return _dispatch.select_engine("auto", _engines.Request(hyper, layout.sizes), device)
+
+
 def run_epochs(name, device, flat0, hyper, layout, X, Y, sw, orders, lr, features=None,
                alpha=None):
     """Two epochs of engine ``name`` on ``device``; final parameters on the CPU."""
@@ -136,13 +152,14 @@ def run_epochs(name, device, flat0, hyper, layout, X, Y, sw, orders, lr, feature
         fn = _dispatch.epoch_function("graphed" if device.type == "cuda" else "batched")
         Xd, Yd, swd = X, Y, sw  # stay on the host
         for order in orders:
-            _schedule.epoch_streamed(fn, flat, state, steps, Xd, Yd, swd, order, lr, hyper,
-                                   layout, chunk_steps=2, **kw)
+            epoch_call(lambda *a, **k: _schedule.epoch_streamed(fn, *a, **k, chunk_steps=2),
+                       flat, state, steps, Xd, Yd, swd, order, lr, hyper, layout, **kw)
     else:
         fn = _dispatch.epoch_function(name)
         Xd, Yd, swd = X.to(device), Y.to(device), sw.to(device)
         for order in orders:
-            fn(flat, state, steps, Xd, Yd, swd, order.to(device), lr, hyper, layout, **kw)
+            epoch_call(fn, flat, state, steps, Xd, Yd, swd, order.to(device), lr, hyper, layout,
+                       **kw)
     sync(device)
     _schedule.release_graphs()
     return flat.cpu()
@@ -405,14 +422,14 @@ def time_engine(name, device, E, width, batch, X, Y, target_s):
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     m0 = min(N, (2 if SMOKE else 64) * batch)  # smoke: the interpreter is slow
-    first, _ = timed(lambda: fn(flat, state, steps, X, Y, None, full[:, :m0].contiguous(), 1e-3,
-                                hyper, layout), device)
-    again, _ = timed(lambda: fn(flat, state, steps, X, Y, None, full[:, :m0].contiguous(), 1e-3,
-                                hyper, layout), device)
+    first, _ = timed(lambda: epoch_call(fn, flat, state, steps, X, Y, None,
+                                        full[:, :m0].contiguous(), 1e-3, hyper, layout), device)
+    again, _ = timed(lambda: epoch_call(fn, flat, state, steps, X, Y, None,
+                                        full[:, :m0].contiguous(), 1e-3, hyper, layout), device)
     m = int(min(N, max(m0, m0 * target_s / max(again, 1e-6))))
     m = m0 if SMOKE else max(batch, m // batch * batch)
-    t, _ = timed(lambda: fn(flat, state, steps, X, Y, None, full[:, :m].contiguous(), 1e-3,
-                            hyper, layout), device)
+    t, _ = timed(lambda: epoch_call(fn, flat, state, steps, X, Y, None,
+                                    full[:, :m].contiguous(), 1e-3, hyper, layout), device)
     peak_mb = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
                else None)
     _schedule.release_graphs()
@@ -453,8 +470,7 @@ def timings(device, peak_gflops, budget_s):
             return
         hyper = Hyper(activation="tanh", solver="sgd", batch_size=batch)
         r.update(E=E, width=width, batch=batch, sweep=sweep,
-                 auto=_dispatch.select_engine("auto", hyper, Layout((F, width, width, 1)),
-                                              device))
+                 auto=auto_engine(hyper, Layout((F, width, width, 1)), device))
         if "gflops" in r:
             r["peak_fraction"] = round(r["gflops"] / peak_gflops, 5)
         rows.append(r)
@@ -484,8 +500,6 @@ def sweep(device, peak_gflops):
     X = torch.randn(N, F, generator=g).to(device)
     Y = torch.randn(N, 1, generator=g).to(device)
     rows = []
-    saved = triton_gpu.MAX_BATCH
-    triton_gpu.MAX_BATCH = 64
     try:
         for E in ((4,) if SMOKE else (50, 1000)):
             for width in ((4,) if SMOKE else (10, 30, 100)):
@@ -500,14 +514,14 @@ def sweep(device, peak_gflops):
                                  params=Layout((F, width, width, 1)).n_params)
                         if "gflops" in r:
                             r["peak_fraction"] = round(r["gflops"] / peak_gflops, 5)
-                        r["auto"] = _dispatch.select_engine(
-                            "auto", Hyper(activation="tanh", solver="sgd", batch_size=batch),
+                        r["auto"] = auto_engine(
+                            Hyper(activation="tanh", solver="sgd", batch_size=batch),
                             Layout((F, width, width, 1)), device)
                         rows.append(r)
                         print({k: r.get(k) for k in ("E", "width", "batch", "engine",
                                                      "steps_per_s", "auto", "error")}, flush=True)
     finally:
-        triton_gpu.MAX_BATCH = saved
+        _schedule.release_graphs()
     return {"rows": rows}
 
 
@@ -530,11 +544,13 @@ def streaming(device):
             args = (X.to(device), Y.to(device), None, order.to(device))
 
             def run(args=args, flat=flat, state=state, steps=steps):
-                return fn(flat, state, steps, *args[:3], args[3], 1e-3, hyper, layout)
+                return epoch_call(fn, flat, state, steps, *args[:3], args[3], 1e-3, hyper,
+                                  layout)
         else:
             def run(flat=flat, state=state, steps=steps):
-                return _schedule.epoch_streamed(fn, flat, state, steps, X, Y, None, order, 1e-3,
-                                              hyper, layout, chunk_steps=64)
+                return epoch_call(
+                    lambda *a, **k: _schedule.epoch_streamed(fn, *a, **k, chunk_steps=64),
+                    flat, state, steps, X, Y, None, order, 1e-3, hyper, layout)
         first, _ = timed(run, device)
         t, _ = timed(run, device)
         _schedule.release_graphs()
@@ -604,7 +620,7 @@ def hyperparameters(device):
     err = float(np.max(np.abs(est.predict_proba(X_te) - cpu.predict_proba(X_te))))
     same = bool(np.array_equal(est.n_iter_per_member_, cpu.n_iter_per_member_))
     padded = {"check": "padded groups against the CPU", "engine_": str(est.engine_),
-              "groups_device": len(est._groups), "groups_cpu": len(cpu._groups),
+              "groups_device": len(est._fitted.groups), "groups_cpu": len(cpu._fitted.groups),
               "fit_s": round(t, 3), "max_abs_diff": err, "same_epochs": same,
               "ok": bool(err < 1e-3 or not same and err < 5e-2)}
     print(padded, flush=True)

@@ -1,8 +1,10 @@
-"""NeuralBaggingClassifier: per-member cross-entropy, soft voting.
+"""NeuralBaggingClassifier: the classification facade (its documentation and its predictions).
 
-Owns what is specific to classification: label encoding, stratified hold-outs, the
-validation score (accuracy), soft voting, ``oob_decision_function_``. Everything else is
-inherited from :mod:`._base`; this module must not grow training or prediction mechanics.
+Owns the estimator's numpydoc, ``label_smoothing``, soft voting (``predict_proba``,
+``predict_log_proba``) and ``oob_decision_function_``. What classification means for
+training (labels, cross-entropy, stratified hold-outs, the members' accuracy on their
+validation rows) is :class:`._tasks.Classification`; everything else is inherited from
+:mod:`._base`. This module must not grow training or prediction mechanics.
 """
 
 from numbers import Real
@@ -10,17 +12,12 @@ from numbers import Real
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin
-from sklearn.metrics import accuracy_score
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from ._attributes import FittedAttribute
 from ._base import BaseNeuralBagging
-from ._training import member_sum
-
-# Probabilities are clipped to [LOG_LOSS_EPS, 1] in the selection's log-loss, so that one
-# confidently wrong member costs a large but finite loss.
-LOG_LOSS_EPS = 1e-15
+from ._tasks import Classification
 
 
 class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
@@ -488,8 +485,6 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     True
     """
 
-    _loss = "log_loss"
-    _multi_output = False
     _parameter_constraints = {
         **BaseNeuralBagging._parameter_constraints,
         "label_smoothing": [Interval(Real, 0.0, 1.0, closed="left")],
@@ -590,47 +585,13 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         )
         self.label_smoothing = label_smoothing
 
-    def _training_targets(self, Y):
-        """One-hot ``Y`` smoothed: ``(1 - label_smoothing) * Y + label_smoothing / K``."""
-        eps = float(self.label_smoothing)
-        if eps == 0.0:
-            return Y
-        return (1.0 - eps) * Y + eps / Y.shape[1]
+    def _task(self):
+        return Classification(self.label_smoothing)
 
-    def _encode_targets(self, y, sample_weight, reset):
-        check_classification_targets(y)
-        if reset:
-            self.classes_ = np.unique(y)
-        codes = np.searchsorted(self.classes_, y)
-        codes = np.clip(codes, 0, self.classes_.size - 1)
-        unknown = self.classes_[codes] != y
-        if np.any(unknown):
-            raise ValueError(
-                f"y contains labels not seen before: {np.unique(np.asarray(y)[unknown])[:5]}; "
-                f"the ensemble knows {self.classes_}. Pass every label in `classes` to the "
-                "first partial_fit."
-            )
-        if self.classes_.size < 2:
-            raise ValueError(
-                "NeuralBaggingClassifier needs samples of at least 2 classes in the data, "
-                f"but the data contains only one class: {self.classes_[0]!r}."
-            )
-        return np.eye(self.classes_.size)[codes]  # (N, K) one-hot
-
-    def _transform_outputs(self, out):
-        return torch.softmax(out.double(), dim=-1)
-
-    def _selection_values(self, out, Y):
-        # Log-loss of an average needs only each member's probability of the true class.
-        return (out * Y).sum(-1, keepdim=True)  # (E, n, 1)
-
-    def _selection_loss(self, mean, Y):
-        return -np.log(np.clip(mean[:, 0], LOG_LOSS_EPS, 1.0))
-
-    def _set_oob(self, mean, has_oob, y):
-        self.oob_decision_function_ = mean
-        pred = self.classes_[np.argmax(np.nan_to_num(mean[has_oob]), axis=1)]
-        self.oob_score_ = accuracy_score(np.asarray(y)[has_oob], pred) if has_oob.any() else np.nan
+    classes_ = FittedAttribute(lambda f: f.targets.classes)
+    oob_decision_function_ = FittedAttribute(
+        lambda f: None if f.oob is None else f.oob["oob_decision_function_"],
+        "it is set by fit with oob_score=True")
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Run one more epoch for every member on ``(X, y)``.
@@ -654,21 +615,11 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         self : object
             The updated estimator.
         """
-        if not hasattr(self, "_groups"):
+        if "_fitted" not in self.__dict__:
             self._validate_params()
             if classes is None:  # as MLPClassifier: a batch may not show every label
                 raise ValueError("classes must be passed on the first call to partial_fit.")
         return self._partial_fit(X, y, sample_weight, classes=classes)
-
-    def _stratify_labels(self, y):
-        _, counts = np.unique(y, return_counts=True)
-        return y if counts.min() >= 2 else None
-
-    def _member_scores(self, out, Y, weight):
-        # Per-member weighted accuracy on the validation rows.
-        hit = (out.argmax(-1) == Y.argmax(-1)).to(weight.dtype)  # (E, Nv)
-        # in order over the rows: the same bit for bit whichever members are beside it
-        return member_sum(hit * weight) / member_sum(weight)
 
     def predict_proba(self, X):
         """Class probabilities: the mean of the members' softmax outputs.
@@ -707,7 +658,7 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
             probability underflows).
         """
         check_is_fitted(self)
-        E = len(self._seeds)
+        E = self._fitted.n_members
 
         def reduce(out, w):  # raw (E, n, K): log of the (weighted) mean of softmaxes
             logp = torch.log_softmax(out, dim=-1)  # (E, n, K)

@@ -1,7 +1,8 @@
 """Choosing the device, the engine and the thread budget for a fit.
 
-Every engine implements the same epoch contract (see :mod:`skensemble._engine`); this
-module maps a request (``engine="auto"`` or a name) to one of them, importing compiled
+Every engine implements the same epoch contract (see :mod:`skensemble._engine`) and
+declares what it supports (:mod:`skensemble._engines`); this module maps a request
+(``engine="auto"`` or a name) to one of them by those declarations, importing compiled
 kernels lazily so that a missing optional dependency never breaks ``import skensemble``.
 
 Threads
@@ -54,13 +55,9 @@ import threading
 
 import torch
 
-from . import _engine, _schedule
+from . import _engines
 
-ENGINES = ("reference", "batched", "graphed", "numba", "triton")
-#: Engines whose epoch takes one learning rate per member (an ``(E,)`` array): members at
-#: different rates (adaptive schedule, per-member rates) train in one call. (All of them
-#: now; the loop still knows how to split an epoch by rate for an engine that does not.)
-PER_MEMBER_LR = ("reference", "batched", "graphed", "numba", "triton")
+ENGINES = _engines.NAMES
 
 # Up to this batch size the member-major compiled kernel beats batched torch on the CPU.
 # Measured on the 2-core development machine (10,000 x 30 rows, two tanh layers, sgd,
@@ -95,6 +92,21 @@ def resolve_device(device):
                 "are visible."
             )
     return dev
+
+
+def predict_device(device):
+    """The device to predict on for the ``device`` parameter: it, or the CPU without CUDA.
+
+    A model fitted on CUDA keeps its weights on the CPU, so it predicts anywhere; asked
+    for CUDA where there is none, it warns and predicts on the CPU.
+    """
+    if isinstance(device, str) and device.startswith("cuda") and not torch.cuda.is_available():
+        from . import _warn
+
+        _warn.warn(f"device={device!r} but CUDA is not available here; predicting "
+                   "on the CPU. Set device='cpu' (or 'auto') to silence this.")
+        return torch.device("cpu")
+    return resolve_device(device)
 
 
 def _has(module):
@@ -141,59 +153,64 @@ def _why_unavailable(name, device):
     return f"engine={name!r} cannot run on {device}; use engine='auto'."  # pragma: no cover
 
 
-def select_engine(requested, hyper, layout, device, feature_subsets=False):
+def select_engine(requested, request, device):
     """Name of the engine to run, given the ``engine`` parameter.
 
-    ``"auto"``: on the CPU the member-major numba kernel for batches up to
-    :data:`MEMBER_MAJOR_MAX_BATCH` (with or without feature subsets), batched torch
-    above; on CUDA the member-major Triton kernel where it supports the configuration
-    and is the faster (small batches and members, measured:
-    :func:`._kernels.triton_gpu.auto_prefers`), otherwise the batched path replayed from
-    CUDA graphs.
+    Parameters
+    ----------
+    requested : str
+        ``"auto"`` or an engine's name.
+    request : skensemble._engines.Request
+        What the group's training needs (solver, activation, loss, layout, per-member
+        values, feature subsets).
+    device : torch.device
+
+    ``"auto"``: among the engines whose declarations support the request, on the CPU the
+    member-major numba kernel for batches up to :data:`MEMBER_MAJOR_MAX_BATCH`, batched
+    torch otherwise; on CUDA the member-major Triton kernel where it is the faster (small
+    batches and members, measured: :func:`._kernels.triton_gpu.auto_prefers`), otherwise
+    the batched path replayed from CUDA graphs. A named engine that cannot run the
+    request raises a ``ValueError`` naming what it lacks and the engines that would run it.
     """
     avail = available_engines(device)
     if requested != "auto":
         if requested not in avail:
             raise ValueError(_why_unavailable(requested, device))
-        if requested == "triton":
-            from ._kernels import triton_gpu
-
-            if feature_subsets or not triton_gpu.supports(hyper, layout, device):
-                raise ValueError(
-                    "engine='triton' does not support this configuration "
-                    f"(hidden layers {layout.sizes[1:-1]}, batch_size={hyper.batch_size}"
-                    f"{', feature subsets' if feature_subsets else ''}); use engine='auto'."
-                )
+        why = _refusal(requested, request, device)
+        if why is not None:
+            others = [n for n in avail if n != requested and _refusal(n, request, device) is None]
+            hint = " or ".join(repr(n) for n in others)
+            raise ValueError(
+                f"engine={requested!r} does not support {why}; use engine='auto'"
+                + (f" (or {hint})." if hint else "."))
         return requested
     if device.type == "cpu":
-        if "numba" in avail and hyper.batch_size <= MEMBER_MAJOR_MAX_BATCH:
+        if ("numba" in avail and request.hyper.batch_size <= MEMBER_MAJOR_MAX_BATCH
+                and _refusal("numba", request, device) is None):
             return "numba"
         return "batched"
-    if "triton" in avail and not feature_subsets:
+    if "triton" in avail and _refusal("triton", request, device) is None:
         from ._kernels import triton_gpu
 
-        if triton_gpu.supports(hyper, layout, device) and triton_gpu.auto_prefers(hyper, layout):
+        if triton_gpu.auto_prefers(request.hyper, request.sizes):
             return "triton"
     return "graphed"
 
 
+def _refusal(name, request, device):
+    """Why engine ``name`` cannot run ``request`` on ``device`` (a phrase), or None."""
+    why = _engines.ENGINES[name].refusal(request)
+    if why is None and name == "triton":
+        from ._kernels import triton_gpu
+
+        if triton_gpu.build_mode(device) is None:
+            why = f"{device} with this triton (compiled kernels need triton >= 3.3 on CUDA)"
+    return why
+
+
 def epoch_function(name):
     """The epoch function of engine ``name`` (imported lazily)."""
-    if name == "reference":
-        return _engine.epoch_reference
-    if name == "batched":
-        return _engine.epoch_batched
-    if name == "graphed":
-        return _schedule.epoch_graphed
-    if name == "numba":
-        from ._kernels.numba_cpu import epoch_numba
-
-        return epoch_numba
-    if name == "triton":
-        from ._kernels.triton_gpu import epoch_triton
-
-        return epoch_triton
-    raise ValueError(f"unknown engine {name!r}; choose from {ENGINES}")
+    return _engines.epoch_function(name)
 
 
 # Below this many multiply-adds per step a torch step runs on one thread. Torch's

@@ -4,9 +4,12 @@ Nothing in this module knows about scikit-learn. It defines the mathematics ever
 engine implements (forward pass, losses, gradients, optimizer updates) and the
 contract they share:
 
-    run one epoch for all members: parameters, optimizer state, data and the
-    per-member sample order in; parameters and optimizer state updated in place,
-    per-member mean training loss out.
+    ``epoch(params, data, order, member, hyper) -> losses (E,)``: one epoch for all
+    members. :class:`Params` (parameters, optimizer state, step counts, layout) are
+    updated in place; :class:`Data` (rows, targets, weights, each member's columns),
+    the per-member visiting ``order (E, M)``, each member's own values
+    (:class:`Member`: learning rate, L2 strength) and the step's mathematics
+    (:class:`Hyper`) are read; each member's mean training loss comes out.
 
 Its epochs are the reference (autograd, the readable definition) and the
 batched one (one ``bmm`` per layer for all members); :mod:`skensemble._schedule` runs the
@@ -38,14 +41,15 @@ S   optimizer state slots: 2 for adam (first and second moments), 1 for sgd
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 
+from . import _optim
+
 ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 LOSSES = ("squared_error", "log_loss")
-SOLVERS = ("adam", "sgd")
 
 
 # --------------------------------------------------------------------------- layout
@@ -126,8 +130,136 @@ class Hyper:
 
     @property
     def n_state(self):
-        """S: optimizer state slots per parameter."""
-        return 2 if self.solver == "adam" else 1
+        """S: optimizer state slots per parameter (the solver's, :mod:`._optim`)."""
+        return _optim.solver(self.solver).n_state
+
+
+@dataclass
+class Params:
+    """A group's training state on its device; an epoch updates the tensors in place.
+
+    Attributes
+    ----------
+    flat : Tensor (E, P) float32
+    state : Tensor (S, E, P) float32
+    steps : Tensor (E,) int64
+        Optimizer steps each member has taken.
+    layout : Layout
+    """
+
+    flat: torch.Tensor
+    state: torch.Tensor
+    steps: torch.Tensor
+    layout: Layout
+
+    def take(self, idx):
+        """A copy of the members ``idx`` (Tensor of positions on the device)."""
+        return Params(self.flat[idx], self.state[:, idx].contiguous(), self.steps[idx],
+                      self.layout)
+
+    def put(self, idx, part):
+        """Write ``part`` (from :meth:`take`) back to the members ``idx``."""
+        self.flat[idx], self.state[:, idx], self.steps[idx] = part.flat, part.state, part.steps
+
+    def copy_from(self, other):
+        """Overwrite every tensor with ``other``'s (same shapes)."""
+        for mine, theirs in ((self.flat, other.flat), (self.state, other.state),
+                             (self.steps, other.steps)):
+            mine.copy_(theirs)
+
+    def clone(self):
+        return Params(self.flat.clone(), self.state.clone(), self.steps.clone(), self.layout)
+
+
+@dataclass
+class Data:
+    """The rows an epoch reads, where they live (the device, or staged chunks).
+
+    Attributes
+    ----------
+    X : Tensor (N, F) float32
+        Inputs as the first layer reads them (or the columns members choose from).
+    Y : Tensor (N, O) float32
+        Targets (standardised, or one-hot / smoothed).
+    sw : Tensor (N,) float32 or None
+        Per-row loss weights (mean 1 over the training set).
+    features : Tensor (E, k) int64 or None
+        Each member's columns of ``X`` (its first layer has ``k`` inputs); None: all, in
+        order. Lives on the compute device.
+    """
+
+    X: torch.Tensor
+    Y: torch.Tensor
+    sw: torch.Tensor = None
+    features: torch.Tensor = None
+
+    def for_members(self, idx):
+        """The same rows for the members ``idx`` only (their columns)."""
+        if self.features is None:
+            return self
+        return Data(self.X, self.Y, self.sw, self.features[idx].contiguous())
+
+
+@dataclass
+class Member:
+    """Each member's own values of an epoch, ``(E,)`` float32 tensors on the device.
+
+    Attributes
+    ----------
+    lr : Tensor (E,)
+        Learning rates (every engine reads them per member).
+    alpha : Tensor (E,) or None
+        L2 strengths; None: ``hyper.alpha`` for every member (one scalar in the
+        arithmetic, as without per-member values).
+
+    A field that is None means "the :class:`Hyper` value of the same name for every
+    member"; which fields an engine reads per member is declared with the engine
+    (:mod:`._engines`), and ``member_params`` names map to fields in
+    :mod:`._hyperspace`'s registry.
+    """
+
+    lr: torch.Tensor
+    alpha: torch.Tensor = None
+
+    @classmethod
+    def of(cls, lr, device=None, **values):
+        """From numbers: ``lr`` a float or ``(E,)``; each other field ``(E,)`` or None.
+
+        Each value is rounded to float32 once, as the engines' scalars are.
+        """
+        def tensor(v):
+            if v is None:
+                return None
+            return torch.as_tensor(np.asarray(v, dtype=np.float32).reshape(-1), device=device)
+
+        return cls(tensor(lr), **{k: tensor(v) for k, v in values.items()})
+
+    def _map(self, fn):
+        return Member(**{f.name: None if getattr(self, f.name) is None
+                         else fn(getattr(self, f.name)) for f in fields(self)})
+
+    def take(self, idx):
+        """The values of the members ``idx``."""
+        return self._map(lambda t: t[idx])
+
+    def repeated(self, n):
+        """Each value ``n`` times in a row (a member trained as ``n`` identical ones)."""
+        return self._map(lambda t: t.repeat_interleave(n))
+
+    def present(self):
+        """Names of the fields given per member besides ``lr`` (frozenset)."""
+        return frozenset(f.name for f in fields(self)
+                         if f.name != "lr" and getattr(self, f.name) is not None)
+
+
+def smooth_labels(Y, eps):
+    """Targets a classifier's members fit: one-hot ``Y (N, K)`` smoothed by ``eps``, float32.
+
+    ``(1 - eps) * Y + eps / K`` (Szegedy et al., 2016), computed in float64. The one
+    place label smoothing is defined; validation and scores use ``Y`` itself.
+    """
+    Y = np.asarray(Y, dtype=np.float64)
+    return ((1.0 - eps) * Y + eps / Y.shape[1]).astype(np.float32)
 
 
 # ------------------------------------------------------------------ initialisation
@@ -270,41 +402,18 @@ def decay_weights(flat, layout, lr, hyper):
 
 
 def apply_update(flat, grad, state, steps, lr, hyper):
-    """One optimizer step for all members, in place.
+    """One optimizer step for all members, in place: the solver's update (:mod:`._optim`).
 
     Parameters
     ----------
     flat, grad : Tensor (E, P)
     state : Tensor (S, E, P)
     steps : Tensor (E,) int64, incremented
-    lr : float, or Tensor 0-dim or (E, 1)
-        One rate for all members or one per member. A device tensor keeps the step
-        free of host values (graph capture).
-
-    Notes
-    -----
-    adam follows scikit-learn's formulation
-    ``p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``;
-    sgd is heavy-ball ``v = mu v - lr g; p += v`` or, with Nesterov,
-    ``p += mu v - lr g`` after the velocity update (as scikit-learn).
+    lr : Tensor 0-dim or (E, 1)
+        One rate for all members or one per member, on the device (graph capture
+        reads no host values).
     """
-    steps += 1
-    if not torch.is_tensor(lr):
-        lr = member_lr(lr, flat)
-    if hyper.solver == "adam":
-        m, v = state[0], state[1]
-        m.mul_(hyper.beta_1).add_(grad, alpha=1 - hyper.beta_1)
-        v.mul_(hyper.beta_2).addcmul_(grad, grad, value=1 - hyper.beta_2)
-        t = steps.to(flat.dtype).unsqueeze(1)  # (E, 1)
-        lr_t = lr * torch.sqrt(1 - hyper.beta_2**t) / (1 - hyper.beta_1**t)  # (E, 1)
-        flat.sub_(lr_t * m / (v.sqrt() + hyper.epsilon))
-    else:
-        vel = state[0]
-        vel.mul_(hyper.momentum).addcmul_(grad, lr, value=-1)
-        if hyper.nesterovs_momentum:
-            flat.add_(vel, alpha=hyper.momentum).addcmul_(grad, lr, value=-1)
-        else:
-            flat.add_(vel)
+    _optim.solver(hyper.solver).update(flat, grad, state, steps, lr, hyper)
 
 
 # ----------------------------------------------------------------------- epochs
@@ -314,61 +423,56 @@ def _batches(M, B):
         yield start, min(start + B, M)
 
 
-def epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None,
-                    alpha=None):
+def epoch_reference(params, data, order, member, hyper):
     """One epoch for all members with autograd: the readable definition of the mathematics.
 
     Parameters
     ----------
-    flat : Tensor (E, P), updated in place
-    state : Tensor (S, E, P), updated in place
-    steps : Tensor (E,) int64, updated in place
-    X : Tensor (N, F)
-    Y : Tensor (N, O)
-    sw : Tensor (N,) or None
-        Per-row weights (mean 1 over the training set).
+    params : Params
+        Updated in place.
+    data : Data
+        ``X (N, F)``, ``Y (N, O)``, ``sw (N,)`` or None (per-row weights, mean 1 over the
+        training set), ``features (E, k)`` or None (each member's columns).
     order : Tensor (E, M) int64
         Rows each member visits this epoch, in order.
-    lr : float or array-like (E,)
-        One learning rate for all members, or one per member.
-    features : Tensor (E, k) int64 or None
-        Each member's feature subset (its first layer has ``k`` inputs); None: all.
-    alpha : array-like (E,) or None
-        Each member's L2 strength; None: ``hyper.alpha`` for all.
+    member : Member
+        Each member's learning rate and (or None: ``hyper.alpha``) L2 strength.
+    hyper : Hyper
 
     Returns
     -------
     Tensor (E,): per-member mean training loss over the epoch (data term only).
     """
+    flat, layout = params.flat, params.layout
     E, M = order.shape
     if E == 1 and flat.device.type == "cpu":
-        return _as_pair(epoch_reference, flat, state, steps, X, Y, sw, order, lr, hyper,
-                        layout, features, alpha)
+        return _as_pair(epoch_reference, params, data, order, member, hyper)
     mask = layout.weight_mask(flat.device)  # (P,)
-    alpha = hyper.alpha if alpha is None else member_alpha(alpha, flat)  # float or (E,)
+    alpha = hyper.alpha if member.alpha is None else member.alpha  # float or (E,)
     total = torch.zeros(E, dtype=flat.dtype, device=flat.device)
-    lr = member_lr(lr, flat)  # once per epoch
+    lr = member.lr.reshape(-1, 1)  # (E, 1)
     for start, stop in _batches(M, hyper.batch_size):
         idx = order[:, start:stop]  # (E, b)
         b = stop - start
         with torch.enable_grad():
             p = flat.detach().requires_grad_(True)
-            out = forward(p, layout, gather_inputs(X, idx, features), hyper.activation)
-            rows = per_row_loss(out, Y[idx], hyper.loss)  # (E, b)
-            if sw is not None:
-                rows = rows * sw[idx]
-            data = rows.sum(1) / b  # (E,)
+            out = forward(p, layout, gather_inputs(data.X, idx, data.features),
+                          hyper.activation)
+            rows = per_row_loss(out, data.Y[idx], hyper.loss)  # (E, b)
+            if data.sw is not None:
+                rows = rows * data.sw[idx]
+            loss = rows.sum(1) / b  # (E,)
             l2 = (0.5 * alpha / b) * ((p * p) * mask).sum(1)  # (E,)
             # Members are independent: the gradient of the sum is each member's own gradient.
-            (grad,) = torch.autograd.grad((data + l2).sum(), p)
-        total += data.detach() * b
+            (grad,) = torch.autograd.grad((loss + l2).sum(), p)
+        total += loss.detach() * b
         if hyper.weight_decay:
             decay_weights(flat, layout, lr, hyper)
-        apply_update(flat, grad, state, steps, lr, hyper)
+        apply_update(flat, grad, params.state, params.steps, lr, hyper)
     return total / M
 
 
-def _as_pair(epoch, flat, state, steps, X, Y, sw, order, lr, hyper, layout, features, alpha):
+def _as_pair(epoch, params, data, order, member, hyper):
     """Train one CPU member as the first of two identical members, so it rounds as in a group.
 
     With one member, torch's CPU products take other BLAS routines than with several (a
@@ -376,44 +480,40 @@ def _as_pair(epoch, flat, state, steps, X, Y, sw, order, lr, hyper, layout, feat
     a member would then not train bit for bit the same alone (a chunk of ``n_jobs``, a
     group of one architecture) as among others. The twin costs one member's arithmetic.
     """
-    def pair(t):
-        return None if t is None else torch.cat([t, t])
-
-    def rates(v):  # a float stays one; one value per member becomes two
-        return v if v is None or np.ndim(v) == 0 else np.repeat(np.asarray(v), 2)
-
-    f2, st2 = pair(flat), torch.cat([state, state], dim=1)
-    steps2 = pair(steps)
-    losses = epoch(f2, st2, steps2, X, Y, sw, pair(order), rates(lr), hyper, layout,
-                   pair(features), rates(alpha))
-    flat.copy_(f2[:1])
-    state.copy_(st2[:, :1])
-    steps.copy_(steps2[:1])
+    two = torch.zeros(2, dtype=torch.int64)  # member 0 twice
+    pair = params.take(two)
+    feats = None if data.features is None else data.features[two].contiguous()
+    losses = epoch(pair, Data(data.X, data.Y, data.sw, feats), order[two], member.repeated(2),
+                   hyper)
+    params.flat.copy_(pair.flat[:1])
+    params.state.copy_(pair.state[:, :1])
+    params.steps.copy_(pair.steps[:1])
     return losses[:1]
 
 
-def _batched_step(flat, grad, state, steps, X, Y, sw, idx, lr, hyper, layout, total, features,
-                  alpha=None):
+def _batched_step(params, grad, data, idx, lr, alpha, hyper, total):
     """One hand-written step for all members on the rows ``idx (E, b)``; adds to ``total (E,)``.
 
-    ``alpha``: None (``hyper.alpha`` for all) or per-member strengths ``(E, 1, 1)``.
+    ``lr`` ``(E, 1)``; ``alpha`` None (``hyper.alpha`` for all) or per-member strengths
+    ``(E, 1, 1)``; ``grad (E, P)`` a buffer.
 
     Allocation-free apart from activations; no host-device synchronisation, so it can be
     captured in a CUDA graph.
     """
+    flat, layout = params.flat, params.layout
     layers = layout.views(flat)
     gviews = layout.views(grad)
     n_layers = len(layers)
     b = idx.shape[1]
-    acts = [gather_inputs(X, idx, features)]  # (E, b, F) or (E, b, k)
+    acts = [gather_inputs(data.X, idx, data.features)]  # (E, b, F) or (E, b, k)
     for i, (W, bias) in enumerate(layers):
         z = torch.baddbmm(bias, acts[-1], W)  # (E, b, fan_out)
         acts.append(activate(z, hyper.activation) if i < n_layers - 1 else z)
-    Yb = Y[idx]  # (E, b, O)
+    Yb = data.Y[idx]  # (E, b, O)
     rows = per_row_loss(acts[-1], Yb, hyper.loss)  # (E, b)
     delta = output_delta(acts[-1], Yb, hyper.loss)  # (E, b, O)
-    if sw is not None:
-        w = sw[idx]  # (E, b)
+    if data.sw is not None:
+        w = data.sw[idx]  # (E, b)
         rows = rows * w
         delta = delta * w.unsqueeze(-1)
     total += rows.sum(1)
@@ -433,11 +533,10 @@ def _batched_step(flat, grad, state, steps, X, Y, sw, idx, lr, hyper, layout, to
             delta.mul_(activation_grad_from_output(acts[i], hyper.activation))
     if hyper.weight_decay:
         decay_weights(flat, layout, lr, hyper)
-    apply_update(flat, grad, state, steps, lr, hyper)
+    apply_update(flat, grad, params.state, params.steps, lr, hyper)
 
 
-def epoch_batched(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None,
-                  alpha=None):
+def epoch_batched(params, data, order, member, hyper):
     """One epoch for all members, forward and backward written out (no autograd).
 
     Same contract and mathematics as :func:`epoch_reference`; one ``baddbmm`` per layer
@@ -445,48 +544,15 @@ def epoch_batched(flat, state, steps, X, Y, sw, order, lr, hyper, layout, featur
     one preallocated ``(E, P)`` buffer.
     """
     E, M = order.shape
-    if E == 1 and flat.device.type == "cpu":
-        return _as_pair(epoch_batched, flat, state, steps, X, Y, sw, order, lr, hyper,
-                        layout, features, alpha)
-    grad = torch.empty_like(flat)  # (E, P)
-    total = torch.zeros(E, dtype=flat.dtype, device=flat.device)
-    lr = member_lr(lr, flat)  # once per epoch
-    alpha = member_alpha(alpha, flat)
-    alpha = None if alpha is None else alpha.view(-1, 1, 1)
+    if E == 1 and params.flat.device.type == "cpu":
+        return _as_pair(epoch_batched, params, data, order, member, hyper)
+    grad = torch.empty_like(params.flat)  # (E, P)
+    total = torch.zeros(E, dtype=params.flat.dtype, device=params.flat.device)
+    lr = member.lr.reshape(-1, 1)  # (E, 1)
+    alpha = None if member.alpha is None else member.alpha.view(-1, 1, 1)
     for start, stop in _batches(M, hyper.batch_size):
-        _batched_step(flat, grad, state, steps, X, Y, sw, order[:, start:stop], lr, hyper,
-                      layout, total, features, alpha)
+        _batched_step(params, grad, data, order[:, start:stop], lr, alpha, hyper, total)
     return total / M
-
-
-def member_lr(lr, flat):
-    """The learning rate as a device tensor: 0-dim for a float, ``(E, 1)`` per member.
-
-    Parameters
-    ----------
-    lr : float or array-like (E,)
-    flat : Tensor (E, P)
-    """
-    lr = torch.as_tensor(np.asarray(lr, dtype=np.float32), device=flat.device)
-    return lr if lr.dim() == 0 else lr.reshape(-1, 1)
-
-
-def per_member(value, E, device=None):
-    """A float or ``(E,)`` values as a contiguous float32 tensor ``(E,)``.
-
-    Each value is rounded to float32 once, as the engines' scalars are; the compiled
-    kernels read rates and L2 strengths per member from it.
-    """
-    out = np.empty(E, np.float32)
-    out[:] = np.asarray(value, dtype=np.float64).astype(np.float32)
-    return torch.from_numpy(out) if device is None else torch.from_numpy(out).to(device)
-
-
-def member_alpha(alpha, flat):
-    """Per-member L2 strengths as a device tensor ``(E,)``, or None (``hyper.alpha``)."""
-    if alpha is None:
-        return None
-    return torch.as_tensor(np.asarray(alpha, dtype=np.float32), device=flat.device).reshape(-1)
 
 
 # ---------------------------------------------------------------------- predict

@@ -44,7 +44,7 @@ class EnsembleModule(nn.Module):
                  weights=None):
         super().__init__()
         self.layouts = [g.layout for g in groups]
-        self.activations = [g.activation or activation for g in groups]  # each group's own
+        self.activations = [g.settings.activation or activation for g in groups]  # own
         for k, g in enumerate(groups):
             self.register_buffer(f"g{k}_flat", torch.as_tensor(g.flat, dtype=torch.float32))
             if features is not None:
@@ -91,19 +91,21 @@ class EnsembleModule(nn.Module):
         return out[:, 0] if self.squeeze else out
 
 
-def to_torch(est):
-    """Build the :class:`EnsembleModule` of a fitted estimator (weights copied).
+def to_torch(fitted):
+    """Build the :class:`EnsembleModule` of a fitted ensemble (weights copied).
 
-    Only the members of positive ``ensemble_weights_`` are exported.
+    ``fitted``: a :class:`~skensemble._fitted.FittedEnsemble`. Only the members of
+    positive ensemble weights are exported.
     """
-    classification = hasattr(est, "classes_")
-    groups, columns, weights = est._selected_members()
+    targets = fitted.targets
+    classification = hasattr(targets, "classes")
+    groups, columns, weights = fitted.selected()
     return EnsembleModule(
-        groups, est.activation, est._input,
+        groups, fitted.activation, fitted.inputs,
         features=columns,
         classification=classification,
-        y_mean=None if classification else est._y_mean,
-        y_scale=None if classification else est._y_scale,
-        squeeze=False if classification else est._y_1d,
+        y_mean=None if classification else targets.mean,
+        y_scale=None if classification else targets.scale,
+        squeeze=False if classification else targets.one_d,
         weights=weights,
     ).eval()

@@ -1,18 +1,21 @@
-"""Groups of members sharing one (padded) layout: building, padding and merging them.
+"""Groups of members sharing one (padded) layout: building, cutting, padding and merging them.
 
-Owns :class:`Group` (a group's weights and optimizer state, as numpy arrays), the initial
-parameters of new members, their grouping (one padded group per depth, or one group per
-exact architecture) and the merging of new members into fitted groups after a warm
-start. Pure numpy and torch; no training (:mod:`._training` trains groups).
+Owns :class:`Group` (a group's weights, optimizer state and per-member values, as numpy
+arrays), the initial parameters of new members, their grouping (one padded group per
+depth, or one group per exact architecture), cutting a group into the members a chunk
+trains and joining them back (:mod:`._parallel`), and the merging of new members into
+fitted groups after a warm start. Pure numpy and torch; no training (:mod:`._training`
+trains groups).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from . import _engine, _hetero
+from ._hyperspace import GroupSettings
 
 
 @dataclass
@@ -31,17 +34,15 @@ class Group:
         Optimizer state; None starts a new optimizer.
     steps : ndarray (E,) int64 or None
         Optimizer steps taken by each member.
-    lr : ndarray (E,) float64 or None
-        Each member's current learning rate (the adaptive schedule lowers it).
-    alpha : ndarray (E,) float64 or None
-        Each member's own L2 strength (``member_params``); None: the estimator's alpha.
-    activation : str or None
-        The group's own activation (``member_params``); None: the estimator's.
-    label_smoothing : float or None
-        The group's own label smoothing (``member_params``, classification); None: the
-        estimator's.
-    weight_decay : float or None
-        The group's own decoupled weight decay (``member_params``); None: the estimator's.
+    vectors : dict of str to ndarray (E,) float64
+        Each member's own value of a per-member quantity of the step, by the name of its
+        :class:`skensemble._engine.Member` field: ``"lr"`` (its current learning rate,
+        which schedules move; absent before training: the estimator's
+        ``learning_rate_init``) and values that members drew (``member_params``); NaN
+        marks "the estimator's value".
+    settings : GroupSettings
+        What the group's members share besides their layout (``member_params``'
+        activation, label smoothing, weight decay; None fields: the estimator's).
     """
 
     members: np.ndarray
@@ -49,11 +50,8 @@ class Group:
     flat: np.ndarray
     opt_state: np.ndarray = None
     steps: np.ndarray = None
-    lr: np.ndarray = None
-    alpha: np.ndarray = None
-    activation: str = None
-    label_smoothing: float = None
-    weight_decay: float = None
+    vectors: dict = field(default_factory=dict)
+    settings: GroupSettings = GroupSettings()
 
     @property
     def layout(self):
@@ -61,10 +59,48 @@ class Group:
         return _engine.Layout(self.sizes)
 
     def restarted(self):
-        """The same weights with a new optimizer (a resumed fit, like scikit-learn's MLP)."""
-        return Group(self.members, self.sizes, self.flat, alpha=self.alpha,
-                     activation=self.activation, label_smoothing=self.label_smoothing,
-                     weight_decay=self.weight_decay)
+        """The same weights with a new optimizer (a resumed fit, like scikit-learn's MLP).
+
+        Drawn per-member values are kept; the learning rate starts again from them (or
+        from the estimator's).
+        """
+        keep = {k: v for k, v in self.vectors.items() if k != "lr"}
+        return Group(self.members, self.sizes, self.flat, vectors=keep, settings=self.settings)
+
+    def take(self, idx):
+        """The members ``idx`` (positions in this group): every per-member array cut."""
+        E = len(self.members)
+        if np.array_equal(idx, np.arange(E)):
+            return self  # the whole group: no copy of its weights
+        return replace(
+            self, members=self.members[idx], flat=self.flat[idx],
+            opt_state=None if self.opt_state is None else self.opt_state[:, idx],
+            steps=None if self.steps is None else self.steps[idx],
+            vectors={k: v[idx] for k, v in self.vectors.items()})
+
+    def joined(self, parts):
+        """The group with its members' state from ``parts = [(idx, trained piece)]``.
+
+        ``idx`` are the positions in this group each piece holds; together they cover it.
+        """
+        order = np.concatenate([idx for idx, _ in parts])
+        if len(parts) == 1 and np.array_equal(order, np.arange(len(self.members))):
+            return parts[0][1]  # trained whole
+        inverse = np.argsort(order)  # piece order -> the group's member order
+        pieces = [p for _, p in parts]
+
+        def cat(values, axis=0):
+            if any(v is None for v in values):
+                return None
+            out = np.concatenate(values, axis)
+            return out[:, inverse] if axis else out[inverse]
+
+        return replace(
+            pieces[0], members=self.members, sizes=self.sizes,
+            flat=cat([p.flat for p in pieces]),
+            opt_state=cat([p.opt_state for p in pieces], 1),
+            steps=cat([p.steps for p in pieces]),
+            vectors={k: cat([p.vectors[k] for p in pieces]) for k in pieces[0].vectors})
 
     def member_row(self, member, sizes):
         """Flat parameters ``(P_e,)`` of ``member`` at its own layout ``sizes``, or None."""
@@ -93,17 +129,16 @@ def random_rows(archs, init_seeds, n_in, n_out, activation):
     ]  # set-up: a small draw each
 
 
-def make_groups(rows, archs, positions, n_in, n_out, activation, pad=True, kinds=None):
+def make_groups(rows, archs, positions, n_in, n_out, activation, pad=True, settings=None):
     """Groups of members of equal depth, each padded to its widest member (``pad``).
 
     With ``pad=False`` one group per exact architecture instead: nothing is computed for
     padding units, at the price of one epoch loop per architecture (the CPU's choice,
     where a member-major kernel gains nothing from stacking members of other widths).
-    With ``kinds`` (each member's own ``(activation, label_smoothing, weight_decay)``,
-    each None for the estimator's; ``member_params``) members of different kinds never
-    share a group, and each group records its own. ``n_in`` is one input width for all
-    members or each member's own (members that drew their input encoding); the input
-    width groups and pads like a hidden width.
+    With ``settings`` (each member's own :class:`GroupSettings`; ``member_params``)
+    members of different settings never share a group, and each group records its own.
+    ``n_in`` is one input width for all members or each member's own (members that drew
+    their input encoding); the input width groups and pads like a hidden width.
 
     Parameters
     ----------
@@ -113,6 +148,7 @@ def make_groups(rows, archs, positions, n_in, n_out, activation, pad=True, kinds
         Hidden widths of each member.
     positions : ndarray (E,) int64
         Each member's position in the ensemble.
+    settings : list of GroupSettings or None
 
     Returns
     -------
@@ -120,10 +156,10 @@ def make_groups(rows, archs, positions, n_in, n_out, activation, pad=True, kinds
     """
     groups = []
     grouping = _hetero.group_by_depth if pad else _hetero.group_by_architecture
-    each = [(None, None, None)] * len(archs) if kinds is None else [tuple(k) for k in kinds]
+    each = [GroupSettings()] * len(archs) if settings is None else list(settings)
     fan_in = _per_member(n_in, len(archs))
     for kind in dict.fromkeys(each):  # in first-seen order
-        act = kind[0] or activation
+        act = kind.activation or activation
         idx = np.array([i for i, k in enumerate(each) if k == kind], dtype=np.int64)
         for local, widths in grouping([(fan_in[i], *archs[i]) for i in idx]):
             local = idx[np.asarray(local)]
@@ -133,9 +169,19 @@ def make_groups(rows, archs, positions, n_in, n_out, activation, pad=True, kinds
                 for i in local
             ])
             groups.append(Group(members=np.asarray(positions)[local], sizes=sizes, flat=flat,
-                                activation=kind[0], label_smoothing=kind[1],
-                                weight_decay=kind[2]))
+                                settings=kind))
     return groups
+
+
+def set_vectors(groups, vectors):
+    """Give each group its members' drawn per-member values, in place.
+
+    ``vectors``: ``{Member field: (E,) values of every member of the ensemble}``, indexed
+    by member position (:func:`skensemble._hyperspace.vectors`).
+    """
+    for g in groups:
+        for name, values in vectors.items():
+            g.vectors[name] = np.asarray(values, dtype=np.float64)[g.members]
 
 
 def merge_groups(old, new, activation, pad=True):
@@ -146,15 +192,14 @@ def merge_groups(old, new, activation, pad=True):
     groups = [replace(g) for g in old]
     for g in new:
         same = [o for o in groups
-                if _kind(o) == _kind(g)
+                if o.settings == g.settings
                 and (len(o.sizes) == len(g.sizes) if pad else o.sizes == g.sizes)]
         if not same:
             groups.append(g)
             continue
         o = same[0]
         sizes = tuple(max(a, b) for a, b in zip(o.sizes, g.sizes))
-
-        act = o.activation or activation
+        act = o.settings.activation or activation
 
         def widen(grp):
             flat = _hetero.pad_rows(grp.flat, grp.sizes, sizes, act)
@@ -163,24 +208,18 @@ def merge_groups(old, new, activation, pad=True):
             return flat, state
 
         (f_old, s_old), (f_new, s_new) = widen(o), widen(g)
+        names = dict.fromkeys([*o.vectors, *g.vectors])  # a value one side lacks: NaN there
+        o.vectors = {k: np.concatenate([_values(o, k), _values(g, k)]) for k in names}
         o.sizes = sizes
         o.members = np.concatenate([o.members, g.members])
         o.flat = np.concatenate([f_old, f_new])
         o.opt_state = np.concatenate([s_old, s_new], 1)
         o.steps = np.concatenate([o.steps, g.steps])
-        o.lr = np.concatenate([o.lr, g.lr])
-        if o.alpha is not None or g.alpha is not None:
-            o.alpha = np.concatenate([_alphas(o), _alphas(g)])
     return groups
 
 
-def _kind(group):
-    """What members must share to share a group, besides depth or layout."""
-    return group.activation, group.label_smoothing, group.weight_decay
-
-
-def _alphas(group):
-    """A group's per-member L2 strengths; NaN marks "the estimator's alpha"."""
-    if group.alpha is not None:
-        return group.alpha
+def _values(group, name):
+    """A group's per-member values of ``name``; NaN ("the estimator's") where it has none."""
+    if name in group.vectors:
+        return group.vectors[name]
     return np.full(len(group.members), np.nan)

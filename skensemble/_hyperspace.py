@@ -1,37 +1,176 @@
-"""Per-member hyperparameters (``member_params``): the space, its checks, one draw per member.
+"""Per-member hyperparameters (``member_params``): the registry, the space, one draw per member.
+
+Every name ``member_params`` accepts is registered once in :data:`REGISTRY`, with its
+*scope* (how the training uses it), its check and what it must be:
+
+- ``"vector"``: a per-member value of the optimizer step (learning rate, L2 strength);
+  members of different values still train as one stacked computation, and each engine
+  declares which such values it reads (:mod:`._engines`);
+- ``"group"``: a setting members must share to train together (activation, weight decay,
+  label smoothing); members of different values train in different groups, each group
+  carrying its :class:`GroupSettings`;
+- ``"architecture"``: the member's hidden layers (groups by depth or by architecture);
+- ``"input"``: what the member's first layer reads (``numeric_encoding``, ``n_bins``);
+- ``"rows"``: how many rows the member draws (``max_samples``).
 
 Each member draws its own values from a generator seeded by its own seed, so a member's
 values do not depend on how many members there are or which others exist: a warm start
 that adds members draws exactly what a fit of all of them at once would have drawn.
 
-Must not train or touch training state; :mod:`._base` applies the drawn values (rates
-and L2 strengths as per-member vectors of one stacked group, architectures and
-activations as groups, row counts as each member's own sample).
+Must not train or touch training state. Adding a per-member hyperparameter: register it
+here (for a ``"vector"`` one, also a field of :class:`skensemble._engine.Member`; for a
+``"group"`` one, a field of :class:`GroupSettings`), implement it in the engines that
+run it and declare it there.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields, replace
 from numbers import Integral, Real
 
 import numpy as np
 from scipy.stats import loguniform
 
-#: Hyperparameters a member may draw, and what each must be.
-SUPPORTED = {
-    "learning_rate_init": "a float >= 0",
-    "alpha": "a float >= 0",
-    "hidden_layer_sizes": "a tuple of positive ints (or one int)",
-    "activation": "one of 'identity', 'logistic', 'tanh', 'relu'",
-    "max_samples": "a float in (0, 1] or an int >= 1 (rows each member draws)",
-    "label_smoothing": "a float in [0, 1) (NeuralBaggingClassifier only)",
-    "weight_decay": "a float >= 0",
-    "numeric_encoding": "'none' or 'piecewise_linear'",
-    "n_bins": "an int >= 2, from a list (every listed count's bins are computed before "
-              "members draw)",
-}
+ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 
-#: Values, besides the architecture, that members must share to train in one group.
-GROUPING = ("activation", "label_smoothing", "weight_decay")
+
+# ------------------------------------------------------------------------ checks
+def _float_at_least_0(name, value):
+    if (not isinstance(value, Real) or isinstance(value, bool) or not np.isfinite(value)
+            or value < 0):
+        raise _drew(name, value)
+    return float(value)
+
+
+def _unit_interval_open_right(name, value):
+    if (isinstance(value, Real) and not isinstance(value, bool) and np.isfinite(value)
+            and 0 <= value < 1):
+        return float(value)
+    raise _drew(name, value)
+
+
+def _activation(name, value):
+    if value not in ACTIVATIONS:
+        raise _drew(name, value)
+    return str(value)
+
+
+def _encoding(name, value):
+    if value not in ("none", "piecewise_linear"):
+        raise _drew(name, value)
+    return str(value)
+
+
+def _n_bins(name, value):
+    if isinstance(value, Integral) and not isinstance(value, bool) and value >= 2:
+        return int(value)
+    raise _drew(name, value)
+
+
+def _max_samples(name, value):
+    if isinstance(value, Integral) and not isinstance(value, bool) and value >= 1:
+        return int(value)
+    if isinstance(value, Real) and not isinstance(value, (bool, Integral)) and 0 < value <= 1:
+        return float(value)
+    raise _drew(name, value)
+
+
+def _hidden_layer_sizes(name, value):
+    sizes = (value,) if isinstance(value, Integral) else value
+    try:
+        sizes = tuple(sizes)
+    except TypeError:
+        sizes = ()
+    if not sizes or not all(isinstance(h, Integral) and h > 0 for h in sizes):
+        raise _drew(name, value)
+    return tuple(int(h) for h in sizes)
+
+
+def _drew(name, value):
+    return ValueError(f"member_params[{name!r}] drew {value!r}; it must be "
+                      f"{REGISTRY[name].describe}.")
+
+
+# ---------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class Entry:
+    """One hyperparameter members may draw.
+
+    Attributes
+    ----------
+    name : str
+        Its name in ``member_params`` (and the estimator parameter it overrides).
+    scope : str
+        ``"vector"``, ``"group"``, ``"architecture"``, ``"input"`` or ``"rows"`` (see
+        the module docstring).
+    check : callable
+        ``check(name, value)``: the value in canonical form, or a ValueError.
+    describe : str
+        What a value must be (error messages, docs).
+    field : str or None
+        ``"vector"``: the :class:`skensemble._engine.Member` field it sets; ``"group"``:
+        the :class:`GroupSettings` field.
+    lists_only : bool
+        Only a list of values, no distribution (every value's encoding is computed
+        before members draw).
+    classifier_only : bool
+    """
+
+    name: str
+    scope: str
+    check: object
+    describe: str
+    field: str = None
+    lists_only: bool = False
+    classifier_only: bool = False
+
+
+REGISTRY = {e.name: e for e in (
+    Entry("learning_rate_init", "vector", _float_at_least_0, "a float >= 0", field="lr"),
+    Entry("alpha", "vector", _float_at_least_0, "a float >= 0", field="alpha"),
+    Entry("hidden_layer_sizes", "architecture", _hidden_layer_sizes,
+          "a tuple of positive ints (or one int)"),
+    Entry("activation", "group", _activation,
+          "one of 'identity', 'logistic', 'tanh', 'relu'", field="activation"),
+    Entry("max_samples", "rows", _max_samples,
+          "a float in (0, 1] or an int >= 1 (rows each member draws)"),
+    Entry("label_smoothing", "group", _unit_interval_open_right,
+          "a float in [0, 1) (NeuralBaggingClassifier only)", field="label_smoothing",
+          classifier_only=True),
+    Entry("weight_decay", "group", _float_at_least_0, "a float >= 0", field="weight_decay"),
+    Entry("numeric_encoding", "input", _encoding, "'none' or 'piecewise_linear'",
+          lists_only=True),
+    Entry("n_bins", "input", _n_bins,
+          "an int >= 2, from a list (every listed count's bins are computed before "
+          "members draw)", lists_only=True),
+)}
+
+#: Hyperparameters a member may draw, and what each must be.
+SUPPORTED = {name: e.describe for name, e in REGISTRY.items()}
+
+
+@dataclass(frozen=True)
+class GroupSettings:
+    """Settings that members of one group share (scope ``"group"``); None: the estimator's.
+
+    Members that drew different values train in different groups; each group carries
+    its own (:class:`skensemble._groups.Group`), and training applies them to the step
+    (:meth:`hyper`) and to the targets (label smoothing).
+    """
+
+    activation: str = None
+    label_smoothing: float = None
+    weight_decay: float = None
+
+    def hyper(self, hyper):
+        """``hyper`` with this group's activation and weight decay where it has its own."""
+        own = {f: getattr(self, f) for f in ("activation", "weight_decay")
+               if getattr(self, f) is not None}
+        return replace(hyper, **own) if own else hyper
+
+
+assert {f.name for f in fields(GroupSettings)} == {
+    e.field for e in REGISTRY.values() if e.scope == "group"}, "GroupSettings != registry"
 
 
 def auto_space():
@@ -83,12 +222,12 @@ def resolve(member_params):
                          f"hyperparameter name to a list of values or a scipy.stats "
                          f"distribution; got {member_params!r}.")
     for name, values in member_params.items():
-        if name not in SUPPORTED:
+        if name not in REGISTRY:
             raise ValueError(
                 f"member_params[{name!r}]: members cannot draw {name!r}. Supported: "
                 f"{sorted(SUPPORTED)}; set the others as the estimator's parameters.")
         if hasattr(values, "rvs"):
-            if name in ("n_bins", "numeric_encoding"):
+            if REGISTRY[name].lists_only:
                 raise ValueError(
                     f"member_params[{name!r}] must be a list, not a distribution: the "
                     "input encodings members may draw are all computed before they draw. "
@@ -101,52 +240,9 @@ def resolve(member_params):
     return dict(member_params)
 
 
-def _check_value(name, value):
+def check_value(name, value):
     """``value`` in its canonical form (float, int, str or tuple of ints), or ValueError."""
-    if name == "activation":
-        if value not in ("identity", "logistic", "tanh", "relu"):
-            raise ValueError(f"member_params['activation'] drew {value!r}; it must be "
-                             f"{SUPPORTED[name]}.")
-        return str(value)
-    if name == "numeric_encoding":
-        if value not in ("none", "piecewise_linear"):
-            raise ValueError(f"member_params['numeric_encoding'] drew {value!r}; it must be "
-                             f"{SUPPORTED[name]}.")
-        return str(value)
-    if name == "n_bins":
-        if isinstance(value, Integral) and not isinstance(value, bool) and value >= 2:
-            return int(value)
-        raise ValueError(f"member_params['n_bins'] drew {value!r}; it must be "
-                         f"{SUPPORTED[name]}.")
-    if name == "label_smoothing":
-        if (isinstance(value, Real) and not isinstance(value, bool) and np.isfinite(value)
-                and 0 <= value < 1):
-            return float(value)
-        raise ValueError(f"member_params['label_smoothing'] drew {value!r}; it must be "
-                         f"{SUPPORTED[name]}.")
-    if name == "max_samples":
-        if isinstance(value, Integral) and not isinstance(value, bool) and value >= 1:
-            return int(value)
-        if (isinstance(value, Real) and not isinstance(value, (bool, Integral))
-                and 0 < value <= 1):
-            return float(value)
-        raise ValueError(f"member_params['max_samples'] drew {value!r}; it must be "
-                         f"{SUPPORTED[name]}.")
-    if name == "hidden_layer_sizes":
-        sizes = (value,) if isinstance(value, Integral) else value
-        try:
-            sizes = tuple(sizes)
-        except TypeError:
-            sizes = ()
-        if not sizes or not all(isinstance(h, Integral) and h > 0 for h in sizes):
-            raise ValueError(f"member_params['hidden_layer_sizes'] drew {value!r}; it must "
-                             f"be {SUPPORTED[name]}.")
-        return tuple(int(h) for h in sizes)
-    if (not isinstance(value, Real) or isinstance(value, bool) or not np.isfinite(value)
-            or value < 0):
-        raise ValueError(f"member_params[{name!r}] drew {value!r}; it must be "
-                         f"{SUPPORTED[name]}.")
-    return float(value)
+    return REGISTRY[name].check(name, value)
 
 
 def draw(member_params, seeds, old=None, classifier=True):
@@ -157,10 +253,11 @@ def draw(member_params, seeds, old=None, classifier=True):
     space = resolve(member_params)
     if space is None:
         return None
-    if "label_smoothing" in space and not classifier:
-        raise ValueError(
-            "member_params['label_smoothing'] smooths class labels: only "
-            "NeuralBaggingClassifier has it. Remove it from member_params.")
+    for name in space:
+        if REGISTRY[name].classifier_only and not classifier:
+            raise ValueError(
+                f"member_params[{name!r}] is for classification: only "
+                f"NeuralBaggingClassifier has it. Remove it from member_params.")
     drawn = sample(space, seeds)
     if old:
         keep = min(len(old), len(drawn))
@@ -176,17 +273,31 @@ def values(params, name, members=None):
     return [params[int(e)][name] for e in members]
 
 
-def kinds(params, members=None):
-    """Each member's ``(activation, label_smoothing, weight_decay)`` it drew, or None.
+def names_of(params, scope):
+    """The registered names of ``scope`` that members drew (list)."""
+    if params is None:
+        return []
+    return [n for n in sorted(params[0]) if REGISTRY[n].scope == scope]
 
-    An entry is None where members did not draw that name; members of different kinds
-    train in different groups (:func:`skensemble._groups.make_groups`).
+
+def group_settings(params, members=None):
+    """Each member's :class:`GroupSettings` (list), or None where no member drew any.
+
+    Members of different settings train in different groups
+    (:func:`skensemble._groups.make_groups`).
     """
-    drawn = [values(params, name, members) for name in GROUPING]
-    if all(v is None for v in drawn):
+    names = names_of(params, "group")
+    if not names:
         return None
-    n = len(next(v for v in drawn if v is not None))
-    return list(zip(*[v if v is not None else [None] * n for v in drawn]))
+    members = range(len(params)) if members is None else members
+    return [GroupSettings(**{REGISTRY[n].field: params[int(e)][n] for n in names})
+            for e in members]
+
+
+def vectors(params, members=None):
+    """Per-member values of scope ``"vector"``: ``{Member field: (E,) float64}`` (maybe empty)."""
+    return {REGISTRY[n].field: np.array(values(params, n, members), dtype=np.float64)
+            for n in names_of(params, "vector")}
 
 
 def key_of(encoding, n_bins):
@@ -214,9 +325,9 @@ def bin_counts(member_params, encoding, n_bins):
     encodings = space.get("numeric_encoding", [encoding])
     counts = space.get("n_bins", [n_bins])
     for value in counts:
-        _check_value("n_bins", value)
+        check_value("n_bins", value)
     for value in encodings:
-        _check_value("numeric_encoding", value)
+        check_value("numeric_encoding", value)
     return sorted({int(b) for b in counts} if "piecewise_linear" in encodings else set())
 
 
@@ -250,6 +361,6 @@ def sample(space, seeds):
                 value = value.item() if hasattr(value, "item") else value
             else:
                 value = values[rng.randint(len(values))]
-            drawn[name] = _check_value(name, value)
+            drawn[name] = check_value(name, value)
         out.append(drawn)
     return out

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from . import _growth, _sampling, _training
+from . import _groups, _growth, _sampling, _training
 
 
 @dataclass
@@ -85,9 +85,9 @@ def hatch(Xs, Y, sw, archs, seeds, *, n_mothernets, noise, validation_fraction, 
                           holdout=holdout)
     rows, held, _ = _sampling.member_samples(mother_seeds, plan, None, stratify)
     val_mask = None if held is None else _sampling.held_mask(held, N)
-    init = _training.random_rows(mothers, [_sampling.init_seed(s) for s in mother_seeds],
+    init = _groups.random_rows(mothers, [_sampling.init_seed(s) for s in mother_seeds],
                                  F, O, activation)
-    groups = _training.make_groups(init, mothers, np.arange(n_mothernets), F, O, activation)
+    groups = _groups.make_groups(init, mothers, np.arange(n_mothernets), F, O, activation)
     # Every MotherNet hatches members: successive halving (``prune``) is for the members.
     config = replace(config, prune=False)
     trained, n_iter, seconds = [], np.zeros(n_mothernets, dtype=np.int64), 0.0

@@ -31,7 +31,7 @@ import concurrent.futures
 import contextlib
 import sys
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import joblib
 import numpy as np
@@ -46,14 +46,14 @@ class Shared:
     """Training data that every chunk reads, sent once to each worker.
 
     ``X (N, F)`` float32, ``Y (N, O)`` float32, ``loss_weight (N,)``, ``val_weight (N,)``
-    and ``Y_val (N, O)`` (or None) as in :class:`._training.Data`.
+    and ``label_smoothing`` as in :class:`._training.Data`.
     """
 
     X: np.ndarray
     Y: np.ndarray
     loss_weight: np.ndarray = None
     val_weight: np.ndarray = None
-    Y_val: np.ndarray = None
+    label_smoothing: float = 0.0
 
 
 @dataclass
@@ -173,42 +173,6 @@ def chunk_device(device, index):
 
 
 # ----------------------------------------------------------- split and merge
-def _take(group, idx):
-    """The members ``idx`` of ``group``: every per-member array cut, the layout kept."""
-    E = len(group.members)
-    if np.array_equal(idx, np.arange(E)):
-        return group  # the whole group: no copy of its weights
-    cut = {}
-    for f in fields(group):
-        value = getattr(group, f.name)
-        if f.name == "opt_state" and value is not None:
-            cut[f.name] = value[:, idx]  # (S, E, P): members on axis 1
-        elif isinstance(value, np.ndarray) and value.ndim and value.shape[0] == E:
-            cut[f.name] = value[idx]  # (E, ...): flat, steps, lr, per-member settings
-    return replace(group, **cut)
-
-
-def _join(group, parts):
-    """``group`` with its members' trained state from ``parts = [(idx, trained piece)]``."""
-    order = np.concatenate([idx for idx, _ in parts])
-    E = len(group.members)
-    if len(parts) == 1 and np.array_equal(order, np.arange(E)):
-        return parts[0][1]  # trained whole
-    inverse = np.argsort(order)  # piece order -> the group's member order
-    joined = {}
-    for f in fields(group):
-        values = [getattr(p, f.name) for _, p in parts]
-        if f.name in ("members", "sizes") or any(v is None for v in values):
-            continue
-        if f.name == "opt_state":
-            joined[f.name] = np.concatenate(values, 1)[:, inverse]
-        elif isinstance(values[0], np.ndarray) and values[0].ndim and all(
-                v.shape[0] == len(idx) for v, (idx, _) in zip(values, parts)):
-            joined[f.name] = np.concatenate(values)[inverse]
-    trained = replace(parts[0][1], **joined, members=group.members, sizes=group.sizes)
-    return trained
-
-
 def _split(groups, members, n):
     """``n`` contiguous chunks of ``members.positions``: per chunk, ``[(k, idx, piece)]``.
 
@@ -231,7 +195,7 @@ def _split(groups, members, n):
             def cut(a, sel=sel):
                 return None if a is None else np.ascontiguousarray(a[sel])
 
-            pieces.append((k, idx, _Piece(_take(g, idx), cut(members.rows),
+            pieces.append((k, idx, _Piece(g.take(idx), cut(members.rows),
                                           cut(members.features), cut(members.val_mask),
                                           val_rows[k])))
         chunks.append(pieces)
@@ -256,7 +220,7 @@ def _train_chunk(shared, pieces, job, index):
             data = _training.Data(
                 X=shared.X, Y=shared.Y, rows=p.rows, loss_weight=shared.loss_weight,
                 features=p.features, val_mask=p.val_mask, val_weight=shared.val_weight,
-                Y_val=shared.Y_val, val_rows=p.val_rows)
+                label_smoothing=shared.label_smoothing, val_rows=p.val_rows)
             out.append(_training.train_group(p.group, data, job.hyper, job.config, device,
                                              seed=job.seed, member_score=job.member_score))
     return out, str(device)
@@ -395,7 +359,7 @@ def train(groups, shared, members, hyper, config, device, seed, member_score, n)
             per_group[k].append((idx, group))
             engines[k].add(engine)
             parts.append((np.searchsorted(pos, group.members), history))
-    trained = [_join(g, p) for g, p in zip(groups, per_group)]
+    trained = [g.joined(p) for g, p in zip(groups, per_group)]
     history = _training.History.combine(parts, len(pos))
     engine = [e.pop() if len(e) == 1 else tuple(sorted(e)) for e in engines]
     devices = list(dict.fromkeys(d for _, d in results))

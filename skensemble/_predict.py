@@ -61,7 +61,7 @@ def on_device(groups, features, device, dtype=PREDICT_DTYPE):
         feats = None if features is None else torch.from_numpy(
             np.ascontiguousarray(features[g.members, : g.sizes[0]])).to(device)
         out.append((torch.from_numpy(g.flat).to(device, dtype), g.layout, feats,
-                    getattr(g, "activation", None)))
+                    g.settings.activation))
     inverse = member_inverse(groups)
     return out, None if inverse is None else torch.from_numpy(inverse).to(device)
 

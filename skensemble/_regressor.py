@@ -1,8 +1,10 @@
-"""NeuralBaggingRegressor: squared error, mean of the members.
+"""NeuralBaggingRegressor: the regression facade (its documentation and its predictions).
 
-Owns what is specific to regression: target standardisation, the validation score (R²),
-the mean and spread of the members, ``oob_prediction_``. Everything else is inherited
-from :mod:`._base`; this module must not grow training or prediction mechanics.
+Owns the estimator's numpydoc, the mean and spread of the members' predictions, R² and
+``oob_prediction_``. What regression means for training (standardised targets, squared
+error, the members' R² on their validation rows) is :class:`._tasks.Regression`;
+everything else is inherited from :mod:`._base`. This module must not grow training or
+prediction mechanics.
 """
 
 import numpy as np
@@ -10,9 +12,9 @@ import torch
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 
+from ._attributes import FittedAttribute
 from ._base import BaseNeuralBagging
-from ._scaling import weighted_standardisation
-from ._training import member_sum
+from ._tasks import Regression
 
 
 class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
@@ -474,53 +476,13 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     True
     """
 
-    _loss = "squared_error"
+    def _task(self):
+        return Regression()
 
-    def _encode_targets(self, y, sample_weight, reset):
-        y = np.asarray(y, dtype=np.float64)
-        Y = y.reshape(len(y), -1)  # (N, O)
-        if reset:
-            self._y_1d = y.ndim == 1
-            self.n_outputs_ = Y.shape[1]
-            mean, scale, unit, constant = weighted_standardisation(Y, sample_weight)
-            # Members learn constant columns as 0; mapping them back with scale 0 makes
-            # their predictions exactly the constant, whatever small output a member has.
-            self._y_mean, self._y_unit = mean, unit
-            self._y_scale = np.where(constant, 0.0, scale)
-            self._y_div = scale  # what targets are divided by (never 0)
-        elif Y.shape[1] != self.n_outputs_:
-            raise ValueError(
-                f"y has {Y.shape[1]} outputs but the ensemble was fitted with {self.n_outputs_}."
-            )
-        return (Y / self._y_unit - self._y_mean / self._y_unit) / (self._y_div / self._y_unit)
-
-    def _transform_outputs(self, out):
-        return out.double()
-
-    def _member_scores(self, out, Y, weight):
-        # Per-member weighted R^2 on standardised targets, averaged over outputs. Sums run
-        # in order over the last axis (member_sum): a member's score must not depend on
-        # the members trained beside it (n_jobs chunks, bit for bit).
-        w = weight.unsqueeze(1)  # (E, 1, Nv)
-        Yt = Y.transpose(1, 2)  # (E, O, Nv)
-        denom = member_sum(w)  # (E, 1)
-        Ybar = member_sum(w * Yt) / denom  # (E, O)
-        sst = member_sum(w * (Yt - Ybar.unsqueeze(-1)) ** 2)  # (E, O)
-        sse = member_sum(w * (out.transpose(1, 2) - Yt) ** 2)  # (E, O)
-        return member_sum(1 - sse / sst) / sse.shape[-1]
-
-    def _selection_values(self, out, Y):
-        return out  # (E, n, O): the members' standardised predictions
-
-    def _selection_loss(self, mean, Y):
-        # Squared error in standardised target units, averaged over outputs.
-        return ((mean - Y) ** 2).mean(-1)
-
-    def _set_oob(self, mean, has_oob, y):
-        pred = mean * self._y_scale + self._y_mean  # (N, O)
-        self.oob_prediction_ = pred[:, 0] if self._y_1d else pred
-        y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
-        self.oob_score_ = r2_score(y2[has_oob], pred[has_oob]) if has_oob.sum() > 1 else np.nan
+    n_outputs_ = FittedAttribute(lambda f: f.targets.n_outputs)
+    oob_prediction_ = FittedAttribute(
+        lambda f: None if f.oob is None else f.oob["oob_prediction_"],
+        "it is set by fit with oob_score=True")
 
     def score(self, X, y, sample_weight=None):
         """Coefficient of determination R^2 of :meth:`predict`.
@@ -574,7 +536,7 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         self : object
             The updated estimator.
         """
-        if not hasattr(self, "_groups"):
+        if "_fitted" not in self.__dict__:
             self._validate_params()
         return self._partial_fit(X, y, sample_weight)
 
@@ -607,9 +569,10 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
             return torch.stack([mean, std], dim=-1)
 
         res = self._member_outputs(X, reduce, weighted=True)  # (n, O, 2)
-        mean = res[..., 0] * self._y_scale + self._y_mean
-        std = res[..., 1] * self._y_scale
-        if self._y_1d:
+        targets = self._fitted.targets
+        mean = targets.decode(res[..., 0])
+        std = res[..., 1] * targets.scale
+        if targets.one_d:
             mean, std = mean[:, 0], std[:, 0]
         self._check_finite(mean)
         return (mean, std) if return_std else mean
@@ -632,9 +595,10 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
             Float64 predictions of each member.
         """
         res = self._member_outputs(X, lambda out: out.transpose(0, 1))  # (n, E, O)
-        res = res.transpose(1, 0, 2) * self._y_scale + self._y_mean  # (E, n, O)
+        targets = self._fitted.targets
+        res = targets.decode(res.transpose(1, 0, 2))  # (E, n, O)
         self._check_finite(res)
-        return res[..., 0] if self._y_1d else res
+        return res[..., 0] if targets.one_d else res
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -12,6 +12,7 @@ loop, :func:`skensemble._training.epoch_order`).
 """
 
 from dataclasses import dataclass, replace
+from numbers import Integral
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -27,6 +28,18 @@ def draw_seeds(rng, n):
 def init_seed(seed):
     """Seed of a member's weight initialisation, decorrelated from its sampling seed."""
     return int(np.random.SeedSequence([int(seed), 0]).generate_state(1)[0])
+
+
+def count(value, total, name):
+    """``max_samples``/``max_features`` (a count or a fraction) as a count out of ``total``."""
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        if value > total:
+            raise ValueError(
+                f"{name}={value} is larger than the {total} available; pass a fraction "
+                "in (0, 1] or a smaller count."
+            )
+        return int(value)
+    return max(1, int(value * total))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import threading
 
 import torch
 
-from ._engine import _batched_step, _batches, member_alpha, member_lr
+from ._engine import Data, Params, _batched_step, _batches
 
 
 def _bucket(n):
@@ -52,32 +52,31 @@ class _ChunkRunner:
     :func:`epoch_streamed`).
     """
 
-    def __init__(self, C, X, Y, sw, n_features, hyper, layout, chunk, capture, device,
-                 per_member_alpha=False):
+    def __init__(self, C, data, hyper, layout, chunk, capture, device, per_member_alpha=False):
         B, P = hyper.batch_size, layout.n_params
         self.C, self.chunk = C, chunk
-        self.flat = torch.zeros(C, P, dtype=torch.float32, device=device)
-        self.state = torch.zeros(hyper.n_state, C, P, dtype=torch.float32, device=device)
-        self.steps = torch.zeros(C, dtype=torch.int64, device=device)
+        self.params = Params(
+            flat=torch.zeros(C, P, dtype=torch.float32, device=device),
+            state=torch.zeros(hyper.n_state, C, P, dtype=torch.float32, device=device),
+            steps=torch.zeros(C, dtype=torch.int64, device=device), layout=layout)
         self.lr = torch.zeros(C, 1, dtype=torch.float32, device=device)
         self.total = torch.zeros(C, dtype=torch.float32, device=device)
         self.grad = torch.empty(C, P, dtype=torch.float32, device=device)
         self.order = torch.zeros(C, chunk * B, dtype=torch.int64, device=device)
-        self.features = (None if n_features is None else
-                         torch.zeros(C, n_features, dtype=torch.int64, device=device))
+        features = (None if data.features is None else
+                    torch.zeros(C, data.features.shape[1], dtype=torch.int64, device=device))
+        self.data = Data(data.X, data.Y, data.sw, features)  # X, Y, sw read in place
         self.alpha = (torch.zeros(C, 1, 1, dtype=torch.float32, device=device)
                       if per_member_alpha else None)
-        self.data = (X, Y, sw)
-        self.hyper, self.layout = hyper, layout
+        self.hyper = hyper
         self.graph = None
         if capture:
             self._capture(device)
 
     def step(self, idx):
         """One eager batched step of all ``C`` rows on the rows ``idx (C, b)``."""
-        X, Y, sw = self.data
-        _batched_step(self.flat, self.grad, self.state, self.steps, X, Y, sw, idx, self.lr,
-                      self.hyper, self.layout, self.total, self.features, self.alpha)
+        _batched_step(self.params, self.grad, self.data, idx, self.lr, self.alpha, self.hyper,
+                      self.total)
 
     def _chunk(self):
         B = self.hyper.batch_size
@@ -112,16 +111,17 @@ class _ChunkRunner:
             with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
                 self._chunk()
 
-    def epoch(self, flat, state, steps, order, lr, features, alpha=None):
-        """Train ``flat``'s members for one epoch on ``order (n, M)``; their losses summed."""
+    def epoch(self, params, order, lr, features, alpha=None):
+        """Train ``params``' members for one epoch on ``order (n, M)``; their losses summed."""
         n, M = order.shape
         B = self.hyper.batch_size
-        self.flat[:n] = flat
-        self.state[:, :n] = state
-        self.steps[:n] = steps
+        mine = self.params
+        mine.flat[:n] = params.flat
+        mine.state[:, :n] = params.state
+        mine.steps[:n] = params.steps
         self.lr[:n] = lr
         if features is not None:
-            self.features[:n] = features
+            self.data.features[:n] = features
         if alpha is not None:
             self.alpha[:n] = alpha.view(-1, 1, 1)
         self.total.zero_()
@@ -132,13 +132,13 @@ class _ChunkRunner:
             self.graph.replay()
         done = n_chunks * per_chunk
         if done < M:
-            rest = torch.zeros(self.C, M - done, dtype=torch.int64, device=self.flat.device)
+            rest = torch.zeros(self.C, M - done, dtype=torch.int64, device=mine.flat.device)
             rest[:n] = order[:, done:]
             for start, stop in _batches(M - done, B):
                 self.step(rest[:, start:stop])
-        flat.copy_(self.flat[:n])
-        state.copy_(self.state[:, :n])
-        steps.copy_(self.steps[:n])
+        params.flat.copy_(mine.flat[:n])
+        params.state.copy_(mine.state[:, :n])
+        params.steps.copy_(mine.steps[:n])
         return self.total[:n]
 
 
@@ -169,12 +169,10 @@ def cached_runner_count():
     return int(getattr(_RUNNERS, "runner", None) is not None)
 
 
-def epoch_graphed(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None,
-                  alpha=None, chunk=64, capture=None):
+def epoch_graphed(params, data, order, member, hyper, chunk=64, capture=None):
     """Batched epoch replayed from a CUDA graph of ``chunk`` steps at a time.
 
-    Same contract as :func:`skensemble._engine.epoch_reference` (``lr`` and ``alpha``
-    per member or not).
+    Same contract as :func:`skensemble._engine.epoch_reference`.
     ``capture=None`` captures on CUDA; with ``capture=False`` the identical static-buffer
     schedule runs eagerly (how the CPU tests check it). Steps that do not fill a whole
     chunk run eagerly.
@@ -183,30 +181,28 @@ def epoch_graphed(flat, state, steps, X, Y, sw, order, lr, hyper, layout, featur
     the mathematics and the member bucket (:func:`_bucket`) stay the same: stopping
     members cause at most ``log2(E) + 1`` captures per fit, streaming none per chunk.
     """
+    flat, layout = params.flat, params.layout
     E, M = order.shape
     B = hyper.batch_size
+    X, Y, sw, features = data.X, data.Y, data.sw, data.features
     capture = (flat.is_cuda and CAPTURE_GRAPHS) if capture is None else capture
     key = (_bucket(E), X.data_ptr(), Y.data_ptr(), None if sw is None else sw.data_ptr(),
-           None if features is None else features.shape[1], alpha is not None, hyper, layout,
-           capture, flat.device)
+           None if features is None else features.shape[1], member.alpha is not None, hyper,
+           layout, capture, flat.device)
     runner = getattr(_RUNNERS, "runner", None)
     # Streaming hands in views of one staging buffer, the first chunk of an epoch the
     # longest: a runner made on a longer view serves the shorter ones.
-    if runner is None or _RUNNERS.key != key or runner.data[0].shape[0] < X.shape[0]:
+    if runner is None or _RUNNERS.key != key or runner.data.X.shape[0] < X.shape[0]:
         _RUNNERS.runner = None  # free the old graph's memory before capturing a new one
-        runner = _ChunkRunner(_bucket(E), X, Y, sw,
-                              None if features is None else features.shape[1], hyper, layout,
-                              max(1, min(chunk, M // B)), capture, flat.device,
-                              per_member_alpha=alpha is not None)
+        runner = _ChunkRunner(_bucket(E), data, hyper, layout, max(1, min(chunk, M // B)),
+                              capture, flat.device, per_member_alpha=member.alpha is not None)
         _RUNNERS.runner, _RUNNERS.key = runner, key
-    lr = member_lr(lr, flat)
-    return runner.epoch(flat, state, steps, order, lr.expand(E, 1), features,
-                        member_alpha(alpha, flat)) / M
+    lr = member.lr.reshape(-1, 1)  # (E, 1)
+    return runner.epoch(params, order, lr, features, member.alpha) / M
 
 
 # ---------------------------------------------------------------------- streaming
-def epoch_streamed(epoch_fn, flat, state, steps, X, Y, sw, order, lr, hyper, layout,
-                   features=None, alpha=None, chunk_steps=64):
+def epoch_streamed(epoch_fn, params, data, order, member, hyper, chunk_steps=64):
     """One epoch of ``epoch_fn`` with the training data left in host memory.
 
     For data larger than the device: the epoch's steps run in chunks of ``chunk_steps``
@@ -220,23 +216,25 @@ def epoch_streamed(epoch_fn, flat, state, steps, X, Y, sw, order, lr, hyper, lay
     ----------
     epoch_fn : callable
         Any engine's epoch function.
-    X, Y : Tensor (N, F), (N, O) on the CPU
-    sw : Tensor (N,) on the CPU, or None
+    params : Params
+        On the compute device.
+    data : Data
+        ``X``, ``Y``, ``sw`` on the CPU; ``features`` on the compute device.
     order : Tensor (E, M) int64 on the CPU
     chunk_steps : int
         Batches per chunk; a chunk holds ``E * chunk_steps * B`` rows on the device.
 
     Returns
     -------
-    Tensor (E,) on ``flat``'s device: per-member mean training loss.
+    Tensor (E,) on the device: per-member mean training loss.
     """
     E, M = order.shape
     rows_per_chunk = max(1, chunk_steps) * hyper.batch_size
-    device = flat.device
+    device = params.flat.device
     pin = device.type == "cuda"
-    total = torch.zeros(E, dtype=flat.dtype, device=device)
+    total = torch.zeros(E, dtype=params.flat.dtype, device=device)
     staged = [_staging(i, t, E * min(M, rows_per_chunk), device)
-              for i, t in enumerate((X, Y, sw))]
+              for i, t in enumerate((data.X, data.Y, data.sw))]
     for start in range(0, M, rows_per_chunk):
         idx = order[:, start : start + rows_per_chunk]  # (E, c) rows of this chunk
         c = idx.shape[1]
@@ -250,12 +248,9 @@ def epoch_streamed(epoch_fn, flat, state, steps, X, Y, sw, order, lr, hyper, lay
             return buf[: E * c]
 
         local = torch.arange(E * c, device=device).view(E, c)  # member e's rows, in order
-        extra = {} if features is None else {"features": features}
-        if alpha is not None:
-            extra["alpha"] = alpha
-        loss = epoch_fn(flat, state, steps, move(X, staged[0]), move(Y, staged[1]),
-                        None if sw is None else move(sw, staged[2]),
-                        local, lr, hyper, layout, **extra)
+        chunk = Data(move(data.X, staged[0]), move(data.Y, staged[1]),
+                     None if data.sw is None else move(data.sw, staged[2]), data.features)
+        loss = epoch_fn(params, chunk, local, member, hyper)
         total += loss * c
     return total / M
 

@@ -5,16 +5,20 @@ Owns
 - training groups of members that share one layout (:class:`._groups.Group`, built and
   merged in :mod:`._groups`);
 - per-member stopping (patience on each member's training or validation loss), keeping
-  each member's best weights, and the learning-rate schedules;
+  each member's best weights, successive halving; the learning-rate schedules are
+  declared in :mod:`._optim` and applied here;
 - validation on each member's own rows;
 - whether the training data stays on the device or streams from host memory;
 - the thread scope of a fit and the translation of device out-of-memory errors;
-- per-epoch visiting orders.
+- per-epoch visiting orders;
+- the targets a group's members fit (one-hot labels smoothed by the group's label
+  smoothing: :func:`._engine.smooth_labels`).
 
 It takes standardised float32 arrays and small dataclasses and returns them. It must
 not validate user input, scale data, draw member seeds or know about estimators and
-labels: the facade (:mod:`._base`) does that and calls :func:`train_group` once per
-group. Everything here runs (and is tested) without scikit-learn.
+labels: :mod:`._parallel` calls :func:`train_group` once per group (and chunk of
+members), :mod:`._mothernets` once per MotherNet. Everything here runs (and is tested)
+without scikit-learn.
 
 Shape legend (as in :mod:`._engine`): E members of a group, N rows, M rows one member
 visits per epoch, F features, k features one member reads, O outputs, P parameters of
@@ -26,13 +30,13 @@ from __future__ import annotations
 import functools
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
-from . import _dispatch, _engine, _schedule, _warn
-from ._groups import Group, make_groups, merge_groups, random_rows  # noqa: F401 (re-exported)
+from . import _dispatch, _engine, _engines, _optim, _schedule, _warn
+from ._history import History
 from ._progress import progress
 
 _CPU = torch.device("cpu")
@@ -90,9 +94,9 @@ class Data:
         Rows each member validates on; None: members stop on their training loss.
     val_weight : ndarray (N,) or None
         Per-row weights of the validation loss.
-    Y_val : ndarray (N, O) or None
-        Targets to validate on where they differ from ``Y`` (the hard labels when ``Y``
-        is smoothed); None: ``Y``.
+    label_smoothing : float
+        Members fit the one-hot ``Y`` smoothed by this (a group's own value, where it has
+        one, instead) and validate on ``Y`` itself.
     val_rows : ndarray (Nv,) int64 or None
         Sorted rows the validation pass computes, a superset of those in ``val_mask``;
         None: the rows some member here validates on. A chunk of a group's members
@@ -107,98 +111,8 @@ class Data:
     features: np.ndarray = None
     val_mask: np.ndarray = None
     val_weight: np.ndarray = None
-    Y_val: np.ndarray = None
+    label_smoothing: float = 0.0
     val_rows: np.ndarray = None
-
-
-@dataclass
-class History:
-    """Per-epoch curves of the members (NaN once a member stopped).
-
-    Attributes
-    ----------
-    loss : ndarray (T, E)
-    n_iter : ndarray (E,) int64
-    unconverged : int
-        Members still improving when ``max_iter`` ended the loop.
-    seconds : float
-    val_loss, val_score : ndarray (T, E) or None
-    best : ndarray (E,) or None
-        Each member's best validation loss.
-    stop_reason : ndarray (E,) of str or None
-        Why each member stopped: ``"no improvement"`` (patience ran out), ``"pruned"``
-        (``prune``), ``"max_iter"`` or ``"interrupted"``.
-    """
-
-    loss: np.ndarray
-    n_iter: np.ndarray
-    unconverged: int = 0
-    seconds: float = 0.0
-    val_loss: np.ndarray = None
-    val_score: np.ndarray = None
-    best: np.ndarray = None
-    stop_reason: np.ndarray = None
-
-    @classmethod
-    def combine(cls, parts, n_members):
-        """One history for members trained in groups: ``parts = [(positions, History)]``."""
-        T = max(h.loss.shape[0] for _, h in parts)
-        has_val = parts[0][1].val_loss is not None
-        out = cls(loss=np.full((T, n_members), np.nan),
-                  n_iter=np.zeros(n_members, dtype=np.int64),
-                  unconverged=sum(h.unconverged for _, h in parts),
-                  seconds=sum(h.seconds for _, h in parts))
-        if has_val:
-            out.val_loss = np.full((T, n_members), np.nan)
-            out.val_score = np.full((T, n_members), np.nan)
-            out.best = np.full(n_members, np.nan)
-        if all(h.stop_reason is not None for _, h in parts):
-            out.stop_reason = np.empty(n_members, dtype=object)
-        for loc, h in parts:
-            out.loss[: h.loss.shape[0], loc] = h.loss
-            out.n_iter[loc] = h.n_iter
-            if out.stop_reason is not None:
-                out.stop_reason[loc] = h.stop_reason
-            if has_val:
-                out.val_loss[: h.val_loss.shape[0], loc] = h.val_loss
-                out.val_score[: h.val_score.shape[0], loc] = h.val_score
-                out.best[loc] = h.best
-        return out
-
-    def after(self, earlier):
-        """The epochs of this history following ``earlier``'s (a resumed fit)."""
-        def cat(a, b):
-            return None if a is None or b is None else np.concatenate([a, b])
-
-        return replace(self, loss=np.concatenate([earlier.loss, self.loss]),
-                       n_iter=earlier.n_iter + self.n_iter,
-                       val_loss=cat(earlier.val_loss, self.val_loss),
-                       val_score=cat(earlier.val_score, self.val_score),
-                       best=self.best if earlier.best is not None else None)
-
-    def beside(self, earlier):
-        """New members' curves next to ``earlier``'s (warm start with more members)."""
-        def pad(old, fresh):
-            if old is None or fresh is None:
-                return None
-            T = max(old.shape[0], fresh.shape[0])
-            out = np.full((T, old.shape[1] + fresh.shape[1]), np.nan)
-            out[: old.shape[0], : old.shape[1]] = old
-            out[: fresh.shape[0], old.shape[1]:] = fresh
-            return out
-
-        best = None
-        if earlier.best is not None and self.best is not None:
-            best = np.concatenate([earlier.best, self.best])
-        reason = None  # members with no reason (partial_fit only) get None beside the others
-        if earlier.stop_reason is not None or self.stop_reason is not None:
-            reason = np.concatenate([
-                np.full(len(h.n_iter), None, dtype=object) if h.stop_reason is None
-                else np.asarray(h.stop_reason, dtype=object) for h in (earlier, self)])
-        return replace(self, stop_reason=reason, loss=pad(earlier.loss, self.loss),
-                       n_iter=np.concatenate([earlier.n_iter, self.n_iter]),
-                       val_loss=pad(earlier.val_loss, self.val_loss),
-                       val_score=pad(earlier.val_score, self.val_score), best=best)
 
 
 # ------------------------------------------------------------------ orders, streaming
@@ -265,21 +179,6 @@ def stream_chunk_steps(X, Y, device, hyper, n_members):
 
 
 @dataclass
-class _Tensors:
-    """The training data as tensors.
-
-    X, Y and sw sit where the data lives (``home``), the features on the compute device.
-    """
-
-    X: torch.Tensor  # (N, F) on home
-    Y: torch.Tensor  # (N, O) on home
-    sw: torch.Tensor  # (N,) on home, or None
-    features: torch.Tensor  # (E, k) on the device, or None
-    stream: int  # batches per streamed chunk, or None (resident)
-    alpha: np.ndarray = None  # (E,) each member's L2 strength, or None (hyper.alpha)
-
-
-@dataclass
 class _Validation:
     """The validation rows, in one of two layouts.
 
@@ -297,13 +196,17 @@ class _Validation:
     idx: torch.Tensor = None  # (E, n) int64 on home: each member's rows of X, ascending
 
 
-def _validation(data, t, device):
-    """The rows any member validates on, gathered once (None without validation)."""
+def _validation(data, Y_val, t, device):
+    """The rows any member validates on, gathered once (None without validation).
+
+    ``Y_val (N, O)``: the targets to validate on where they differ from those trained on
+    (the hard labels when those are smoothed), or None; ``t``: the data as tensors.
+    """
     if data.val_mask is None:
         return None
     counts = data.val_mask.sum(1)
     if counts.size and counts.min() == counts.max() and counts[0] > 0:
-        return _own_validation(data, t, device)
+        return _own_validation(data, Y_val, t, device)
     vrows = data.val_rows
     if vrows is None:
         vrows = np.flatnonzero(data.val_mask.any(0))  # forward only rows someone validates on
@@ -313,14 +216,14 @@ def _validation(data, t, device):
     if data.val_weight is not None:
         vw = vw * data.val_weight[vrows].astype(np.float32)
     vidx = torch.from_numpy(vrows).to(t.X.device)  # indexes the data where it lives
-    if data.Y_val is None:
+    if Y_val is None:
         Y = t.Y[vidx].to(device)
     else:
-        Y = torch.from_numpy(np.ascontiguousarray(data.Y_val[vrows], dtype=np.float32)).to(device)
+        Y = torch.from_numpy(np.ascontiguousarray(Y_val[vrows], dtype=np.float32)).to(device)
     return _Validation(X=t.X[vidx], Y=Y, w=torch.from_numpy(vw).to(device))
 
 
-def _own_validation(data, t, device):
+def _own_validation(data, Y_val, t, device):
     """Each member's own validation rows (every member holds out as many).
 
     The shapes do not depend on the other members, so neither do a member's sums
@@ -332,15 +235,47 @@ def _own_validation(data, t, device):
     vidx = torch.from_numpy(vrows).to(t.X.device)
     w = (np.ones(own.shape, np.float32) if data.val_weight is None
          else data.val_weight[own].astype(np.float32))
-    if data.Y_val is None:
+    if Y_val is None:
         Y = t.Y[torch.from_numpy(own).to(t.Y.device)].to(device)  # (E, n, O)
     else:
-        Y = torch.from_numpy(np.ascontiguousarray(data.Y_val[own], dtype=np.float32)).to(device)
+        Y = torch.from_numpy(np.ascontiguousarray(Y_val[own], dtype=np.float32)).to(device)
     return _Validation(X=t.X[vidx], Y=Y, w=torch.from_numpy(w).to(device),
                        idx=torch.from_numpy(inverse.reshape(own.shape)).to(t.X.device))
 
 
 # ------------------------------------------------------------------------- train
+def _targets(data, settings):
+    """The targets ``(N, O)`` the group's members fit, and those to validate on (or None).
+
+    With label smoothing (the group's own, else ``data.label_smoothing``) the members
+    fit the smoothed one-hot labels and validate on the labels themselves.
+    """
+    eps = settings.label_smoothing
+    eps = data.label_smoothing if eps is None else eps
+    if not eps:
+        return data.Y, None
+    return _engine.smooth_labels(data.Y, eps), data.Y
+
+
+def _member_values(group, hyper, E, config):
+    """Each member's per-member values as numbers: ``{Member field: (E,) float64}``.
+
+    The learning rate always (the group's current rates, else the estimator's), the
+    others where members drew them (NaN entries: the estimator's value, ``hyper``'s).
+    """
+    out = {}
+    for name, values in group.vectors.items():
+        if name == "lr":
+            continue
+        values = np.asarray(values, dtype=np.float64)
+        out[name] = np.where(np.isnan(values), getattr(hyper, name), values)
+    if "lr" in group.vectors:  # each member's own rate (continued, or drawn)
+        lr = np.asarray(group.vectors["lr"], dtype=np.float64).copy()
+    else:
+        lr = np.full(E, float(config.learning_rate_init))
+    return lr, out
+
+
 def train_group(group, data, hyper, config, device, *, seed=0, member_score=None):
     """Train one group of members until each stops or ``config.max_iter`` epochs.
 
@@ -350,6 +285,8 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
         Initial weights and, to continue, optimizer state.
     data : Data
     hyper : skensemble._engine.Hyper
+        The estimator's step; the group's settings (:class:`~._hyperspace.GroupSettings`)
+        replace its activation and weight decay.
     config : Config
     device : torch.device
     seed : int
@@ -362,39 +299,32 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
     Returns
     -------
     group : Group
-        Trained weights and optimizer state (numpy, CPU).
+        Trained weights, optimizer state and learning rates (numpy, CPU).
     history : History
     engine : str
         The engine that ran.
     """
-    if group.activation is not None:  # the group's own (member_params)
-        hyper = replace(hyper, activation=group.activation)
-    if group.weight_decay is not None:  # the group's own (member_params)
-        hyper = replace(hyper, weight_decay=group.weight_decay)
-    if group.label_smoothing is not None:  # the group's own targets, from the hard labels
-        hard = data.Y if data.Y_val is None else data.Y_val
-        eps = group.label_smoothing
-        data = replace(data, Y=((1 - eps) * hard + eps / hard.shape[1]).astype(np.float32),
-                       Y_val=hard if eps else None)
+    hyper = group.settings.hyper(hyper)
+    Y_fit, Y_val = _targets(data, group.settings)
     layout = group.layout
     E = group.flat.shape[0]
-    if data.features is not None:  # members of narrower inputs than others: this group's
-        data = replace(data, features=np.ascontiguousarray(data.features[:, : layout.sizes[0]]))
-    engine = _dispatch.select_engine(config.engine, hyper, layout, device,
-                                     data.features is not None)
-    stream = stream_chunk_steps(data.X, data.Y, device, hyper, E)
+    features = data.features
+    if features is not None:  # members of narrower inputs than others: this group's
+        features = np.ascontiguousarray(features[:, : layout.sizes[0]])
+    lr, values = _member_values(group, hyper, E, config)
+    request = _engines.Request(hyper, layout.sizes, features is not None,
+                               frozenset(values))
+    engine = _dispatch.select_engine(config.engine, request, device)
+    stream = stream_chunk_steps(data.X, Y_fit, device, hyper, E)
     home = _CPU if stream else device  # where the training data lives
-    t = _Tensors(
+    t = _engine.Data(
         X=torch.from_numpy(data.X).to(home),
-        Y=torch.from_numpy(data.Y).to(home),
+        Y=torch.from_numpy(Y_fit).to(home),
         sw=None if data.loss_weight is None else torch.from_numpy(
             data.loss_weight.astype(np.float32)).to(home),
-        features=None if data.features is None else torch.from_numpy(data.features).to(device),
-        stream=stream,
-        alpha=None if group.alpha is None else np.where(  # NaN: the estimator's alpha
-            np.isnan(group.alpha), hyper.alpha, group.alpha).astype(np.float64),
+        features=None if features is None else torch.from_numpy(features).to(device),
     )
-    val = _validation(data, t, device) if config.stop else None
+    val = _validation(data, Y_val, t, device) if config.stop else None
     # a copy: the caller's group (a fitted estimator's, when resuming) stays untouched
     flat = torch.from_numpy(np.array(group.flat, dtype=np.float32, order="C")).to(device)
     if group.opt_state is not None:
@@ -404,10 +334,7 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
         steps = torch.from_numpy(group.steps.copy()).to(device)
     else:
         state, steps = _engine.init_state(flat, hyper)
-    if group.lr is not None:  # each member's own rate (continued, or set per member)
-        lr = np.asarray(group.lr, dtype=np.float64).copy()
-    else:
-        lr = np.full(E, float(config.learning_rate_init))
+    params = _engine.Params(flat, state, steps, layout)
     if engine in ("numba", "triton"):
         # Member-major: threads meet once per epoch, one thread per member up to the
         # cores this fit may use.
@@ -417,12 +344,13 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
     epoch_fn = _dispatch.epoch_function(engine)
     if engine == "triton" and config.engine == "auto":
         epoch_fn = _FallBack(epoch_fn, "graphed")
+    rates = _optim.Rates.start(lr)
     start = time.perf_counter()
     try:
         with _dispatch.thread_limit(n_threads, engine):
-            history = _loop(flat, state, steps, lr, t, val, torch.from_numpy(data.rows),
-                            order_generators(seed, group.members), hyper, layout, engine,
-                            epoch_fn, config, member_score)
+            history = _Loop(params, t, stream, val, values, rates, hyper, config,
+                            epoch_fn, member_score).run(
+                torch.from_numpy(data.rows), order_generators(seed, group.members))
     except torch.cuda.OutOfMemoryError as exc:
         raise MemoryError(
             f"{device} ran out of memory training {E} members of {layout.n_params} "
@@ -433,10 +361,10 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
         _schedule.release_graphs()
     history.seconds = time.perf_counter() - start
     engine = getattr(epoch_fn, "engine", None) or engine
-    trained = Group(members=group.members, sizes=group.sizes, flat=flat.cpu().numpy().copy(),
-                    opt_state=state.cpu().numpy().copy(), steps=steps.cpu().numpy().copy(),
-                    lr=lr, alpha=group.alpha, activation=group.activation,
-                    label_smoothing=group.label_smoothing, weight_decay=group.weight_decay)
+    trained = replace(group, flat=params.flat.cpu().numpy().copy(),
+                      opt_state=params.state.cpu().numpy().copy(),
+                      steps=params.steps.cpu().numpy().copy(),
+                      vectors={**group.vectors, "lr": rates.lr})
     return trained, history, engine
 
 
@@ -452,178 +380,194 @@ class _FallBack:
     def __init__(self, fn, fallback):
         self.fn, self.fallback, self.engine = fn, fallback, None
 
-    def __call__(self, flat, state, steps, *args, **kwargs):
+    def __call__(self, params, *args, **kwargs):
         if self.engine is not None:
-            return self.fn(flat, state, steps, *args, **kwargs)
-        saved = flat.clone(), state.clone(), steps.clone()
+            return self.fn(params, *args, **kwargs)
+        saved = params.clone()
         try:
-            out = self.fn(flat, state, steps, *args, **kwargs)
+            out = self.fn(params, *args, **kwargs)
         except (torch.cuda.OutOfMemoryError, MemoryError):
             raise  # the data or the ensemble are too big: no other engine helps
         except Exception as exc:  # noqa: BLE001 - any compile or launch failure
-            for tensor, before in zip((flat, state, steps), saved):
-                tensor.copy_(before)
+            params.copy_from(saved)
             first = str(exc).strip().splitlines()
             why = f"{type(exc).__name__}: {first[0][:200] if first else ''}"
             _warn.warn(
-                f"The Triton kernel failed on {flat.device} ({why}); training with "
+                f"The Triton kernel failed on {params.flat.device} ({why}); training with "
                 f"engine={self.fallback!r} instead (see engine_). Pass "
                 f"engine={self.fallback!r} to skip the attempt, or engine='triton' to see "
                 "the error.", RuntimeWarning)
             self.fn = _dispatch.epoch_function(self.fallback)
             self.engine = f"{self.fallback} (triton failed: {type(exc).__name__})"
-            return self.fn(flat, state, steps, *args, **kwargs)
+            return self.fn(params, *args, **kwargs)
         self.engine = "triton"
         return out
 
 
-def warmup_cosine(epoch, max_iter):
-    """Factor on the rate in epoch ``epoch`` (from 0) of ``max_iter``: linear warm-up, cosine.
+@dataclass
+class _MemberStops:
+    """Each member's stopping state over the epochs of one group's training."""
 
-    Over the first ``w = max(1, max_iter // 20)`` epochs ``(epoch + 1) / w``; then
-    ``0.5 * (1 + cos(pi * (epoch - w) / (max_iter - w)))``, which falls from 1 to 0.
-    """
-    w = max(1, max_iter // 20)
-    if epoch < w:
-        return (epoch + 1) / w
-    span = max(1, max_iter - w)
-    return 0.5 * (1.0 + math.cos(math.pi * (epoch - w) / span))
+    E: int
+    active: np.ndarray = None  # (E,) bool: still training
+    n_iter: np.ndarray = None  # (E,) epochs trained
+    best: np.ndarray = None  # (E,) best stopping criterion so far
+    no_improve: np.ndarray = None  # (E,) epochs since it last improved by tol
+    n_decays: np.ndarray = None  # (E,) plateau decays taken
+    reason: np.ndarray = None  # (E,) object: why it stopped
+    losses: list = field(default_factory=list)
+    val_losses: list = field(default_factory=list)
+    val_scores: list = field(default_factory=list)
+
+    def __post_init__(self):
+        E = self.E
+        self.active = np.ones(E, dtype=bool)
+        self.n_iter = np.zeros(E, dtype=np.int64)
+        self.best = np.full(E, np.inf)
+        self.no_improve = np.zeros(E, dtype=np.int64)
+        self.n_decays = np.zeros(E, dtype=np.int64)
+        self.reason = np.full(E, "max_iter", dtype=object)
 
 
-def _loop(flat, state, steps, lr, t, val, rows, gens, hyper, layout, engine, epoch_fn, config,
-          member_score):
-    """The epoch loop: all members in one call per epoch, each stopping on its own.
+class _Loop:
+    """The epoch loop of one group: all members in one call per epoch, each stopping on its own.
 
     Members that stopped are left out of later epochs (their parameters and optimizer
-    state are untouched); members sharing a learning rate are trained by one call.
-    ``lr (E,)`` is updated in place (schedules).
+    state are untouched). ``rates`` (:class:`._optim.Rates`) are updated in place by
+    the schedule.
     """
-    E = flat.shape[0]
-    device = flat.device
-    order_device = device
-    if t.stream:
-        epoch_fn = functools.partial(_schedule.epoch_streamed, epoch_fn, chunk_steps=t.stream)
-        order_device = _CPU  # the host gathers each chunk's rows
-    per_member_lr = engine in _dispatch.PER_MEMBER_LR
-    adaptive = hyper.solver == "sgd" and config.learning_rate == "adaptive"
-    invscaling = hyper.solver == "sgd" and config.learning_rate == "invscaling"
-    cosine = config.learning_rate == "warmup_cosine"
-    base_lr = lr.copy()  # each member's rate before the per-epoch schedule
-    active = np.ones(E, dtype=bool)
-    n_iter = np.zeros(E, dtype=np.int64)
-    best = np.full(E, np.inf)
-    no_improve = np.zeros(E, dtype=np.int64)
-    n_decays = np.zeros(E, dtype=np.int64)
-    reason = np.full(E, "max_iter", dtype=object)
-    checkpoint = max(1, config.n_iter_no_change)  # next successive-halving epoch
-    best_flat = flat.clone() if val is not None else None
-    losses, val_losses, val_scores = [], [], []
-    M = rows.shape[1]
-    t_seen = config.t_start
-    bar = progress(config.max_iter, config.verbose)
-    interrupted = False
-    for epoch in range(config.max_iter):
-        try:
-            order = epoch_order(rows, gens, config.shuffle)  # (E, M) on the CPU
-            if invscaling:
-                lr[:] = config.learning_rate_init / (t_seen + 1) ** config.power_t
-            elif cosine:
-                lr[:] = base_lr * warmup_cosine(epoch, config.max_iter)
-            epoch_loss = torch.full((E,), float("nan"), device=device)
-            if per_member_lr:  # one call, each member at its own rate
-                calls = [(np.flatnonzero(active), None)]
-            else:  # one call per distinct rate
-                calls = [(np.flatnonzero(active & (lr == rate)), float(rate))
-                         for rate in np.unique(lr[active])]
-            for members, rate in calls:
-                epoch_loss[torch.from_numpy(members).to(device)] = _epoch_subset(
-                    epoch_fn, members, flat, state, steps, t, order, order_device,
-                    lr[members] if rate is None else rate, hyper, layout,
-                )
-            t_seen += M
-            n_iter[active] += 1
-            if val is not None:
-                vloss, vscore = _validate(flat, val, hyper, layout, t.features, member_score)
-            loss_np = epoch_loss.cpu().numpy().astype(np.float64)  # one sync per epoch
-            bad = active & ~np.isfinite(loss_np)
-            if bad.any():
-                bar.close()
-                raise ValueError(
-                    f"Training diverged: the loss of member(s) {np.flatnonzero(bad).tolist()} "
-                    f"became non-finite in epoch {epoch + 1} with solver={hyper.solver!r} and "
-                    f"learning_rate_init={config.learning_rate_init}. Lower learning_rate_init "
-                    "(e.g. by 10x), or use solver='adam'."
-                )
-            losses.append(loss_np)
-            crit = loss_np
-            if val is not None:
-                vloss_np = vloss.cpu().numpy().astype(np.float64)
-                vloss_np[~active] = np.nan
-                val_losses.append(vloss_np)
-                val_scores.append(np.where(active, vscore.cpu().numpy(), np.nan))
-                # Members without validation rows (tiny data) fall back to their training loss.
-                crit = np.where(np.isfinite(vloss_np), vloss_np, loss_np)
-            if config.stop:
-                worse = active & (crit > best - config.tol)
-                no_improve[worse] += 1
-                no_improve[active & ~worse] = 0
-                improved = active & (crit < best)
-                best[improved] = crit[improved]
-                if val is not None and improved.any():
-                    keep = torch.from_numpy(np.flatnonzero(improved)).to(device)
-                    best_flat[keep] = flat[keep]
-                patience_out = active & (no_improve >= config.n_iter_no_change)
-                if adaptive:
-                    shrink = patience_out & (lr / 5.0 >= 1e-6)
-                    lr[shrink] /= 5.0
-                    no_improve[shrink] = 0
-                    patience_out &= ~shrink
-                elif config.plateau_decays:
-                    decay = patience_out & (n_decays < config.plateau_decays)
-                    if decay.any():
-                        lr[decay] *= config.plateau_factor
-                        base_lr[decay] *= config.plateau_factor
-                        n_decays[decay] += 1
-                        no_improve[decay] = 0
-                        patience_out &= ~decay
-                        if val is not None:  # on from the best weights, at the lower rate
-                            back = torch.from_numpy(np.flatnonzero(decay)).to(device)
-                            flat[back] = best_flat[back]
-                reason[patience_out] = "no improvement"
-                active &= ~patience_out
-                if config.prune and val is not None and epoch + 1 == checkpoint:
-                    checkpoint *= 2
-                    unpruned = E - int((reason == "pruned").sum())
-                    pruned = _halving(active, best, unpruned - prune_floor(config.prune_keep, E))
-                    reason[pruned] = "pruned"
-                    active &= ~pruned
-            bar.update(float(np.nanmean(loss_np)), int(active.sum()), E,
-                       None if val is None else float(np.nanmean(val_losses[-1])))
-            if not active.any():
+
+    def __init__(self, params, t, stream, val, values, rates, hyper, config, epoch_fn,
+                 member_score):
+        self.params, self.t, self.val, self.values = params, t, val, values
+        self.rates, self.hyper, self.config = rates, hyper, config
+        self.member_score = member_score
+        self.device = params.flat.device
+        self.order_device = self.device
+        if stream:
+            epoch_fn = functools.partial(_schedule.epoch_streamed, epoch_fn, chunk_steps=stream)
+            self.order_device = _CPU  # the host gathers each chunk's rows
+        self.epoch_fn = epoch_fn
+        self.schedule = _optim.schedule(config.learning_rate, hyper.solver)
+        self.plateau = (_optim.PlateauDecay(config.plateau_decays, config.plateau_factor)
+                        if config.plateau_decays and self.schedule.name != "adaptive" else None)
+
+    def run(self, rows, gens):
+        """Train until every member stopped or ``max_iter`` epochs; returns the History."""
+        config, params = self.config, self.params
+        E, M = rows.shape
+        st = _MemberStops(E)
+        best_flat = params.flat.clone() if self.val is not None else None
+        checkpoint = max(1, config.n_iter_no_change)  # next successive-halving epoch
+        t_seen = config.t_start
+        bar = progress(config.max_iter, config.verbose)
+        interrupted = False
+        for epoch in range(config.max_iter):
+            try:
+                order = epoch_order(rows, gens, config.shuffle)  # (E, M) on the CPU
+                self.schedule.before_epoch(self.rates, epoch, t_seen, config)
+                loss, vloss, vscore = self._epoch(order, st.active)
+                t_seen += M
+                st.n_iter[st.active] += 1
+                crit = self._record(st, epoch, loss, vloss, vscore, bar)
+                if config.stop:
+                    self._stop(st, crit, best_flat)
+                    if config.prune and self.val is not None and epoch + 1 == checkpoint:
+                        checkpoint *= 2
+                        unpruned = E - int((st.reason == "pruned").sum())
+                        pruned = _halving(st.active, st.best,
+                                          unpruned - prune_floor(config.prune_keep, E))
+                        st.reason[pruned] = "pruned"
+                        st.active &= ~pruned
+                bar.update(float(np.nanmean(st.losses[-1])), int(st.active.sum()), E,
+                           None if self.val is None else float(np.nanmean(st.val_losses[-1])))
+                if not st.active.any():
+                    break
+            except KeyboardInterrupt:
+                # Like scikit-learn's MLP: stop, keep what was learnt, leave a usable model.
+                _warn.warn(
+                    f"Training interrupted by the user in epoch {epoch + 1}; keeping the "
+                    "weights so far (each member's best with early_stopping). Call fit again "
+                    "with warm_start=True to continue.")
+                interrupted = True
                 break
-        except KeyboardInterrupt:
-            # Like scikit-learn's MLP: stop, keep what was learnt, leave a usable model.
-            _warn.warn(
-                f"Training interrupted by the user in epoch {epoch + 1}; keeping the "
-                "weights so far (each member's best with early_stopping). Call fit again "
-                "with warm_start=True to continue.")
-            interrupted = True
-            break
-    bar.close()
-    if cosine:
-        lr[:] = base_lr  # a continued fit (warm_start) runs the schedule again from these
-    if val is not None:
-        flat.copy_(best_flat)  # every member ends with its best-validation weights
-    if interrupted:
-        reason[active] = "interrupted"
-        active[:] = False  # do not also warn about convergence
-    history = History(loss=np.asarray(losses).reshape(-1, E), n_iter=n_iter,
-                      unconverged=int(active.sum()), stop_reason=reason)
-    if val is not None:
-        history.val_loss = np.asarray(val_losses).reshape(-1, E)
-        history.val_score = np.asarray(val_scores).reshape(-1, E)
-        history.best = best
-    return history
+        bar.close()
+        self.schedule.after_fit(self.rates)
+        if self.val is not None:
+            params.flat.copy_(best_flat)  # every member ends with its best-validation weights
+        if interrupted:
+            st.reason[st.active] = "interrupted"
+            st.active[:] = False  # do not also warn about convergence
+        history = History(loss=np.asarray(st.losses).reshape(-1, E), n_iter=st.n_iter,
+                          unconverged=int(st.active.sum()), stop_reason=st.reason)
+        if self.val is not None:
+            history.val_loss = np.asarray(st.val_losses).reshape(-1, E)
+            history.val_score = np.asarray(st.val_scores).reshape(-1, E)
+            history.best = st.best
+        return history
+
+    def _epoch(self, order, active):
+        """One epoch of the active members; their losses and validation (device tensors)."""
+        E = active.size
+        members = np.flatnonzero(active)
+        loss = torch.full((E,), float("nan"), device=self.device)
+        loss[torch.from_numpy(members).to(self.device)] = _epoch_subset(
+            self.epoch_fn, members, self.params, self.t, order, self.order_device,
+            self.rates.lr, self.values, self.hyper)
+        if self.val is None:
+            return loss, None, None
+        vloss, vscore = _validate(self.params.flat, self.val, self.hyper, self.params.layout,
+                                  self.t.features, self.member_score)
+        return loss, vloss, vscore
+
+    def _record(self, st, epoch, loss, vloss, vscore, bar):
+        """Store the epoch's curves; return each member's stopping criterion ``(E,)``."""
+        loss_np = loss.cpu().numpy().astype(np.float64)  # one sync per epoch
+        bad = st.active & ~np.isfinite(loss_np)
+        if bad.any():
+            bar.close()
+            raise ValueError(
+                f"Training diverged: the loss of member(s) {np.flatnonzero(bad).tolist()} "
+                f"became non-finite in epoch {epoch + 1} with solver={self.hyper.solver!r} "
+                f"and learning_rate_init={self.config.learning_rate_init}. Lower "
+                "learning_rate_init (e.g. by 10x), or use solver='adam'."
+            )
+        st.losses.append(loss_np)
+        if vloss is None:
+            return loss_np
+        vloss_np = vloss.cpu().numpy().astype(np.float64)
+        vloss_np[~st.active] = np.nan
+        st.val_losses.append(vloss_np)
+        st.val_scores.append(np.where(st.active, vscore.cpu().numpy(), np.nan))
+        # Members without validation rows (tiny data) fall back to their training loss.
+        return np.where(np.isfinite(vloss_np), vloss_np, loss_np)
+
+    def _stop(self, st, crit, best_flat):
+        """Patience, best weights, schedule and plateau decays after one epoch."""
+        config, active = self.config, st.active
+        worse = active & (crit > st.best - config.tol)
+        st.no_improve[worse] += 1
+        st.no_improve[active & ~worse] = 0
+        improved = active & (crit < st.best)
+        st.best[improved] = crit[improved]
+        flat = self.params.flat
+        if self.val is not None and improved.any():
+            keep = torch.from_numpy(np.flatnonzero(improved)).to(self.device)
+            best_flat[keep] = flat[keep]
+        out = active & (st.no_improve >= config.n_iter_no_change)
+        still = self.schedule.on_patience(out, self.rates)  # "adaptive" lowers rates instead
+        st.no_improve[out & ~still] = 0
+        out = still
+        if self.plateau is not None:
+            decay = self.plateau.decay(out, st.n_decays, self.rates)
+            if decay.any():
+                st.no_improve[decay] = 0
+                out &= ~decay
+                if self.val is not None:  # on from the best weights, at the lower rate
+                    back = torch.from_numpy(np.flatnonzero(decay)).to(self.device)
+                    flat[back] = best_flat[back]
+        st.reason[out] = "no improvement"
+        st.active &= ~out
 
 
 def prune_floor(keep, n):
@@ -652,30 +596,23 @@ def _halving(active, best, n_spare):
     return out
 
 
-def _epoch_subset(epoch_fn, members, flat, state, steps, t, order, order_device, lr, hyper,
-                  layout):
+def _epoch_subset(epoch_fn, members, params, t, order, order_device, lr, values, hyper):
     """Run one epoch for ``members`` only; returns their losses ``(len(members),)``.
 
     ``order (E, M)`` is on the CPU and moves to ``order_device`` (the device, or the CPU
     when streaming); each index tensor is made on the device of the tensor it indexes.
+    ``lr (E,)`` and ``values`` (``{Member field: (E,)}``) are every member's numbers.
     """
-    extra = {}
-    if t.alpha is not None:
-        extra["alpha"] = t.alpha[members]
-    if members.size == flat.shape[0]:
-        if t.features is not None:
-            extra["features"] = t.features
-        return epoch_fn(flat, state, steps, t.X, t.Y, t.sw, order.to(order_device), lr, hyper,
-                        layout, **extra)
+    device = params.flat.device
+    member = _engine.Member.of(lr[members], device,
+                               **{k: v[members] for k, v in values.items()})
+    if members.size == params.flat.shape[0]:
+        return epoch_fn(params, t, order.to(order_device), member, hyper)
     host_idx = torch.from_numpy(members)  # indexes the host order
-    idx = host_idx.to(flat.device)  # indexes parameters, state and features
-    sub_flat, sub_state, sub_steps = flat[idx], state[:, idx].contiguous(), steps[idx]
-    if t.features is not None:
-        extra["features"] = t.features[idx].contiguous()
-    sub_order = order[host_idx].to(order_device)  # (len(members), M)
-    out = epoch_fn(sub_flat, sub_state, sub_steps, t.X, t.Y, t.sw, sub_order, lr, hyper, layout,
-                   **extra)
-    flat[idx], state[:, idx], steps[idx] = sub_flat, sub_state, sub_steps
+    idx = host_idx.to(device)  # indexes parameters, state and features
+    part = params.take(idx)
+    out = epoch_fn(part, t.for_members(idx), order[host_idx].to(order_device), member, hyper)
+    params.put(idx, part)
     return out
 
 

@@ -117,7 +117,7 @@ def test_early_stopped_members_keep_best_validation_weights(regression_data):
     members = reg.predict_members(X)  # (E, N)
     for e, rows in enumerate(reg.estimators_samples_):
         oob = np.setdiff1d(np.arange(len(y)), rows)
-        loss = 0.5 * np.mean(((members[e, oob] - y[oob]) / reg._y_scale[0]) ** 2)
+        loss = 0.5 * np.mean(((members[e, oob] - y[oob]) / reg._fitted.targets.scale[0]) ** 2)
         np.testing.assert_allclose(loss, reg.best_validation_loss_[e], rtol=1e-4)
 
 
@@ -242,7 +242,7 @@ def test_oob_with_early_stopping_excludes_the_rows_each_member_stopped_on(task):
     Est, (X, y) = task
     est = Est(**SMALL, bootstrap=True, oob_score=True, early_stopping=True,
               validation_fraction=0.2).fit(X, y)
-    rows, held, _ = est._member_draws()
+    rows, held, _ = est._fitted.member_draws()
     assert held is not None and len(held) == len(rows)
     members = _members(est, X)
     oob = est.oob_prediction_ if hasattr(est, "oob_prediction_") else est.oob_decision_function_
@@ -309,7 +309,7 @@ def test_partial_fit_draws_per_call_rows_from_seed_sequences(regression_data):
         a.partial_fit(X, y)
         b.partial_fit(X, y)
     np.testing.assert_array_equal(a.predict(X), b.predict(X))
-    s1, s2 = _sampling.call_seeds(a._seeds, 1), _sampling.call_seeds(a._seeds, 2)
+    s1, s2 = _sampling.call_seeds(a._fitted.seeds, 1), _sampling.call_seeds(a._fitted.seeds, 2)
     assert len(set(s1) | set(s2)) == 2 * len(s1)  # every member, every call: its own stream
-    expected = np.random.SeedSequence([int(a._seeds[0]), 1]).generate_state(1)[0]
+    expected = np.random.SeedSequence([int(a._fitted.seeds[0]), 1]).generate_state(1)[0]
     assert s1[0] == expected % _sampling.MAX_SEED

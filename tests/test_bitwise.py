@@ -6,7 +6,6 @@ that only reorganises code must leave every entry exactly equal on the CPU.
 
 import numpy as np
 import pytest
-
 from bitwise_grid import FIXTURE, GRID, run
 
 STORED = np.load(FIXTURE)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import skensemble._kernels
-from skensemble import NeuralBaggingRegressor, _dispatch, _schedule
+from skensemble import NeuralBaggingRegressor, _dispatch, _engines, _schedule
 from skensemble import _engine as eng
 
 CPU = torch.device("cpu")
@@ -23,6 +23,12 @@ needs_numba = pytest.mark.skipif(not HAS_NUMBA, reason="numba is not installed")
 
 def hyper(batch_size):
     return eng.Hyper(batch_size=batch_size)
+
+
+def select(requested, hyper, layout, device, subsets=False):
+    """``select_engine`` for one group of ``layout`` (with feature subsets or not)."""
+    return _dispatch.select_engine(requested, _engines.Request(hyper, layout.sizes, subsets),
+                                   device)
 
 
 def run_in_threads(targets, timeout=60):
@@ -53,27 +59,27 @@ def run_in_threads(targets, timeout=60):
 @pytest.mark.parametrize("batch", [1, 32, _dispatch.MEMBER_MAJOR_MAX_BATCH])
 @pytest.mark.parametrize("subsets", [False, True])
 def test_auto_cpu_small_batches_run_the_numba_kernel(batch, subsets):
-    assert _dispatch.select_engine("auto", hyper(batch), LAYOUT, CPU, subsets) == "numba"
+    assert select("auto", hyper(batch), LAYOUT, CPU, subsets) == "numba"
 
 
 @pytest.mark.parametrize("subsets", [False, True])
 def test_auto_cpu_large_batches_run_batched_torch(subsets):
     big = hyper(_dispatch.MEMBER_MAJOR_MAX_BATCH + 1)
-    assert _dispatch.select_engine("auto", big, LAYOUT, CPU, subsets) == "batched"
+    assert select("auto", big, LAYOUT, CPU, subsets) == "batched"
 
 
 def test_auto_cpu_without_numba_runs_batched_torch(monkeypatch):
     monkeypatch.setattr(_dispatch, "_has", lambda module: False)
     assert "numba" not in _dispatch.available_engines(CPU)
-    assert _dispatch.select_engine("auto", hyper(1), LAYOUT, CPU) == "batched"
+    assert select("auto", hyper(1), LAYOUT, CPU) == "batched"
 
 
 @pytest.fixture
 def fake_triton(monkeypatch):
-    """CUDA with Triton available; ``supports`` answers what the test sets."""
+    """CUDA with Triton available; ``build_mode`` and ``auto_prefers`` answer as the test sets."""
     fake = types.SimpleNamespace(supported=True, preferred=True)
-    fake.supports = lambda hyper, layout, device: fake.supported
-    fake.auto_prefers = lambda hyper, layout: fake.preferred
+    fake.build_mode = lambda device: "compiled" if fake.supported else None
+    fake.auto_prefers = lambda hyper, sizes: fake.preferred
     monkeypatch.setitem(sys.modules, "skensemble._kernels.triton_gpu", fake)
     monkeypatch.setattr(skensemble._kernels, "triton_gpu", fake, raising=False)
     monkeypatch.setattr(
@@ -83,36 +89,38 @@ def fake_triton(monkeypatch):
 
 
 def test_auto_cuda_prefers_triton_where_supported_and_faster(fake_triton):
-    assert _dispatch.select_engine("auto", hyper(32), LAYOUT, CUDA) == "triton"
+    assert select("auto", hyper(32), LAYOUT, CUDA) == "triton"
     fake_triton.preferred = False
-    assert _dispatch.select_engine("auto", hyper(32), LAYOUT, CUDA) == "graphed"
+    assert select("auto", hyper(32), LAYOUT, CUDA) == "graphed"
     fake_triton.preferred, fake_triton.supported = True, False
-    assert _dispatch.select_engine("auto", hyper(32), LAYOUT, CUDA) == "graphed"
+    assert select("auto", hyper(32), LAYOUT, CUDA) == "graphed"
 
 
 def test_auto_cuda_feature_subsets_run_graphed(fake_triton):
-    assert _dispatch.select_engine("auto", hyper(32), LAYOUT, CUDA, True) == "graphed"
+    assert select("auto", hyper(32), LAYOUT, CUDA, True) == "graphed"
 
 
 def test_auto_cuda_without_triton_runs_graphed(monkeypatch):
     monkeypatch.setattr(
         _dispatch, "available_engines", lambda device: ["reference", "batched", "graphed"]
     )
-    assert _dispatch.select_engine("auto", hyper(1), LAYOUT, CUDA) == "graphed"
+    assert select("auto", hyper(1), LAYOUT, CUDA) == "graphed"
 
 
 def test_explicit_triton_refuses_unsupported_configurations(fake_triton):
-    assert _dispatch.select_engine("triton", hyper(32), LAYOUT, CUDA) == "triton"
-    with pytest.raises(ValueError, match="feature subsets.*engine='auto'"):
-        _dispatch.select_engine("triton", hyper(32), LAYOUT, CUDA, True)
+    assert select("triton", hyper(32), LAYOUT, CUDA) == "triton"
+    with pytest.raises(ValueError, match="own columns.*engine='auto'"):
+        select("triton", hyper(32), LAYOUT, CUDA, True)
+    with pytest.raises(ValueError, match="batch_size=65.*engine='auto'"):
+        select("triton", hyper(65), LAYOUT, CUDA)
     fake_triton.supported = False
-    with pytest.raises(ValueError, match="does not support.*engine='auto'"):
-        _dispatch.select_engine("triton", hyper(32), LAYOUT, CUDA)
+    with pytest.raises(ValueError, match="does not support.*triton >= 3.3.*engine='auto'"):
+        select("triton", hyper(32), LAYOUT, CUDA)
 
 
 @pytest.mark.parametrize("name", ["reference", "batched"] + (["numba"] if HAS_NUMBA else []))
 def test_explicit_cpu_engines_are_kept(name):
-    assert _dispatch.select_engine(name, hyper(1000), LAYOUT, CPU) == name
+    assert select(name, hyper(1000), LAYOUT, CPU) == name
 
 
 @pytest.mark.parametrize(
@@ -126,14 +134,14 @@ def test_explicit_cpu_engines_are_kept(name):
 )
 def test_unavailable_engines_raise_naming_the_fix(name, device, fix):
     with pytest.raises(ValueError, match=fix):
-        _dispatch.select_engine(name, hyper(1), LAYOUT, device)
+        select(name, hyper(1), LAYOUT, device)
 
 
 @pytest.mark.parametrize("name, device", [("numba", CPU), ("triton", CUDA)])
 def test_missing_optional_dependency_says_what_to_install(monkeypatch, name, device):
     monkeypatch.setattr(_dispatch, "_has", lambda module: False)
     with pytest.raises(ValueError, match=f"needs {name}: pip install {name}"):
-        _dispatch.select_engine(name, hyper(1), LAYOUT, device)
+        select(name, hyper(1), LAYOUT, device)
 
 
 @needs_numba
@@ -144,9 +152,9 @@ def test_numba_is_not_offered_after_a_fork_of_its_openmp_threads(monkeypatch):
     monkeypatch.setattr(numba_cpu, "_FORKED", True)
     monkeypatch.setattr(sys, "platform", "linux")
     assert "numba" not in _dispatch.available_engines(CPU)
-    assert _dispatch.select_engine("auto", hyper(1), LAYOUT, CPU) == "batched"
+    assert select("auto", hyper(1), LAYOUT, CPU) == "batched"
     with pytest.raises(ValueError, match="forked.*'spawn'"):
-        _dispatch.select_engine("numba", hyper(1), LAYOUT, CPU)
+        select("numba", hyper(1), LAYOUT, CPU)
 
 
 def test_epoch_function_names_every_engine_and_refuses_others():
@@ -291,8 +299,9 @@ hyper, layout = eng.Hyper(batch_size=2), eng.Layout((3, 4, 1))
 flat = eng.init_parameters(layout, [0, 1], hyper.activation)
 state, steps = eng.init_state(flat, hyper)
 X, Y = torch.randn(6, 3), torch.randn(6, 1)
-numba_cpu.epoch_numba(flat, state, steps, X, Y, None, torch.zeros(2, 4, dtype=torch.long),
-                      0.01, hyper, layout)  # the first parallel call of the process
+numba_cpu.epoch_numba(eng.Params(flat, state, steps, layout), eng.Data(X, Y),
+                      torch.zeros(2, 4, dtype=torch.long), eng.Member.of([0.01, 0.01]),
+                      hyper)  # the first parallel call of the process
 print(numba.threading_layer(), numba_cpu.THREADING_LAYER)
 """
 
@@ -331,7 +340,8 @@ def train():
     state, steps = eng.init_state(flat, hyper)
     for _ in range(30):
         order = torch.randint(0, 64, (4, 64))
-        numba_cpu.epoch_numba(flat, state, steps, X, Y, None, order, 0.01, hyper, layout)
+        numba_cpu.epoch_numba(eng.Params(flat, state, steps, layout), eng.Data(X, Y), order,
+                              eng.Member.of([0.01] * 4), hyper)
 threads = [threading.Thread(target=train) for _ in range(4)]
 for t in threads: t.start()
 for t in threads: t.join()

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from engine_cases import call
 from torch import nn
 
 from skensemble import _dispatch, _engine, _sampling, _schedule, _training
@@ -111,7 +112,7 @@ def test_stacked_engine_equals_loop_of_nn_models(engine, activation, solver, los
     order = [_training.epoch_order(rows, gen, True) for _ in range(epochs)]
     fn = _engine.epoch_reference if engine == "reference" else _engine.epoch_batched
     for ep in range(epochs):
-        fn(flat, state, steps, X, Y, sw, order[ep], lr, hyper, layout)
+        call(fn, flat, state, steps, X, Y, sw, order[ep], lr, hyper, layout)
     _train_loop(models, X, Y, sw, order, hyper, lr, epochs)
     expected = _engine.init_parameters(layout, [0] * E, activation)  # same shape, overwritten
     for e, model in enumerate(models):
@@ -123,23 +124,6 @@ def test_stacked_engine_equals_loop_of_nn_models(engine, activation, solver, los
     torch.testing.assert_close(flat, expected, rtol=1e-4, atol=1e-5)
     # and training moved the weights: the test would catch an engine that does nothing
     assert not torch.allclose(flat, _engine.init_parameters(layout, [11, 12, 13], activation))
-
-
-@pytest.mark.parametrize("activation, solver, loss", CASES)
-def test_batched_equals_reference(activation, solver, loss):
-    X, Y, sw, layout = _problem(loss, E=4, hidden=(7,), O=3)
-    hyper = Hyper(activation=activation, loss=loss, solver=solver[0],
-                  nesterovs_momentum=solver[1], alpha=0.05, batch_size=3)
-    flat = _engine.init_parameters(layout, range(4), activation)
-    state, steps = _engine.init_state(flat, hyper)
-    f2, s2, t2 = flat.clone(), state.clone(), steps.clone()
-    order = torch.argsort(torch.rand(4, X.shape[0], generator=torch.Generator().manual_seed(0)), 1)
-    for weights in (sw, None):
-        l1 = _engine.epoch_reference(flat, state, steps, X, Y, weights, order, 0.01, hyper, layout)
-        l2 = _engine.epoch_batched(f2, s2, t2, X, Y, weights, order, 0.01, hyper, layout)
-        torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(flat, f2, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(state, s2, rtol=1e-5, atol=1e-6)
 
 
 def test_reference_gradient_matches_finite_differences():
@@ -157,7 +141,7 @@ def test_reference_gradient_matches_finite_differences():
 
     state, steps = _engine.init_state(flat, hyper)
     before = flat.clone()
-    _engine.epoch_reference(flat, state, steps, X.double(), Y.double(), sw.double(), order,
+    call(_engine.epoch_reference, flat, state, steps, X.double(), Y.double(), sw.double(), order,
                             1.0, hyper, layout)
     grad = before - flat  # lr=1, no momentum: the update is the gradient
     h = 1e-6
@@ -175,13 +159,13 @@ def test_members_are_independent():
     order = torch.argsort(torch.rand(3, X.shape[0], generator=torch.Generator().manual_seed(1)), 1)
     f1 = flat.clone()
     s1, t1 = _engine.init_state(f1, hyper)
-    _engine.epoch_batched(f1, s1, t1, X, Y, sw, order, 0.01, hyper, layout)
+    call(_engine.epoch_batched, f1, s1, t1, X, Y, sw, order, 0.01, hyper, layout)
     f2 = flat.clone()
     f2[0] += 1.0  # perturb member 0 only, and give it another order
     order2 = order.clone()
     order2[0] = order2[0].flip(0)
     s2, t2 = _engine.init_state(f2, hyper)
-    _engine.epoch_batched(f2, s2, t2, X, Y, sw, order2, 0.01, hyper, layout)
+    call(_engine.epoch_batched, f2, s2, t2, X, Y, sw, order2, 0.01, hyper, layout)
     assert torch.equal(f1[1:], f2[1:])
     assert not torch.allclose(f1[0], f2[0])
 
@@ -255,8 +239,8 @@ def test_feature_subsets_batched_equals_reference():
     state, steps = _engine.init_state(flat, hyper)
     f2, s2, t2 = flat.clone(), state.clone(), steps.clone()
     order = torch.argsort(torch.rand(3, X.shape[0], generator=torch.Generator().manual_seed(0)), 1)
-    _engine.epoch_reference(flat, state, steps, X, Y, sw, order, 0.01, hyper, layout, feats)
-    _engine.epoch_batched(f2, s2, t2, X, Y, sw, order, 0.01, hyper, layout, feats)
+    call(_engine.epoch_reference, flat, state, steps, X, Y, sw, order, 0.01, hyper, layout, feats)
+    call(_engine.epoch_batched, f2, s2, t2, X, Y, sw, order, 0.01, hyper, layout, feats)
     torch.testing.assert_close(flat, f2, rtol=1e-5, atol=1e-6)
     # forward with subsets equals forward on each member's own columns
     out = _engine.forward(flat, layout, X, "tanh", feats)
@@ -297,12 +281,12 @@ def test_per_member_rates_and_alphas_equal_one_call_per_value(engine, solver):
     order = torch.argsort(torch.rand(4, N, generator=torch.Generator().manual_seed(3)), 1)
     fn = _dispatch.epoch_function(engine)
     kw = {"capture": False} if engine == "graphed" else {}
-    loss = fn(flat, state, steps, X, Y, sw, order, rates, hyper, layout, alpha=alphas, **kw)
+    loss = call(fn, flat, state, steps, X, Y, sw, order, rates, hyper, layout, alpha=alphas, **kw)
     for key in sorted(set(zip(rates, alphas))):
         m = torch.from_numpy(np.flatnonzero((rates == key[0]) & (alphas == key[1])))
         sub = f2[m].contiguous(), s2[:, m].contiguous(), t2[m].contiguous()
-        part = fn(*sub, X, Y, sw, order[m].contiguous(), float(key[0]), hyper, layout,
-                  alpha=[key[1]] * len(m), **kw)
+        part = call(fn, *sub, X, Y, sw, order[m].contiguous(), float(key[0]), hyper, layout,
+                    alpha=[key[1]] * len(m), **kw)
         f2[m], s2[:, m], t2[m] = sub
         torch.testing.assert_close(loss[m], part, rtol=0, atol=0)
     torch.testing.assert_close(flat, f2, rtol=0, atol=0)
@@ -315,37 +299,13 @@ def test_per_member_rates_and_alphas_equal_one_call_per_value(engine, solver):
     for alpha in (None, [0.01] * 4, [0.01, 0.01, 5.0, 0.01]):
         f3, (s3, t3) = start.clone(), _engine.init_state(start, hyper)
         extra = {} if alpha is None else {"alpha": alpha}
-        fn(f3, s3, t3, X, Y, sw, order, 0.01, hyper, layout, **extra, **kw)
+        call(fn, f3, s3, t3, X, Y, sw, order, 0.01, hyper, layout, **extra, **kw)
         runs.append(f3)
     torch.testing.assert_close(runs[0], runs[1], rtol=1e-6, atol=1e-7)
     keep = torch.tensor([0, 1, 3])
     torch.testing.assert_close(runs[2][keep], runs[1][keep], rtol=0, atol=0)
     weights = layout.weight_mask() > 0
     assert runs[2][2][weights].norm() < runs[1][2][weights].norm()
-    _schedule.release_graphs()
-
-
-@pytest.mark.parametrize("engine", _engines_here())
-@pytest.mark.parametrize("solver", ["adam", "sgd"])
-@pytest.mark.parametrize("batch", [1, 4])
-def test_decoupled_weight_decay_in_every_engine(engine, solver, batch):
-    # weight_decay shrinks the weights (not the biases) by 1 - lr * wd before each step;
-    # every engine equals the reference, fused batch-1 updates and accumulated ones.
-    N = 21 if engine != "triton" else 7
-    X, Y, sw, layout = _problem("squared_error", E=3, N=N, hidden=(5,), O=2)
-    hyper = Hyper(activation="tanh", solver=solver, alpha=0.01, batch_size=batch,
-                  weight_decay=0.3)
-    flat = _engine.init_parameters(layout, range(3), "tanh")
-    state, steps = _engine.init_state(flat, hyper)
-    f2, s2, t2 = flat.clone(), state.clone(), steps.clone()
-    order = torch.argsort(torch.rand(3, N, generator=torch.Generator().manual_seed(5)), 1)
-    rates = [0.02, 0.05, 0.0]
-    _engine.epoch_reference(flat, state, steps, X, Y, sw, order, rates, hyper, layout)
-    kw = {"capture": False} if engine == "graphed" else {}
-    _dispatch.epoch_function(engine)(f2, s2, t2, X, Y, sw, order, rates, hyper, layout, **kw)
-    # numba's fastmath (FMA, its rational tanh) is held to 1e-5, as in its own tests
-    torch.testing.assert_close(f2, flat, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(s2, state, rtol=1e-5, atol=1e-5)
     _schedule.release_graphs()
 
 
@@ -366,5 +326,5 @@ def test_weight_decay_is_decoupled_from_the_gradient():
     mask = layout.weight_mask()
     want = start * (1 - lr * wd * mask) - lr * grad
     state, steps = _engine.init_state(flat, hyper)
-    _engine.epoch_reference(flat, state, steps, X, Y, sw, order, lr, hyper, layout)
+    call(_engine.epoch_reference, flat, state, steps, X, Y, sw, order, lr, hyper, layout)
     torch.testing.assert_close(flat, want, rtol=1e-5, atol=1e-6)

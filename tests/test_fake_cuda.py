@@ -241,7 +241,7 @@ def test_streamed_early_stopping_on_device(noise_data, monkeypatch, engine, sche
     monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", None)
     cpu.fit(X, y)
     # the member-subset path ran: members stopped at different epochs, or ran at different rates
-    assert len(set(cpu.n_iter_per_member_)) > 1 or len(set(cpu._groups[0].lr)) > 1
+    assert len(set(cpu.n_iter_per_member_)) > 1 or len(set(cpu._fitted.groups[0].vectors["lr"])) > 1
     np.testing.assert_array_equal(est.n_iter_per_member_, cpu.n_iter_per_member_)
     np.testing.assert_allclose(pred, cpu.predict(X), rtol=1e-5, atol=1e-6)
 
@@ -297,11 +297,11 @@ def test_members_of_other_input_widths_on_device(noise_data, monkeypatch, stream
     with fake_cuda():
         est = NeuralBaggingRegressor(**kw, device="cuda").fit(X, y)
         pred = est.predict(X)
-    assert set(est._input_keys.tolist()) == {0, 3, 6}, "the draws should cover every width"
-    assert len(est._groups) == 1 and est._groups[0].sizes[0] == 4 + 4 * 6 + 1
+    assert set(est._fitted.input_keys.tolist()) == {0, 3, 6}, "the draws should cover every width"
+    assert len(est._fitted.groups) == 1 and est._fitted.groups[0].sizes[0] == 4 + 4 * 6 + 1
     monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", None)
     cpu = NeuralBaggingRegressor(**kw, device="cpu").fit(X, y)
-    assert len(cpu._groups) > 1  # one group per input width on the CPU
+    assert len(cpu._fitted.groups) > 1  # one group per input width on the CPU
     np.testing.assert_array_equal(est.n_iter_per_member_, cpu.n_iter_per_member_)
     np.testing.assert_allclose(est.ensemble_weights_, cpu.ensemble_weights_, atol=1e-12)
     np.testing.assert_allclose(pred, cpu.predict(X), rtol=1e-5, atol=1e-6)

@@ -10,6 +10,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from engine_cases import call
 from fake_cuda import fake_cuda
 
 from skensemble import NeuralBaggingRegressor, _dispatch, _engine, _schedule, _training
@@ -104,8 +105,8 @@ def test_graph_runners_are_per_thread(count_runners):
         for _ in range(3):
             if barrier is not None:
                 barrier.wait()  # the other thread's epoch runs between two of ours
-            _schedule.epoch_graphed(flat, state, steps, *data[i], None, order, 0.01, hyper,
-                                  layout, chunk=2)
+            call(_schedule.epoch_graphed, flat, state, steps, *data[i], None, order, 0.01,
+                 hyper, layout, chunk=2)
         kept = _schedule.cached_runner_count()
         _schedule.release_graphs()
         return flat, kept
@@ -166,7 +167,7 @@ def test_compile_time_arguments_leave_data_and_exact_widths_to_run_time():
 def test_auto_takes_triton_for_small_batches_and_members(width, batch, prefers):
     hyper = Hyper(activation="tanh", solver="sgd", batch_size=batch)
     layout = Layout((30, width, width, 1))
-    assert triton_gpu.auto_prefers(hyper, layout) is prefers
+    assert triton_gpu.auto_prefers(hyper, layout.sizes) is prefers
 
 
 @needs_interpreter
@@ -185,17 +186,17 @@ def test_one_kernel_variant_serves_many_data_sets_and_widths(monkeypatch):
         state, steps = _engine.init_state(flat, hyper)
         f2, s2, t2 = flat.clone(), state.clone(), steps.clone()
         order = torch.argsort(torch.rand(2, N, generator=torch.Generator().manual_seed(F)), 1)
-        triton_gpu.epoch_triton(flat, state, steps, X, Y, None, order, 0.01, hyper, layout)
-        _engine.epoch_reference(f2, s2, t2, X, Y, None, order, 0.01, hyper, layout)
+        call(triton_gpu.epoch_triton, flat, state, steps, X, Y, None, order, 0.01, hyper, layout)
+        call(_engine.epoch_reference, f2, s2, t2, X, Y, None, order, 0.01, hyper, layout)
         torch.testing.assert_close(flat, f2, rtol=1e-5, atol=1e-6)
     assert len(triton_gpu.COMPILED_VARIANTS) == 1
 
 
 # -------------------------------------------------------------------- fall-back
-def _broken_triton(flat, state, steps, *args, **kwargs):
-    flat.mul_(0.0).add_(123.0)  # a partial launch must not leave its mark
-    state.add_(1.0)
-    steps.add_(5)
+def _broken_triton(params, *args, **kwargs):
+    params.flat.mul_(0.0).add_(123.0)  # a partial launch must not leave its mark
+    params.state.add_(1.0)
+    params.steps.add_(5)
     raise RuntimeError("PTX JIT compilation failed\nmore details")
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from skensemble import NeuralBaggingClassifier, NeuralBaggingRegressor, _hetero
+from skensemble import NeuralBaggingClassifier, NeuralBaggingRegressor, _hetero, _pipeline
 
 ARCHS = [(12,), (8, 5), (16, 6), (4, 9, 3)]
 ACT = {"relu": nn.ReLU, "tanh": nn.Tanh, "logistic": nn.Sigmoid, "identity": nn.Identity}
@@ -28,7 +28,7 @@ def test_members_equal_separate_torch_models(regression_data, activation):
                                  max_iter=25, learning_rate_init=0.01, random_state=0).fit(X, y)
     assert reg.hidden_layer_sizes_ == [ARCHS[e % 4] for e in range(6)]
     members = reg.predict_members(X)  # (6, N)
-    Xs = torch.from_numpy(reg._input.apply(X))
+    Xs = torch.from_numpy(reg._fitted.inputs.apply(X))
     for e in range(6):
         coefs, intercepts = reg.get_member_params(e)
         assert [c.shape[1] for c in coefs[:-1]] == list(ARCHS[e % 4])
@@ -42,27 +42,27 @@ def test_members_equal_separate_torch_models(regression_data, activation):
             if i < len(coefs) - 1:
                 mods.append(ACT[activation]())
         with torch.no_grad():
-            out = nn.Sequential(*mods)(Xs).numpy()[:, 0] * reg._y_scale[0] + reg._y_mean[0]
+            out = nn.Sequential(*mods)(Xs).numpy()[:, 0] * reg._fitted.targets.scale[0] + reg._fitted.targets.mean[0]
         np.testing.assert_allclose(members[e], out, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "logistic", "identity"])
 def test_padding_units_stay_inert_through_training(regression_data, activation, monkeypatch):
     # Padded groups are CUDA's choice (one stacked computation per depth); forced here.
-    monkeypatch.setattr(NeuralBaggingRegressor, "_pad_groups", lambda self: True)
+    monkeypatch.setattr(_pipeline, "pad_groups", lambda p: True)
     X, y = regression_data
     reg = NeuralBaggingRegressor(n_estimators=2, hidden_layer_sizes=[(3, 9), (8, 2)],
                                  activation=activation, max_iter=20, learning_rate_init=0.05,
                                  solver="sgd", alpha=0.1, numeric_encoding="none",
                                  random_state=0).fit(X, y)
-    (g,) = reg._groups
+    (g,) = reg._fitted.groups
     assert g.sizes == (4, 8, 9, 1)
     for e, pos in zip(g.members, range(2)):
         arch = reg.hidden_layer_sizes_[e]
         true = (4, *arch, 1)
-        back = _hetero.pad_rows(reg._member_row(e)[0][None], true, g.sizes, activation)
+        back = _hetero.pad_rows(reg._fitted.member_row(e)[0][None], true, g.sizes, activation)
         np.testing.assert_array_equal(back[0], g.flat[pos])  # padding exactly as placed
-        real = _hetero.pad_rows(np.ones((1, back.shape[1] - 0))[:, : reg._member_row(e)[0].size],
+        real = _hetero.pad_rows(np.ones((1, back.shape[1] - 0))[:, : reg._fitted.member_row(e)[0].size],
                                 true, g.sizes, activation, fill_bias=False)[0] == 1
         assert np.all(g.opt_state[:, pos][:, ~real] == 0)  # no optimizer motion there
 
@@ -139,10 +139,10 @@ def test_cpu_groups_by_architecture_and_equals_the_padded_fit(regression_data, a
     kw = dict(n_estimators=5, hidden_layer_sizes=[(3, 9), (8, 2), (4,), (6,), (3, 9)],
               activation=activation, max_iter=15, random_state=0, engine="batched")
     exact = NeuralBaggingRegressor(**kw).fit(X, y)
-    assert sorted(g.sizes[1:-1] for g in exact._groups) == [(3, 9), (4,), (6,), (8, 2)]
-    monkeypatch.setattr(NeuralBaggingRegressor, "_pad_groups", lambda self: True)
+    assert sorted(g.sizes[1:-1] for g in exact._fitted.groups) == [(3, 9), (4,), (6,), (8, 2)]
+    monkeypatch.setattr(_pipeline, "pad_groups", lambda p: True)
     padded = NeuralBaggingRegressor(**kw).fit(X, y)
-    assert len(padded._groups) == 2
+    assert len(padded._fitted.groups) == 2
     np.testing.assert_allclose(exact.predict_members(X), padded.predict_members(X),
                                rtol=1e-4, atol=1e-5)
 

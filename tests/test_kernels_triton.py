@@ -18,6 +18,8 @@ if not torch.cuda.is_available():
 
 pytest.importorskip("triton")
 
+from engine_cases import assert_same, problem, run  # noqa: E402
+
 from skensemble import _engine as eng  # noqa: E402
 from skensemble._kernels import triton_gpu  # noqa: E402
 
@@ -34,64 +36,25 @@ DEVICE = torch.device("cuda" if _MODE == "compiled" else "cpu")
 HIDDEN = (4, 5)
 
 
-def _problem(sizes, hyper, E=2, N=7, M=None, weighted=True, seed=0):
-    """Initial parameters, zero state, data and per-member orders on DEVICE."""
-    g = torch.Generator().manual_seed(seed)
-    layout = eng.Layout(sizes)
-    flat = eng.init_parameters(layout, [seed + e for e in range(E)], hyper.activation)
-    state, steps = eng.init_state(flat, hyper)
-    n_in, n_out = sizes[0], sizes[-1]
-    X = torch.randn(N, n_in, generator=g)
-    if hyper.loss == "log_loss":
-        Y = torch.nn.functional.one_hot(torch.randint(0, n_out, (N,), generator=g), n_out).float()
-    else:
-        Y = torch.randn(N, n_out, generator=g)
-    sw = torch.rand(N, generator=g) + 0.5 if weighted else None
-    order = torch.randint(0, N, (E, M or N), generator=g)
-    params = [flat.to(DEVICE), state.to(DEVICE), steps.to(DEVICE)]
-    sw = None if sw is None else sw.to(DEVICE)
-    return layout, params, X.to(DEVICE), Y.to(DEVICE), sw, order.to(DEVICE)
-
-
 def _assert_same(sizes, hyper, epochs=1, lr=0.01, block_k=None, start_steps=None, **kw):
     """Run ``epochs`` epochs with both engines from the same start; compare everything."""
-    layout, params, X, Y, sw, order = _problem(sizes, hyper, **kw)
+    case = problem(sizes, hyper, E=2, N=7, epochs=epochs, device=DEVICE, **kw)
     if start_steps is not None:
-        params[2] += torch.tensor(start_steps, device=DEVICE)
-    ref = [t.clone() for t in params]
-    tri = [t.clone() for t in params]
-    for epoch in range(epochs):
-        order_e = order.roll(epoch, dims=1)
-        loss_ref = eng.epoch_reference(*ref, X, Y, sw, order_e, lr, hyper, layout)
-        loss_tri = triton_gpu.epoch_triton(
-            *tri, X, Y, sw, order_e, lr, hyper, layout, _block_k=block_k
-        )
-        names = ("flat", "state", "steps", "loss")
-        for name, a, b in zip(names, tri + [loss_tri], ref + [loss_ref], strict=True):
-            torch.testing.assert_close(
-                a, b, rtol=1e-5, atol=1e-5, msg=lambda m, n=name, e=epoch: f"{n}, epoch {e}: {m}"
-            )
+        case.params.steps += torch.tensor(start_steps, device=DEVICE)
+    extra = {} if block_k is None else {"_block_k": block_k}
+    assert_same(run(eng.epoch_reference, case, hyper, lr),
+                run(triton_gpu.epoch_triton, case, hyper, lr, **extra))
 
 
-# ------------------------------------------------------------------- the full grid
-@pytest.mark.parametrize("n_outputs", [1, 3])
-@pytest.mark.parametrize("loss", eng.LOSSES)
-@pytest.mark.parametrize("solver", eng.SOLVERS)
-@pytest.mark.parametrize("activation", eng.ACTIVATIONS)
-def test_matches_reference(activation, solver, loss, n_outputs):
-    hyper = eng.Hyper(activation=activation, loss=loss, solver=solver, alpha=0.1, batch_size=1)
-    _assert_same((3, *HIDDEN, n_outputs), hyper)
-
-
-# ------------------------------------------------------------- beyond the grid
-def test_heavy_ball_momentum():
+# The grid of activations, solvers and losses is tests/test_contract.py's.
+def test_heavy_ball_momentum_with_three_outputs():
     hyper = eng.Hyper(
         activation="tanh", solver="sgd", nesterovs_momentum=False, alpha=0.1, batch_size=1
     )
-    _assert_same((3, *HIDDEN, 2), hyper)
+    _assert_same((3, *HIDDEN, 3), hyper)
 
 
-@pytest.mark.parametrize("solver", eng.SOLVERS)
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
 def test_batches_accumulate_gradients(solver):
     # M=7 rows in batches of 3: the last batch has one row and its own 1/b and alpha/b.
     hyper = eng.Hyper(
@@ -130,21 +93,32 @@ def test_supports():
     assert not triton_gpu.supports(hyper, eng.Layout((3, triton_gpu.MAX_WIDTH + 1, 1)), DEVICE)
     big = eng.Hyper(batch_size=triton_gpu.MAX_BATCH + 1)
     assert not triton_gpu.supports(big, eng.Layout((3, 4, 1)), DEVICE)
+    assert not triton_gpu.supports(eng.Hyper(solver="lion", batch_size=1),
+                                   eng.Layout((3, 4, 1)), DEVICE)
     other = torch.device("cuda" if DEVICE.type == "cpu" else "cpu")
     assert not triton_gpu.supports(hyper, eng.Layout((3, 4, 1)), other)
 
 
+def test_refuses_a_solver_it_does_not_declare():
+    # never a substitute: before the declarations, any solver but adam ran as sgd here
+    hyper = eng.Hyper(solver="lion", batch_size=1)
+    case = problem((3, 4, 1), eng.Hyper(batch_size=1), E=2, N=7, device=DEVICE)
+    with pytest.raises(ValueError, match="solver='lion'"):
+        run(triton_gpu.epoch_triton, case, hyper)
+
+
 def test_rejects_non_contiguous_parameters():
     hyper = eng.Hyper(batch_size=1)
-    layout, (flat, state, steps), X, Y, sw, order = _problem((3, 4, 1), hyper)
-    flat_t = flat.t().contiguous().t()  # same values, column-major
+    case = problem((3, 4, 1), hyper, E=2, N=7, device=DEVICE)
+    case.params.flat = case.params.flat.t().contiguous().t()  # same values, column-major
     with pytest.raises(ValueError, match="contiguous"):
-        triton_gpu.epoch_triton(flat_t, state, steps, X, Y, sw, order, 0.01, hyper, layout)
+        triton_gpu.epoch_triton(case.params, case.data, case.orders[0],
+                                eng.Member.of([0.01, 0.01], DEVICE), hyper)
 
 
 def test_rejects_feature_subsets():
     hyper = eng.Hyper(batch_size=1)
-    layout, (flat, state, steps), X, Y, sw, order = _problem((3, 4, 1), hyper)
-    features = torch.zeros(2, 3, dtype=torch.int64, device=DEVICE)
+    case = problem((3, 4, 1), hyper, E=2, N=7, device=DEVICE,
+                   features=torch.zeros(2, 3, dtype=torch.int64))
     with pytest.raises(ValueError, match="feature subsets"):
-        triton_gpu.epoch_triton(flat, state, steps, X, Y, sw, order, 0.01, hyper, layout, features)
+        run(triton_gpu.epoch_triton, case, hyper)

@@ -5,6 +5,7 @@ import pytest
 from sklearn.base import clone
 
 from skensemble import NeuralBaggingClassifier, _training
+from skensemble._hyperspace import GroupSettings
 
 KW = dict(n_estimators=3, hidden_layer_sizes=(8,), max_iter=40, random_state=0,
           early_stopping=True, n_iter_no_change=5)
@@ -41,8 +42,14 @@ def test_members_fit_smoothed_targets_and_validate_on_true_labels(separable, mon
     clf = NeuralBaggingClassifier(**trained, label_smoothing=0.3).fit(X, y)
     data = seen[-1]
     onehot = np.eye(3)[y]
-    np.testing.assert_allclose(data.Y, 0.7 * onehot + 0.1, rtol=1e-6)
-    np.testing.assert_array_equal(data.Y_val, onehot)
+    np.testing.assert_array_equal(data.Y, onehot)  # the labels travel; training smooths them
+    assert data.label_smoothing == 0.3
+    fit_on, validate_on = _training._targets(data, GroupSettings())
+    np.testing.assert_allclose(fit_on, 0.7 * onehot + 0.1, rtol=1e-6)
+    np.testing.assert_array_equal(validate_on, onehot)
+    # a group's own value wins over the estimator's (member_params)
+    own, _ = _training._targets(data, GroupSettings(label_smoothing=0.0))
+    np.testing.assert_array_equal(own, onehot)
     # smoothed members cannot be sure: no class gets near 0 or 1 on easy rows
     sharp = NeuralBaggingClassifier(**trained).fit(X, y).predict_proba(X)
     smooth = clf.predict_proba(X)

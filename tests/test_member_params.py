@@ -5,7 +5,7 @@ import pytest
 from scipy.stats import loguniform, randint
 from sklearn.base import clone
 
-from skensemble import NeuralBaggingClassifier, NeuralBaggingRegressor, _hyperspace
+from skensemble import NeuralBaggingClassifier, NeuralBaggingRegressor, _hyperspace, _pipeline
 
 KW = dict(n_estimators=6, hidden_layer_sizes=(8,), max_iter=15, random_state=0,
           early_stopping=False, batch_size=16)
@@ -49,7 +49,7 @@ def test_rates_and_alphas_act_per_member_like_separate_fits(data):
     X, y = data
     space = {"learning_rate_init": [0.003, 0.02], "alpha": [1e-4, 0.3]}
     est = NeuralBaggingRegressor(**KW, member_params=space, engine="batched").fit(X, y)
-    assert len(est._groups) == 1  # one stacked group
+    assert len(est._fitted.groups) == 1  # one stacked group
     drawn = est.member_params_
     assert len({(p["learning_rate_init"], p["alpha"]) for p in drawn}) > 1
     for e in range(KW["n_estimators"]):
@@ -66,7 +66,7 @@ def test_architectures_are_drawn_and_grouped_by_depth(data):
     est = NeuralBaggingRegressor(**KW, member_params=space).fit(X, y)
     archs = [p["hidden_layer_sizes"] for p in est.member_params_]
     assert est.hidden_layer_sizes_ == archs and len(set(archs)) > 1
-    assert {len(g.sizes) for g in est._groups} == {len(a) + 2 for a in set(archs)}
+    assert {len(g.sizes) for g in est._fitted.groups} == {len(a) + 2 for a in set(archs)}
     assert all(1e-5 <= p["alpha"] <= 1e-2 for p in est.member_params_)
     assert est.predict(X).shape == (120,)
 
@@ -147,8 +147,8 @@ def test_mothernets_hatch_then_members_use_their_own_values(data):
                                                 "learning_rate_init": [0.001, 0.01]}).fit(X, y)
     archs = [p["hidden_layer_sizes"] for p in est.member_params_]
     assert est.hidden_layer_sizes_ == archs
-    lrs = np.concatenate([g.lr for g in est._groups])
-    members = np.concatenate([g.members for g in est._groups])
+    lrs = np.concatenate([g.vectors["lr"] for g in est._fitted.groups])
+    members = np.concatenate([g.members for g in est._fitted.groups])
     want = [est.member_params_[m]["learning_rate_init"] for m in members]
     np.testing.assert_array_equal(lrs, want)
 
@@ -162,9 +162,9 @@ def test_activations_are_drawn_grouped_and_act_per_member(data, engine):
     est = NeuralBaggingRegressor(**KW, member_params=space, engine=engine).fit(X, y)
     acts = [p["activation"] for p in est.member_params_]
     assert len(set(acts)) == 3
-    assert {g.activation for g in est._groups} == set(acts)
-    for g in est._groups:
-        assert all(acts[m] == g.activation for m in g.members)
+    assert {g.settings.activation for g in est._fitted.groups} == set(acts)
+    for g in est._fitted.groups:
+        assert all(acts[m] == g.settings.activation for m in g.members)
     members = est.predict_members(X)
     for act in set(acts):
         alone = NeuralBaggingRegressor(**KW, activation=act, engine=engine).fit(X, y)
@@ -187,8 +187,8 @@ def test_activations_with_warm_start_and_mothernets(data):
     old = grown.predict_members(X)
     grown.set_params(n_estimators=6).fit(X, y)
     assert grown.member_params_ == six.member_params_
-    for g in grown._groups:  # old and new members of one activation share its group
-        assert {six.member_params_[m]["activation"] for m in g.members} == {g.activation}
+    for g in grown._fitted.groups:  # old and new members of one activation share its group
+        assert {six.member_params_[m]["activation"] for m in g.members} == {g.settings.activation}
     np.testing.assert_array_equal(grown.predict_members(X)[:3], old)  # kept as they were
     np.testing.assert_allclose(grown.predict_members(X)[3:], six.predict_members(X)[3:],
                                rtol=1e-5, atol=1e-6)  # new ones as in one fit of all six
@@ -205,8 +205,8 @@ def test_max_samples_is_drawn_per_member(data):
     counts = [len(r) for r in est.estimators_samples_]
     want = [max(1, int(p["max_samples"] * 120)) for p in est.member_params_]
     assert counts == want and len(set(counts)) > 1
-    assert len(est._groups) == 1
-    rows, _, _ = est._member_draws()
+    assert len(est._fitted.groups) == 1
+    rows, _, _ = est._fitted.member_draws()
     assert rows.shape == (6, max(want))
     for r, n in zip(rows, want):
         np.testing.assert_array_equal(r, np.resize(r[:n], rows.shape[1]))
@@ -251,7 +251,7 @@ def test_label_smoothing_is_drawn_per_member_like_separate_fits():
                                   ensemble_selection=5).fit(X, y)
     drawn = [(p["activation"], p["label_smoothing"]) for p in clf.member_params_]
     assert len(set(drawn)) >= 3 and len({d[1] for d in drawn}) == 2
-    assert {(g.activation, g.label_smoothing) for g in clf._groups} == set(drawn)
+    assert {(g.settings.activation, g.settings.label_smoothing) for g in clf._fitted.groups} == set(drawn)
     members = clf.predict_proba_members(X)
     for act, eps in set(drawn):
         alone = NeuralBaggingClassifier(**kw, activation=act, label_smoothing=eps,
@@ -272,7 +272,7 @@ def test_weight_decay_is_drawn_per_member_like_separate_fits(data):
     est = NeuralBaggingRegressor(**KW, member_params=space).fit(X, y)
     drawn = [p["weight_decay"] for p in est.member_params_]
     assert set(drawn) == {0.0, 0.5}
-    assert {g.weight_decay for g in est._groups} == {0.0, 0.5}
+    assert {g.settings.weight_decay for g in est._fitted.groups} == {0.0, 0.5}
     members = est.predict_members(X)
     for wd in (0.0, 0.5):
         alone = NeuralBaggingRegressor(**KW, weight_decay=wd).fit(X, y)
@@ -296,12 +296,12 @@ def test_input_encodings_are_drawn_per_member_like_separate_fits(data, engine):
     # an ensemble whose members all read that encoding (weights init and training).
     X, y = data
     est = NeuralBaggingRegressor(**KW, member_params=INPUTS, engine=engine).fit(X, y)
-    keys = est._input_keys
+    keys = est._fitted.input_keys
     want = [0 if p["numeric_encoding"] == "none" else p["n_bins"] for p in est.member_params_]
     np.testing.assert_array_equal(keys, want)
     assert set(keys.tolist()) == {0, 4, 8}, "the draws should cover every encoding"
     widths = {int(k): 4 if k == 0 else 4 + 4 * k + 1 for k in keys}  # values, bins, zero
-    for g in est._groups:  # one group per input width on the CPU
+    for g in est._fitted.groups:  # one group per input width on the CPU
         assert {widths[int(keys[m])] for m in g.members} == {g.sizes[0]}
     members = est.predict_members(X)
     for key in set(keys.tolist()):
@@ -327,18 +327,18 @@ def test_input_encodings_with_feature_subsets_and_padded_groups(data, monkeypatc
     params = dict(max_features=0.5, member_params={"n_bins": [3, 6]})
     est = NeuralBaggingRegressor(**KW, **params).fit(X, y)
     members = est.predict_members(X)
-    for key in set(est._input_keys.tolist()):
+    for key in set(est._fitted.input_keys.tolist()):
         alone = _alone(key, max_features=0.5).fit(X, y).predict_members(X)
-        for e in np.flatnonzero(est._input_keys == key):  # its 2 features and their bins
+        for e in np.flatnonzero(est._fitted.input_keys == key):  # its 2 features and their bins
             np.testing.assert_allclose(members[e], alone[e], rtol=1e-5, atol=1e-6)
     # As on CUDA: members of one depth share one group padded to the widest input; the
     # narrower members read the zero column there, so they train as before.
-    monkeypatch.setattr(NeuralBaggingRegressor, "_pad_groups", lambda self: True)
+    monkeypatch.setattr(_pipeline, "pad_groups", lambda p: True)
     padded = NeuralBaggingRegressor(**KW, member_params=INPUTS, engine="batched").fit(X, y)
-    assert len(padded._groups) == 1 and padded._groups[0].sizes[0] == 4 + 4 * 8 + 1
+    assert len(padded._fitted.groups) == 1 and padded._fitted.groups[0].sizes[0] == 4 + 4 * 8 + 1
     monkeypatch.undo()
     plain = NeuralBaggingRegressor(**KW, member_params=INPUTS, engine="batched").fit(X, y)
-    assert len(plain._groups) == 3
+    assert len(plain._fitted.groups) == 3
     np.testing.assert_allclose(padded.predict_members(X), plain.predict_members(X),
                                rtol=1e-5, atol=1e-6)
     for e in range(6):  # a member's own first layer, out of the padded one
@@ -348,7 +348,7 @@ def test_input_encodings_with_feature_subsets_and_padded_groups(data, monkeypatc
     # still fill the group's first layer (zero-column padding), in predict and export
     import torch
 
-    narrow = padded._input_keys == 0
+    narrow = padded._fitted.input_keys == 0
     assert narrow.any() and not narrow.all()
     w = narrow / narrow.sum()
     padded.ensemble_weights_ = w
@@ -366,7 +366,7 @@ def test_input_encodings_warm_start_chunks_persistence_and_partial_fit(data):
                                    warm_start=True).fit(X, y)
     old = grown.predict_members(X)
     grown.set_params(n_estimators=6).fit(X, y)
-    np.testing.assert_array_equal(grown._input_keys, six._input_keys)
+    np.testing.assert_array_equal(grown._fitted.input_keys, six._fitted.input_keys)
     np.testing.assert_array_equal(grown.predict_members(X)[:3], old)  # kept as they were
     np.testing.assert_allclose(grown.predict_members(X)[3:], six.predict_members(X)[3:],
                                rtol=1e-5, atol=1e-6)  # new ones as in one fit of all six
@@ -376,7 +376,7 @@ def test_input_encodings_warm_start_chunks_persistence_and_partial_fit(data):
     np.testing.assert_array_equal(back.predict(X), six.predict(X))
     part = NeuralBaggingRegressor(**KW, member_params=INPUTS)
     part.partial_fit(X, y).partial_fit(X, y)
-    assert part._input_keys.tolist() == six._input_keys.tolist()
+    assert part._fitted.input_keys.tolist() == six._fitted.input_keys.tolist()
     assert np.isfinite(part.predict(X)).all()
 
 
@@ -385,19 +385,19 @@ def test_input_encodings_survive_a_warm_start_without_them(data):
     X, y = data
     est = NeuralBaggingRegressor(**dict(KW, n_estimators=3), warm_start=True,
                                  member_params=INPUTS).fit(X, y)
-    keys, old = est._input_keys.copy(), est.predict_members(X)
+    keys, old = est._fitted.input_keys.copy(), est.predict_members(X)
     est.set_params(n_estimators=5, member_params=None).fit(X, y)
-    np.testing.assert_array_equal(est._input_keys, [*keys, 8, 8])
+    np.testing.assert_array_equal(est._fitted.input_keys, [*keys, 8, 8])
     np.testing.assert_array_equal(est.predict_members(X)[:3], old)
     est.set_params(numeric_encoding="none").fit(X, y)  # resumed: every member keeps its own
-    np.testing.assert_array_equal(est._input_keys, [*keys, 8, 8])
+    np.testing.assert_array_equal(est._fitted.input_keys, [*keys, 8, 8])
     assert np.isfinite(est.predict(X)).all()
     # binary features get no bins, yet every count was encoded (as nothing)
     binary = (X > 0).astype(float)
     est = NeuralBaggingRegressor(**dict(KW, n_estimators=3), warm_start=True,
                                  member_params={"n_bins": [4, 8]}).fit(binary, y)
     est.set_params(n_estimators=6).fit(binary, y)
-    assert est._input.lo.size == 0 and len(est._input_keys) == 6
+    assert est._fitted.inputs.lo.size == 0 and len(est._fitted.input_keys) == 6
 
 
 def test_input_encodings_refuse_what_they_cannot_keep(data):
@@ -412,4 +412,4 @@ def test_input_encodings_refuse_what_they_cannot_keep(data):
                                  member_params={"n_bins": [4]}).fit(X, y)
     with pytest.raises(ValueError, match=r"would read n_bins=\[16\], but the first fit"):
         est.set_params(n_estimators=6, member_params={"n_bins": [16]}).fit(X, y)
-    assert len(est._seeds) == 3  # nothing changed
+    assert len(est._fitted.seeds) == 3  # nothing changed

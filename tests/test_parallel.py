@@ -24,9 +24,11 @@ from skensemble import (
     NeuralBaggingClassifier,
     NeuralBaggingRegressor,
     _dispatch,
+    _groups,
     _parallel,
     _training,
 )
+from skensemble._tasks import Regression
 
 # Classes and functions of this module travel to loky workers by value, with the globals
 # they read as they are here. Dask pickles them by reference and its workers import this
@@ -46,8 +48,8 @@ TASKS = pytest.mark.parametrize(
 
 def _assert_same_fit(a, b):
     """Every fitted array of ``a`` and ``b`` equal, bit for bit."""
-    assert len(a._groups) == len(b._groups)
-    for ga, gb in zip(a._groups, b._groups):
+    assert len(a._fitted.groups) == len(b._fitted.groups)
+    for ga, gb in zip(a._fitted.groups, b._fitted.groups):
         assert ga.sizes == gb.sizes
         for name in ("members", "flat", "opt_state", "steps", "lr", "alpha"):
             va, vb = getattr(ga, name, None), getattr(gb, name, None)
@@ -98,13 +100,13 @@ def test_n_chunks_follows_joblib():
 def test_split_and_join_give_back_the_groups():
     rng = np.random.default_rng(0)
     archs = [(4,), (6, 3), (5,), (2, 2), (3,), (4,), (6,)]
-    init = _training.random_rows(archs, range(7), 3, 2, "relu")
-    groups = _training.make_groups(init, archs, np.arange(7), 3, 2, "relu")
+    init = _groups.random_rows(archs, range(7), 3, 2, "relu")
+    groups = _groups.make_groups(init, archs, np.arange(7), 3, 2, "relu")
     for g in groups:
         E = len(g.members)
         g.opt_state = rng.standard_normal((2, *g.flat.shape)).astype(np.float32)
-        g.steps, g.lr = np.arange(E), rng.random(E)
-        g.alpha = rng.random(E)
+        g.steps, g.vectors["lr"] = np.arange(E), rng.random(E)
+        g.vectors["alpha"] = rng.random(E)
     N = 10
     members = _parallel.Members(positions=np.arange(7), rows=rng.integers(0, N, (7, 4)),
                                 val_mask=rng.random((7, N)) < 0.3)
@@ -122,9 +124,11 @@ def test_split_and_join_give_back_the_groups():
             assert_array_equal(piece.val_rows, np.flatnonzero(members.val_mask[g.members].any(0)))
             per_group[k].append((idx, piece.group))
     for g, parts in zip(groups, per_group):
-        joined = _parallel._join(g, parts)
-        for name in ("members", "flat", "opt_state", "steps", "lr", "alpha"):
+        joined = g.joined(parts)
+        for name in ("members", "flat", "opt_state", "steps"):
             assert_array_equal(getattr(joined, name), getattr(g, name))
+        for name in ("lr", "alpha"):
+            assert_array_equal(joined.vectors[name], g.vectors[name])
     # members of a chunk are contiguous positions
     spans = [np.sort(np.concatenate([groups[k].members[i] for k, i, _ in p])) for p in chunks]
     assert_array_equal(np.concatenate(spans), np.arange(7))
@@ -151,8 +155,8 @@ def test_loky_chunks_equal_one_process(request, Estimator, data):
                   hidden_layer_sizes=[(8,), (6, 4), (5,)], max_features=0.75)
     one = Estimator(**params, n_jobs=1).fit(X, y)
     two = Estimator(**params, n_jobs=2).fit(X, y)
-    assert two._parallel_report.n_chunks == 2 and two._parallel_report.backend == "loky"
-    assert one._parallel_report.n_chunks == 1
+    assert two._fitted.report.n_chunks == 2 and two._fitted.report.backend == "loky"
+    assert one._fitted.report.n_chunks == 1
     assert len(set(one.n_iter_per_member_)) > 1  # members really stopped apart
     _assert_same_fit(one, two)
     _assert_same_predictions(one, two, X)
@@ -164,6 +168,8 @@ def test_lone_member_trains_as_in_a_group(epoch, sizes):
     # A member alone (a chunk or architecture of one) would take torch's one-matrix BLAS
     # routines (a matrix-vector product for a one-unit output layer), which round
     # otherwise: the engines train it as the first of two so that it matches a group.
+    from engine_cases import call
+
     from skensemble import _engine
 
     fn = getattr(_engine, epoch)
@@ -179,8 +185,8 @@ def test_lone_member_trains_as_in_a_group(epoch, sizes):
         f = flat[members].clone()
         state, steps = _engine.init_state(f, hyper)
         for _ in range(3):
-            losses = fn(f, state, steps, X, Y, None, order[members], lrs[members], hyper,
-                        layout, features[members], alphas[members])
+            losses = call(fn, f, state, steps, X, Y, None, order[members], lrs[members],
+                          hyper, layout, features[members], alphas[members])
         fits.append((f, state, steps, losses))
     for group, alone in zip(*fits):  # flat, state (S, E, P), steps, losses
         first = group[:, :1] if group.dim() == 3 else group[:1]
@@ -204,8 +210,8 @@ for Estimator, target in ((NeuralBaggingRegressor, y), (NeuralBaggingClassifier,
         one = Estimator(**params, n_jobs=1).fit(X, target)
         with joblib.parallel_backend("threading"):
             two = Estimator(**params, n_jobs=2).fit(X, target)
-        assert two._parallel_report.n_chunks == 2
-        for ga, gb in zip(one._groups, two._groups):
+        assert two._fitted.report.n_chunks == 2
+        for ga, gb in zip(one._fitted.groups, two._fitted.groups):
             for name in ("members", "flat", "opt_state", "steps"):
                 assert_array_equal(getattr(ga, name), getattr(gb, name), err_msg=name)
         assert_array_equal(one.n_iter_per_member_, two.n_iter_per_member_)
@@ -241,8 +247,8 @@ def test_member_activations_and_row_counts_across_chunks(regression_data):
     one = NeuralBaggingRegressor(**params, n_jobs=1).fit(X, y)
     with joblib.parallel_backend("threading"):
         two = NeuralBaggingRegressor(**params, n_jobs=2).fit(X, y)
-    assert [g.activation for g in one._groups] == [g.activation for g in two._groups]
-    assert len({g.activation for g in one._groups}) == 2
+    assert [g.settings.activation for g in one._fitted.groups] == [g.settings.activation for g in two._fitted.groups]
+    assert len({g.settings.activation for g in one._fitted.groups}) == 2
     _assert_same_fit(one, two)
     _assert_same_predictions(one, two, X)
 
@@ -259,18 +265,18 @@ def test_oob_selection_and_warm_start_across_chunks(request, Estimator, data):
     one = Estimator(**params, n_jobs=1).fit(X, y)
     with joblib.parallel_backend("threading"):  # in-process workers: cheap, same merge
         three = Estimator(**params, n_jobs=3).fit(X, y)
-    assert three._parallel_report.backend == "threading"
+    assert three._fitted.report.backend == "threading"
     _assert_same_fit(one, three)
     _assert_same_predictions(one, three, X)
 
-    old = [g.flat.copy() for g in one._groups]
+    old = [g.flat.copy() for g in one._fitted.groups]
     one.set_params(warm_start=True, n_estimators=8).fit(X, y)
     with joblib.parallel_backend("threading"):
         three.set_params(warm_start=True, n_estimators=8).fit(X, y)
-    assert three._parallel_report.n_chunks == 3  # 3 new members, one each
+    assert three._fitted.report.n_chunks == 3  # 3 new members, one each
     _assert_same_fit(one, three)
     _assert_same_predictions(one, three, X)
-    assert_array_equal(one._groups[0].flat[:5], old[0])  # the first 5 kept their weights
+    assert_array_equal(one._fitted.groups[0].flat[:5], old[0])  # the first 5 kept their weights
 
 
 def test_mothernets_with_chunks(regression_data):
@@ -335,7 +341,7 @@ def test_dask_local_cluster_equals_one_process(client, request, Estimator, data,
     X, y = request.getfixturevalue(data)
     params = dict(SMALL, early_stopping=True, n_iter_no_change=2)
     one = Estimator(**params).fit(X, y)  # n_jobs=None outside a joblib context: 1
-    assert one._parallel_report.n_chunks == 1
+    assert one._fitted.report.n_chunks == 1
     scatters = []
     real = distributed.Client.scatter
 
@@ -347,7 +353,7 @@ def test_dask_local_cluster_equals_one_process(client, request, Estimator, data,
     with distributed.get_task_stream(client=client) as stream:
         with joblib.parallel_backend("dask"):
             dask = Estimator(**params).fit(X, y)  # None: one chunk per worker thread
-    report = dask._parallel_report
+    report = dask._fitted.report
     assert report.backend == "dask" and report.n_chunks == 2
     assert report.seconds_sending is not None
     # the training data went out once (not with each task), then each chunk's own members
@@ -362,13 +368,18 @@ def test_dask_local_cluster_equals_one_process(client, request, Estimator, data,
     _assert_same_predictions(one, dask, X)
 
 
-class _Raises(NeuralBaggingRegressor):
+class _RaisingTask(Regression):
     """Fails in a worker process, never here (its scores run every epoch)."""
 
-    def _member_scores(self, out, Y, weight):
+    def member_scores(self, out, Y, weight):
         if os.getpid() != PARENT:
             raise ArithmeticError("boom in a worker")
-        return super()._member_scores(out, Y, weight)
+        return super().member_scores(out, Y, weight)
+
+
+class _Raises(NeuralBaggingRegressor):
+    def _task(self):
+        return _RaisingTask()
 
 
 def _state(est):
@@ -383,13 +394,18 @@ def test_dask_worker_error_raises_and_leaves_no_state(client, regression_data):
     assert not [k for k in vars(est) if k.endswith("_") or k.startswith("_")]
 
 
-class _Dies(NeuralBaggingRegressor):
+class _DyingTask(Regression):
     """Its worker process exits in the middle of training (as if killed or out of memory)."""
 
-    def _member_scores(self, out, Y, weight):
+    def member_scores(self, out, Y, weight):
         if os.getpid() != PARENT:
             os._exit(3)
-        return super()._member_scores(out, Y, weight)
+        return super().member_scores(out, Y, weight)
+
+
+class _Dies(NeuralBaggingRegressor):
+    def _task(self):
+        return _DyingTask()
 
 
 def test_dask_worker_that_dies_raises_a_clear_error(client, regression_data):
@@ -424,23 +440,31 @@ def test_dask_interrupt_cancels_the_chunks(client, regression_data, monkeypatch)
     while time.monotonic() < deadline and any(f.status != "cancelled" for f in submitted):
         time.sleep(0.05)
     assert [f.status for f in submitted] == ["cancelled", "cancelled"]
-    assert not hasattr(est, "_groups")
+    assert not hasattr(est, "_fitted")
 
 
 
 
 # ------------------------------------------------------------- loky failures
-class _Slow(NeuralBaggingRegressor):
+class _SlowTask(Regression):
     """Writes its worker's pid to ``pid_dir`` and trains slowly there."""
 
-    pid_dir = None
+    def __init__(self, pid_dir):
+        self.pid_dir = pid_dir
 
-    def _member_scores(self, out, Y, weight):
+    def member_scores(self, out, Y, weight):
         if os.getpid() != PARENT:
             with open(os.path.join(self.pid_dir, str(os.getpid())), "w"):
                 pass
             time.sleep(0.05)
-        return super()._member_scores(out, Y, weight)
+        return super().member_scores(out, Y, weight)
+
+
+class _Slow(NeuralBaggingRegressor):
+    pid_dir = None
+
+    def _task(self):
+        return _SlowTask(self.pid_dir)
 
 
 def test_worker_that_raises_leaves_the_fitted_estimator_as_it_was(regression_data):
@@ -509,7 +533,7 @@ def test_keyboard_interrupt_while_waiting_kills_the_running_chunks(regression_da
     while time.monotonic() < stop and not all(_dead(p) for p in pids):
         time.sleep(0.05)
     assert all(_dead(p) for p in pids)  # the workers running the chunks were stopped
-    assert not hasattr(est, "_groups") and not hasattr(est, "n_features_in_")
+    assert not hasattr(est, "_fitted") and not hasattr(est, "n_features_in_")
 
 
 @pytest.mark.skip(reason=(
@@ -545,4 +569,4 @@ def test_keyboard_interrupt_cancels_outstanding_chunks(regression_data, tmp_path
     while time.monotonic() < deadline and not all(_dead(p) for p in pids):
         time.sleep(0.05)
     assert all(_dead(p) for p in pids)  # the workers running the chunks were stopped
-    assert not hasattr(est, "_groups") and not hasattr(est, "n_features_in_")
+    assert not hasattr(est, "_fitted") and not hasattr(est, "n_features_in_")

@@ -174,7 +174,7 @@ def test_selection_and_oob_leave_pruned_members_out(data):
     pruned = est.stop_reason_ == "pruned"
     assert pruned.any()
     members = est.predict_members(X)  # (E, N)
-    rows, held, _ = est._member_draws()
+    rows, held, _ = est._fitted.member_draws()
     oob = np.ones((len(members), len(X)), dtype=bool)
     oob[np.arange(len(members))[:, None], rows] = False
     for e, h in enumerate(held):
@@ -204,11 +204,11 @@ def test_uniform_score_is_the_average_of_the_members_not_pruned(data):
     est = NeuralBaggingRegressor(**KW, prune="halving", ensemble_selection=20).fit(X, y)
     keep = est.stop_reason_ != "pruned"
     assert not keep.all()
-    mask = est._validation_mask() & keep[:, None]  # (E, N) rows each kept member validates
+    mask = est._fitted.validation_mask() & keep[:, None]  # (E, N) rows each kept member validates
     scored = mask.any(0)
-    z = (est.predict_members(X) - est._y_mean[0]) / est._y_scale[0]  # standardised (E, N)
+    z = (est.predict_members(X) - est._fitted.targets.mean[0]) / est._fitted.targets.scale[0]  # standardised (E, N)
     mean = (z * mask).sum(0)[scored] / mask.sum(0)[scored]
-    target = (y[scored] - est._y_mean[0]) / est._y_scale[0]
+    target = (y[scored] - est._fitted.targets.mean[0]) / est._fitted.targets.scale[0]
     np.testing.assert_allclose(est.uniform_score_, np.mean((mean - target) ** 2), rtol=1e-4)
 
 

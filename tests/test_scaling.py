@@ -78,7 +78,7 @@ def test_estimators_with_input_transforms(Est, kw):
     est = Est(n_estimators=3, hidden_layer_sizes=(8,), max_iter=20, learning_rate_init=0.01,
               random_state=0, **kw).fit(X, y)
     k = 2 if "max_features" in kw else None
-    assert est.get_member_params(0)[0][0].shape[0] == est._input.n_inputs(k)
+    assert est.get_member_params(0)[0][0].shape[0] == est._fitted.inputs.n_inputs(k)
     assert est.score(X, y) > 0.6
     module = est.to_torch()
     out = module(torch.as_tensor(X)).numpy()

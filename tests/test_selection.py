@@ -47,7 +47,7 @@ def _predicted(est, X):
 
 def _validation_loss(est, X, y, weights):
     """The documented validation loss, computed densely from the public predictions."""
-    mask = est._validation_mask()  # (E, N)
+    mask = est._fitted.validation_mask()  # (E, N)
     has = mask.any(0)
     m = mask[:, has].astype(float)  # (E, n)
     if isinstance(est, NeuralBaggingClassifier):
@@ -55,12 +55,12 @@ def _validation_loss(est, X, y, weights):
         codes = np.searchsorted(est.classes_, y[has])
         values = proba[:, np.arange(codes.size), codes][..., None]  # (E, n, 1)
     else:  # standardised units, as the estimator scores
-        values = ((est.predict_members(X)[:, has] - est._y_mean) / est._y_scale)[..., None]
+        values = ((est.predict_members(X)[:, has] - est._fitted.targets.mean) / est._fitted.targets.scale)[..., None]
     mean = (m[..., None] * values).sum(0) / m.sum(0)[:, None]  # (n, D) validation average
     pred = mean + (weights[:, None, None] * m[..., None] * (values - mean)).sum(0)
     if isinstance(est, NeuralBaggingClassifier):
         return float(-np.log(np.clip(pred[:, 0], 1e-15, 1)).mean())
-    target = (y[has] - est._y_mean) / est._y_scale
+    target = (y[has] - est._fitted.targets.mean) / est._fitted.targets.scale
     return float(((pred[:, 0] - target) ** 2).mean())
 
 
@@ -104,7 +104,7 @@ def test_uniform_score_is_the_out_of_bag_loss(task):
         expected = log_loss(y[has], oob[has], labels=est.classes_)
     else:
         has = ~np.isnan(est.oob_prediction_)
-        expected = np.mean(((est.oob_prediction_[has] - y[has]) / est._y_scale) ** 2)
+        expected = np.mean(((est.oob_prediction_[has] - y[has]) / est._fitted.targets.scale) ** 2)
     assert est.uniform_score_ == pytest.approx(expected, rel=1e-8)
 
 
@@ -168,8 +168,8 @@ def test_none_keeps_todays_predictions(task):
         res = est._member_outputs(
             X, lambda out: torch.stack([out.mean(0), out.std(0, correction=0)], dim=-1))
         mean, std = est.predict(X, return_std=True)
-        assert_array_equal(mean, res[:, 0, 0] * est._y_scale[0] + est._y_mean[0])
-        assert_array_equal(std, res[:, 0, 1] * est._y_scale[0])
+        assert_array_equal(mean, res[:, 0, 0] * est._fitted.targets.scale[0] + est._fitted.targets.mean[0])
+        assert_array_equal(std, res[:, 0, 1] * est._fitted.targets.scale[0])
 
 
 def test_persistence_keeps_the_weights(task, tmp_path):

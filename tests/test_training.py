@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from skensemble import _engine, _training
+from skensemble import _engine, _groups, _history, _optim, _training
 from skensemble._engine import Hyper
 
 
@@ -25,8 +25,8 @@ def _group_data(E=4, N=60, F=5, O=1, hidden=(8,), seed=0, val_fraction=0.25):
         val_mask[e, perm[:n_val]] = True
         rows.append(np.sort(perm[n_val:]))
     archs = [hidden] * E
-    init = _training.random_rows(archs, range(100, 100 + E), F, O, "tanh")
-    (group,) = _training.make_groups(init, archs, np.arange(E), F, O, "tanh")
+    init = _groups.random_rows(archs, range(100, 100 + E), F, O, "tanh")
+    (group,) = _groups.make_groups(init, archs, np.arange(E), F, O, "tanh")
     data = _training.Data(X=X, Y=Y, rows=np.stack(rows), val_mask=val_mask)
     return group, data
 
@@ -42,12 +42,12 @@ def test_training_runs_without_scikit_learn():
                     raise ImportError("blocked: " + name)
         sys.meta_path.insert(0, Block())
         import numpy as np, torch
-        from skensemble import _training, _engine
+        from skensemble import _training, _engine, _groups
         rng = np.random.default_rng(0)
         X = rng.standard_normal((40, 3)).astype(np.float32)
         Y = X[:, :1].copy()
-        init = _training.random_rows([(6,)] * 2, [1, 2], 3, 1, "tanh")
-        (g,) = _training.make_groups(init, [(6,)] * 2, np.arange(2), 3, 1, "tanh")
+        init = _groups.random_rows([(6,)] * 2, [1, 2], 3, 1, "tanh")
+        (g,) = _groups.make_groups(init, [(6,)] * 2, np.arange(2), 3, 1, "tanh")
         data = _training.Data(X=X, Y=Y, rows=np.tile(np.arange(40), (2, 1)))
         hyper = _engine.Hyper(activation="tanh", batch_size=8)
         cfg = _training.Config(max_iter=30, learning_rate_init=0.01, engine="batched")
@@ -63,7 +63,7 @@ def test_training_runs_without_scikit_learn():
 
 def test_members_stop_on_their_own_and_keep_their_best_weights():
     group, data = _group_data(E=4)
-    group.lr = np.array([0.0, 0.01, 0.01, 0.05])  # member 0 cannot learn at all
+    group.vectors["lr"] = np.array([0.0, 0.01, 0.01, 0.05])  # member 0 cannot learn at all
     hyper = Hyper(activation="tanh", batch_size=8)
     cfg = _training.Config(max_iter=80, n_iter_no_change=3, tol=1e-6, engine="batched")
     out, hist, _ = _training.train_group(group, data, hyper, cfg, torch.device("cpu"))
@@ -100,7 +100,7 @@ def test_streaming_with_stopping_and_adaptive_schedule_equals_resident(engine, m
     real = _training._epoch_subset
 
     def spy(epoch_fn, members, *args):
-        calls.append((members.size, args[-3]))  # members trained together, their rate
+        calls.append((members.size, args[-3][members]))  # members trained together, rates
         return real(epoch_fn, members, *args)
 
     monkeypatch.setattr(_training, "_epoch_subset", spy)
@@ -116,13 +116,13 @@ def test_streaming_with_stopping_and_adaptive_schedule_equals_resident(engine, m
 
 
 def test_history_combine_resume_and_grow():
-    a = _training.History(loss=np.ones((3, 2)), n_iter=np.array([3, 2]), unconverged=1,
+    a = _history.History(loss=np.ones((3, 2)), n_iter=np.array([3, 2]), unconverged=1,
                           seconds=1.0, val_loss=np.ones((3, 2)), val_score=np.ones((3, 2)),
                           best=np.array([0.5, 0.6]))
-    b = _training.History(loss=np.full((5, 1), 2.0), n_iter=np.array([5]), seconds=2.0,
+    b = _history.History(loss=np.full((5, 1), 2.0), n_iter=np.array([5]), seconds=2.0,
                           val_loss=np.full((5, 1), 2.0), val_score=np.ones((5, 1)),
                           best=np.array([0.1]))
-    both = _training.History.combine([(np.array([0, 2]), a), (np.array([1]), b)], 3)
+    both = _history.History.combine([(np.array([0, 2]), a), (np.array([1]), b)], 3)
     assert both.loss.shape == (5, 3) and both.seconds == 3.0 and both.unconverged == 1
     np.testing.assert_array_equal(both.n_iter, [3, 5, 2])
     np.testing.assert_array_equal(both.best, [0.5, 0.1, 0.6])
@@ -133,18 +133,18 @@ def test_history_combine_resume_and_grow():
     resumed = a.after(a)
     assert resumed.loss.shape == (6, 2)
     np.testing.assert_array_equal(resumed.n_iter, [6, 4])
-    no_val = _training.History(loss=np.ones((1, 2)), n_iter=np.array([1, 1]))
+    no_val = _history.History(loss=np.ones((1, 2)), n_iter=np.array([1, 1]))
     assert no_val.after(a).val_loss is None and no_val.beside(a).val_loss is None
 
 
 def test_merge_groups_pads_new_members_into_the_old_group():
-    init = _training.random_rows([(4,), (6,)], [1, 2], 3, 1, "relu")
-    (old,) = _training.make_groups(init[:1], [(4,)], np.array([0]), 3, 1, "relu")
-    (new,) = _training.make_groups(init[1:], [(6,)], np.array([1]), 3, 1, "relu")
+    init = _groups.random_rows([(4,), (6,)], [1, 2], 3, 1, "relu")
+    (old,) = _groups.make_groups(init[:1], [(4,)], np.array([0]), 3, 1, "relu")
+    (new,) = _groups.make_groups(init[1:], [(6,)], np.array([1]), 3, 1, "relu")
     for g in (old, new):
         g.opt_state = np.ones((2, *g.flat.shape), dtype=np.float32)
-        g.steps, g.lr = np.array([5]), np.array([0.1])
-    (merged,) = _training.merge_groups([old], [new], "relu")
+        g.steps, g.vectors["lr"] = np.array([5]), np.array([0.1])
+    (merged,) = _groups.merge_groups([old], [new], "relu")
     assert merged.sizes == (3, 6, 1)
     np.testing.assert_array_equal(merged.members, [0, 1])
     np.testing.assert_array_equal(merged.member_row(0, (3, 4, 1)), init[0])
@@ -186,21 +186,21 @@ def test_plateau_decays_lower_the_rate_and_never_end_worse():
     decayed, h2 = _train(data, group, hyper, _training.Config(**base, plateau_decays=2))
     assert np.all(h2.n_iter >= h0.n_iter) and np.any(h2.n_iter > h0.n_iter)
     assert np.all(h2.best <= h0.best) and np.any(h2.best < h0.best)
-    rates = decayed.lr / 0.01
+    rates = decayed.vectors["lr"] / 0.01
     assert set(np.round(rates, 12)) <= {1.0, 0.1, 0.01} and np.any(rates < 1)
-    assert np.all(plain.lr == 0.01)
+    assert np.all(plain.vectors["lr"] == 0.01)
     # the trajectories agree until the first plateau
     first = int(h0.n_iter.min())
     np.testing.assert_array_equal(h2.val_loss[:first], h0.val_loss[:first])
 
 
 def test_warmup_cosine_factor():
-    f = [_training.warmup_cosine(e, 100) for e in range(100)]
+    f = [_optim.warmup_cosine(e, 100) for e in range(100)]
     np.testing.assert_allclose(f[:5], [0.2, 0.4, 0.6, 0.8, 1.0])  # w = 100 // 20 = 5
     assert f[4] == f[5] == 1.0 and np.all(np.diff(f[5:]) < 0) and 0 < f[-1] < 1e-3
-    np.testing.assert_allclose(_training.warmup_cosine(5 + 95 // 2, 100), 0.5 * (1 + np.cos(
+    np.testing.assert_allclose(_optim.warmup_cosine(5 + 95 // 2, 100), 0.5 * (1 + np.cos(
         np.pi * (95 // 2) / 95)))
-    assert _training.warmup_cosine(0, 1) == 1.0  # one epoch: warm-up of one epoch
+    assert _optim.warmup_cosine(0, 1) == 1.0  # one epoch: warm-up of one epoch
 
 
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
@@ -213,14 +213,14 @@ def test_warmup_cosine_sets_each_epochs_rate_and_engines_agree(solver, monkeypat
     real = _training._epoch_subset
 
     def spy(epoch_fn, members, *args):
-        seen.append(float(np.max(args[-3])))  # the rate of this epoch's call
+        seen.append(float(np.max(args[-3][members])))  # the rate of this epoch's call
         return real(epoch_fn, members, *args)
 
     monkeypatch.setattr(_training, "_epoch_subset", spy)
     out, _ = _train(data, group, hyper, _training.Config(**cfg, engine="batched"))
-    want = [0.02 * _training.warmup_cosine(e, 12) for e in range(12)]
+    want = [0.02 * _optim.warmup_cosine(e, 12) for e in range(12)]
     np.testing.assert_allclose(seen, want, rtol=1e-12)
-    assert np.all(out.lr == 0.02)  # the base rate is kept for a continued fit
+    assert np.all(out.vectors["lr"] == 0.02)  # the base rate is kept for a continued fit
     other, _ = _train(data, group, hyper, _training.Config(**cfg, engine="numba"))
     np.testing.assert_allclose(other.flat, out.flat, rtol=1e-4, atol=1e-4)
 
@@ -237,7 +237,7 @@ def test_own_validation_rows_equal_the_shared_layout(weighted):
     mask = np.zeros((E, N), dtype=bool)
     for e in range(E):
         mask[e, np.random.RandomState(e).choice(N, 9, replace=False)] = True
-    data = SimpleNamespace(val_mask=mask, val_rows=None, Y_val=None,
+    data = SimpleNamespace(val_mask=mask, val_rows=None,
                            val_weight=np.linspace(0.5, 2.0, N) if weighted else None)
     t = SimpleNamespace(X=X, Y=Y)
     layout = _engine.Layout((3, 5, 2))
@@ -247,7 +247,7 @@ def test_own_validation_rows_equal_the_shared_layout(weighted):
     def score(out, Yv, w):  # a member score that reads the targets row by row
         return _training.member_sum(((out - Yv) ** 2).sum(-1) * w)
 
-    own = _training._validation(data, t, torch.device("cpu"))
+    own = _training._validation(data, None, t, torch.device("cpu"))
     assert own.idx is not None and own.idx.shape == (E, 9)
     vrows = np.flatnonzero(mask.any(0))
     w = mask[:, vrows].astype(np.float32)
@@ -260,4 +260,4 @@ def test_own_validation_rows_equal_the_shared_layout(weighted):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
     # unequal counts (out-of-bag rows) keep the shared layout
     mask[0, 0] = ~mask[0, 0]
-    assert _training._validation(data, t, torch.device("cpu")).idx is None
+    assert _training._validation(data, None, t, torch.device("cpu")).idx is None

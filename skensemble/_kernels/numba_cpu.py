@@ -135,8 +135,6 @@ from numba import njit, prange, types
 from numba.core import cgutils, errors
 from numba.extending import intrinsic
 
-from .. import _engine
-
 
 # ----------------------------------------------------------------- threading layer
 def _start_threading_layer():
@@ -900,6 +898,14 @@ def _member_address(act, loss, solver, one_row, many_rows):
         return _MEMBERS[key][1]
 
 
+def _per_member(value, E):
+    """A float or ``(E,)`` values as a contiguous float32 array ``(E,)``, rounded once."""
+    out = np.empty(E, np.float32)
+    out[:] = np.asarray(value.cpu() if torch.is_tensor(value) else value,
+                        dtype=np.float64).astype(np.float32)
+    return out
+
+
 def _as_array(t, dtype):
     """C-contiguous numpy array of CPU tensor ``t`` (a view unless a copy is needed)."""
     return np.ascontiguousarray(t.detach().numpy(), dtype=dtype)
@@ -925,36 +931,30 @@ def _check_inputs(flat, X, Y, sw, order, layout, features):
         raise ValueError(f"order must hold row indices in [0, {N})")
 
 
-def epoch_numba(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None,
-                alpha=None):
+def epoch_numba(params, data, order, member, hyper):
     """One epoch for all members, member-major in compiled code (numba, CPU).
 
     Same contract and mathematics as :func:`skensemble._engine.epoch_reference`.
 
     Parameters
     ----------
-    flat : Tensor (E, P) float32, CPU, contiguous; updated in place
-    state : Tensor (S, E, P) float32, CPU, contiguous; updated in place
-    steps : Tensor (E,) int64, CPU, contiguous; updated in place
-    X : Tensor (N, F) float32
-    Y : Tensor (N, O) float32
-    sw : Tensor (N,) float32 or None
-        Per-row loss weights.
+    params : Params
+        ``flat (E, P)`` and ``state (S, E, P)`` float32, ``steps (E,)`` int64: contiguous
+        CPU tensors, updated in place.
+    data : Data
+        ``X (N, F)``, ``Y (N, O)`` float32, ``sw (N,)`` or None, ``features (E, k)`` or None.
     order : Tensor (E, M) int64
         Rows each member visits this epoch, in order.
-    lr : float or array-like (E,)
-        One learning rate for all members, or one per member.
+    member : Member
+        Each member's learning rate and (or None: ``hyper.alpha``) L2 strength.
     hyper : Hyper
-    layout : Layout
-    features : Tensor (E, k) int64 or None
-        Each member's feature subset (its first layer has ``k`` inputs); None: all.
-    alpha : array-like (E,) or None
-        Each member's L2 strength; None: ``hyper.alpha`` for all.
 
     Returns
     -------
     Tensor (E,) float32: per-member mean training loss over the epoch (data term only).
     """
+    flat, state, steps, layout = params.flat, params.state, params.steps, params.layout
+    X, Y, sw, features = data.X, data.Y, data.sw, data.features
     for name, t in (("flat", flat), ("state", state), ("steps", steps)):
         # Updated in place through zero-copy numpy views: a copy would drop the update.
         if t.device.type != "cpu" or not t.is_contiguous():
@@ -995,7 +995,7 @@ def epoch_numba(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features
     # Steps of one row (batch 1, or a last batch of one) and of more rows: the member
     # epoch compiles only the paths the epoch takes.
     one_row, many_rows = bsz == 1 or M % bsz == 1, bsz > 1 and M > 1
-    member = _member_address(act, _LOSS[hyper.loss], _SOLVER[hyper.solver], one_row, many_rows)
+    address = _member_address(act, _LOSS[hyper.loss], _SOLVER[hyper.solver], one_row, many_rows)
     config = (
         act,
         bool(hyper.nesterovs_momentum),
@@ -1006,7 +1006,7 @@ def epoch_numba(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features
     )
     with KERNEL_LOCK:
         _epoch_kernel(
-            member,
+            address,
             flat.detach().numpy(),  # (E, P) view, written in place
             state.detach().numpy(),  # (S, E, P) view, written in place
             steps.numpy(),  # (E,) view, written in place
@@ -1020,8 +1020,8 @@ def epoch_numba(flat, state, steps, X, Y, sw, order, lr, hyper, layout, features
             layout.offsets_array(),  # (L, 3)
             sizes,
             aoff,
-            _engine.per_member(hyper.alpha if alpha is None else alpha, E).numpy(),  # (E,)
-            _engine.per_member(lr, E).numpy(),  # (E,) float32
+            _per_member(hyper.alpha if member.alpha is None else member.alpha, E),  # (E,)
+            _per_member(member.lr, E),  # (E,) float32
             _f32(hyper.weight_decay),
             int(hyper.batch_size),
             config,

@@ -50,8 +50,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import _engine
-from .._engine import ACTIVATIONS, LOSSES, SOLVERS
+from .. import _engines
 
 try:  # optional dependency: without triton this module imports and supports() says no
     import triton
@@ -60,12 +59,14 @@ except ImportError:  # pragma: no cover - exercised only where triton is missing
     triton = None
     tl = None
 
+#: What the kernel runs, as declared in :data:`skensemble._engines.ENGINES`.
+CAPABILITIES = _engines.ENGINES["triton"]
 #: Largest hidden or output width the kernel takes (padded widths stay <= 1024).
-MAX_WIDTH = 1024
-#: Largest batch size :func:`supports` accepts (``engine="triton"`` named explicitly).
-#: Rows of a batch run one after another in one program, so a step costs about B times
-#: a row, while the graphed torch path is launch-bound and nearly flat in B.
-MAX_BATCH = 64
+MAX_WIDTH = CAPABILITIES.max_width
+#: Largest batch size it runs (``engine="triton"`` named explicitly). Rows of a batch
+#: run one after another in one program, so a step costs about B times a row, while the
+#: graphed torch path is launch-bound and nearly flat in B.
+MAX_BATCH = CAPABILITIES.max_batch
 #: ``engine="auto"`` picks this kernel while ``batch_size * P <= AUTO_BATCH_PARAMS`` (P:
 #: parameters of one member) and ``batch_size <= AUTO_MAX_BATCH``; always at batch 1.
 #: Measured on an H200 (``benchmarks/gpu_check.py``, 10,000 x 30 rows, two tanh layers of
@@ -76,7 +77,9 @@ MAX_BATCH = 64
 AUTO_BATCH_PARAMS = 65_536
 AUTO_MAX_BATCH = 32
 #: Hidden layers the kernel is compiled for.
-HIDDEN_LAYERS = (1, 2, 3)
+HIDDEN_LAYERS = tuple(range(CAPABILITIES.hidden_layers[0], CAPABILITIES.hidden_layers[1] + 1))
+#: The kernel's code for each solver it runs (a compile-time constant).
+_SOLVER_CODE = {"adam": 0, "sgd": 1}
 #: Oldest triton the compiled path accepts: tuples inside @jit functions arrived in 3.2;
 #: only 3.9 has been verified.
 MIN_TRITON = (3, 3)
@@ -458,50 +461,53 @@ def compile_time_arguments(hyper, layout, block_k=None):
     return dict(
         NOUTP=op, H1P=hp[0], H2P=hp[1], H3P=hp[2], NH=nh,
         FUSED=int(hyper.batch_size) == 1, ACT=_ACT_CODE[hyper.activation],
-        LOG_LOSS=hyper.loss == "log_loss", SOLVER=0 if hyper.solver == "adam" else 1,
+        LOG_LOSS=hyper.loss == "log_loss", SOLVER=_SOLVER_CODE[hyper.solver],
         NESTEROV=bool(hyper.nesterovs_momentum),
         BK=block_k, BP=1024, num_warps=max(1, min(4, (block_k * widest) // 512)),
     )
 
 
+def build_mode(device):
+    """How the kernel runs on ``device``: ``"compiled"``, ``"interpreted"`` or None (cannot).
+
+    CUDA devices need compiled triton; the CPU only Triton's interpreter, for tests
+    (``TRITON_INTERPRET=1`` set before triton was first imported).
+    """
+    mode = _build_mode()
+    device = torch.device(device)
+    return mode if (device.type, mode) in (("cuda", "compiled"), ("cpu", "interpreted")) else None
+
+
 def supports(hyper, layout, device):
     """Tell whether :func:`epoch_triton` handles this configuration on ``device``.
+
+    The kernel's declaration (:data:`CAPABILITIES`) and how triton runs on ``device``
+    (:func:`build_mode`) decide.
 
     Parameters
     ----------
     hyper : Hyper
     layout : Layout
     device : torch.device or str
-        CUDA devices need triton; the CPU only under the Triton interpreter, for tests
-        (``TRITON_INTERPRET=1`` set before triton was first imported).
 
     Returns
     -------
     bool
     """
-    mode = _build_mode()
-    device = torch.device(device)
-    if (device.type, mode) not in (("cuda", "compiled"), ("cpu", "interpreted")):
+    if build_mode(device) is None:
         return False
-    hidden = layout.sizes[1:-1]
-    return (
-        len(hidden) in HIDDEN_LAYERS
-        and max(layout.sizes[1:]) <= MAX_WIDTH
-        and min(layout.sizes) >= 1
-        and 1 <= hyper.batch_size <= MAX_BATCH
-        and hyper.activation in ACTIVATIONS
-        and hyper.loss in LOSSES
-        and hyper.solver in SOLVERS
-    )
+    return CAPABILITIES.refusal(_engines.Request(hyper, tuple(layout.sizes))) is None
 
 
-def auto_prefers(hyper, layout):
+def auto_prefers(hyper, sizes):
     """Tell whether ``engine="auto"`` should take this kernel over the graphed engine.
 
     Only the batch size and member size decide (see :data:`AUTO_BATCH_PARAMS`); whether
-    the kernel runs the configuration at all is :func:`supports`'s question.
+    the kernel runs the configuration at all is :func:`supports`'s question. ``sizes`` is
+    the layout's ``(F, H_1, ..., O)``.
     """
-    limit = min(AUTO_MAX_BATCH, max(1, AUTO_BATCH_PARAMS // layout.n_params))
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    limit = min(AUTO_MAX_BATCH, max(1, AUTO_BATCH_PARAMS // n_params))
     return hyper.batch_size <= limit
 
 
@@ -513,30 +519,24 @@ def _require(t, name, dtype):
         )
 
 
-def epoch_triton(
-    flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None, alpha=None, *,
-    _block_k=None,
-):
+def epoch_triton(params, data, order, member, hyper, *, _block_k=None):
     """Run one epoch for all members, one persistent Triton program per member.
 
     Same contract as :func:`skensemble._engine.epoch_reference`.
 
     Parameters
     ----------
-    flat : Tensor (E, P) float32, contiguous, updated in place
-    state : Tensor (S, E, P) float32, contiguous, updated in place
-    steps : Tensor (E,) int64, contiguous, updated in place
-    X : Tensor (N, F) float32
-    Y : Tensor (N, O) float32
-    sw : Tensor (N,) float32 or None
+    params : Params
+        ``flat (E, P)``, ``state (S, E, P)`` float32 and ``steps (E,)`` int64, contiguous,
+        on the device; updated in place.
+    data : Data
+        ``X (N, F)``, ``Y (N, O)`` float32, ``sw (N,)`` or None. Per-member feature
+        subsets (``data.features``) are not supported (the dispatcher does not choose
+        this engine for them); anything but None raises.
     order : Tensor (E, M) int64
-    lr : float or array-like (E,)
-        One learning rate for all members, or one per member.
-    features : None
-        Per-member feature subsets are not supported (the dispatcher does not choose this
-        engine for them); anything but None raises.
-    alpha : array-like (E,) or None
-        Each member's L2 strength; None: ``hyper.alpha`` for all.
+    member : Member
+        Each member's learning rate and (or None: ``hyper.alpha``) L2 strength.
+    hyper : Hyper
     _block_k : int or None
         Rows per weight block (power of two); tests use it to force several blocks.
 
@@ -544,13 +544,14 @@ def epoch_triton(
     -------
     Tensor (E,): per-member mean training loss over the epoch (data term only).
     """
+    flat, state, steps, layout = params.flat, params.state, params.steps, params.layout
+    X, Y, sw, features = data.X, data.Y, data.sw, data.features
     if features is not None:
         raise ValueError("epoch_triton does not support per-member feature subsets")
-    if not supports(hyper, layout, flat.device):
+    why = CAPABILITIES.refusal(_engines.Request(hyper, tuple(layout.sizes)))
+    if why is not None or build_mode(flat.device) is None:
         raise ValueError(
-            f"epoch_triton does not support sizes {layout.sizes}, "
-            f"{hyper} on {flat.device}; check supports() first"
-        )
+            f"epoch_triton does not support {why or flat.device}; check supports() first")
     E, M = order.shape
     _require(flat, "flat", torch.float32)
     _require(state, "state", torch.float32)
@@ -603,8 +604,10 @@ def epoch_triton(
         den = 1 - hyper.beta_1**t  # (T,)
     else:
         t_lo, sq, den = 0, flat, flat  # not read by sgd
-    lrs = _engine.per_member(lr, E, dev)  # (E,) float32
-    alphas = _engine.per_member(hyper.alpha if alpha is None else alpha, E, dev)  # (E,)
+    lrs = member.lr.to(device=dev, dtype=torch.float32).contiguous()  # (E,)
+    alphas = (torch.full((E,), hyper.alpha, dtype=torch.float32, device=dev)
+              if member.alpha is None else
+              member.alpha.to(device=dev, dtype=torch.float32).contiguous())  # (E,)
     loss = torch.empty(E, dtype=torch.float32, device=dev)
     compiled = compile_time_arguments(hyper, layout, block_k=_block_k)
     compiled.update(HAS_SW=sw is not None, enable_fp_fusion=True)

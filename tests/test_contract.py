@@ -1,0 +1,185 @@
+"""The engine contract: every available engine equals the reference on everything it declares.
+
+The cases are generated from the engines' declarations (:data:`skensemble._engines.ENGINES`):
+for each engine, every solver, activation and loss it declares, with sample weights or
+none, one or two hidden layers, batches of one row or of three (a short last batch),
+covered pairwise. A declared combination an engine gets wrong fails here; a combination
+it does not declare is refused by the dispatcher (tested at the end), never substituted.
+
+Engines run on the CPU: the graphed engine's static-buffer schedule eagerly
+(``capture=False``), streaming over the batched and the graphed schedule, numba compiled,
+Triton in its interpreter (tiny problems: it is slow).
+"""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from engine_cases import SOLVERS, assert_same, problem, run
+
+from skensemble import _dispatch, _engine, _engines, _schedule
+from skensemble._engine import Hyper
+
+# (weighted, hidden, batch_size): every pair of values of these axes occurs once.
+PAIRWISE = [(False, (5,), 1), (True, (5, 6), 1), (False, (5, 6), 3), (True, (5,), 3)]
+
+
+def _graphed(params, data, order, member, hyper):
+    return _schedule.epoch_graphed(params, data, order, member, hyper, chunk=2, capture=False)
+
+
+def _streamed(inner):
+    def epoch(params, data, order, member, hyper):
+        return _schedule.epoch_streamed(inner, params, data, order, member, hyper,
+                                        chunk_steps=2)
+
+    return epoch
+
+
+def _available():
+    """Engine runs on the CPU: name -> (declaration, epoch function, cases)."""
+    out = {
+        "batched": ("batched", _engine.epoch_batched, PAIRWISE),
+        "graphed": ("graphed", _graphed, PAIRWISE),
+        "streamed-batched": ("batched", _streamed(_engine.epoch_batched), PAIRWISE[2:]),
+        "streamed-graphed": ("graphed", _streamed(_graphed), PAIRWISE[:1]),
+    }
+    try:
+        from skensemble._kernels import numba_cpu
+
+        out["numba"] = ("numba", numba_cpu.epoch_numba, PAIRWISE)
+    except ImportError:  # pragma: no cover - numba is a dependency
+        pass
+    if os.environ.get("TRITON_INTERPRET") == "1" or torch.cuda.is_available():
+        try:
+            from skensemble._kernels import triton_gpu
+
+            if triton_gpu._build_mode() is not None:
+                # the interpreter is slow: one case per combination, the two alternating
+                out["triton"] = ("triton", triton_gpu.epoch_triton,
+                                 [(True, (4, 5), 1), (False, (4,), 3)])
+        except ImportError:  # pragma: no cover - the gpu extra is not installed
+            pass
+    return out
+
+
+ENGINES = _available()
+
+
+def _cases():
+    for name, (declared, _, pairs) in ENGINES.items():
+        caps = _engines.ENGINES[declared]
+        n = 0
+        for solver, kw in SOLVERS.items():
+            if kw["solver"] not in caps.solvers:
+                continue
+            for activation in sorted(caps.activations):
+                for loss in sorted(caps.losses):
+                    n += 1
+                    chosen = [pairs[n % 2]] if name == "triton" else pairs
+                    for weighted, hidden, batch in chosen:
+                        yield pytest.param(name, solver, activation, loss, weighted, hidden,
+                                           batch, id=f"{name}-{solver}-{activation}-{loss}-"
+                                           f"{'w' if weighted else 'u'}{len(hidden)}-b{batch}")
+
+
+def _device(name):
+    return "cuda" if name == "triton" and torch.cuda.is_available() else "cpu"
+
+
+@pytest.mark.parametrize("engine, solver, activation, loss, weighted, hidden, batch",
+                         list(_cases()))
+def test_engine_equals_reference(engine, solver, activation, loss, weighted, hidden, batch):
+    _, fn, _ = ENGINES[engine]
+    n_out = 3 if loss == "log_loss" else len(hidden)  # one output: the single-column paths
+    hyper = Hyper(activation=activation, loss=loss, alpha=1e-2, batch_size=batch,
+                  **SOLVERS[solver])
+    # A small rate keeps training stable: diverging runs amplify rounding without bound.
+    lr = 0.001 if solver == "lion" else 0.01
+    case = problem((4, *hidden, n_out), hyper, N=11 if engine == "triton" else 17,
+                   E=2 if engine == "triton" else 3, weighted=weighted, device=_device(engine))
+    ref = run(_engine.epoch_reference, case, hyper, lr)
+    got = run(fn, case, hyper, lr)
+    assert not torch.equal(got[0].flat, case.params.flat)  # it trained
+    assert_same(ref, got)
+
+
+def _declares(check):
+    """The engines whose declaration passes ``check(capabilities)``."""
+    return [pytest.param(n, id=n) for n, (declared, _, _) in ENGINES.items()
+            if check(_engines.ENGINES[declared])]
+
+
+@pytest.mark.parametrize("engine", _declares(lambda caps: "alpha" in caps.member_values))
+def test_per_member_rates_and_l2(engine):
+    _, fn, _ = ENGINES[engine]
+    hyper = Hyper(activation="tanh", loss="log_loss", solver="adam", alpha=0.0, batch_size=3)
+    case = problem((4, 6, 3), hyper, E=3, device=_device(engine))
+    lr, alpha = [0.01, 0.03, 0.0], [0.0, 1e-3, 0.1]
+    ref = run(_engine.epoch_reference, case, hyper, lr, alpha=alpha)
+    assert_same(ref, run(fn, case, hyper, lr, alpha=alpha))
+
+
+@pytest.mark.parametrize("engine", _declares(lambda caps: caps.feature_subsets))
+@pytest.mark.parametrize("batch", [1, 3])
+def test_members_read_their_own_columns(engine, batch):
+    _, fn, _ = ENGINES[engine]
+    hyper = Hyper(activation="relu", solver="sgd", alpha=1e-2, batch_size=batch)
+    features = torch.tensor([[0, 1, 2], [5, 3, 1], [4, 4, 0]])  # repeats allowed
+    case = problem((3, 5, 1), hyper, n_columns=6, features=features, device=_device(engine))
+    assert_same(run(_engine.epoch_reference, case, hyper), run(fn, case, hyper))
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_weight_decay(engine):
+    _, fn, _ = ENGINES[engine]
+    hyper = Hyper(activation="relu", solver="adam", alpha=0.0, weight_decay=0.1, batch_size=3)
+    case = problem((4, 5, 2), hyper, E=2, N=11, device=_device(engine))
+    ref = run(_engine.epoch_reference, case, hyper)
+    plain = run(_engine.epoch_reference, case, Hyper(activation="relu", alpha=0.0,
+                                                     batch_size=3))
+    assert not torch.allclose(ref[0].flat, plain[0].flat)  # the decay changes the result
+    assert_same(ref, run(fn, case, hyper))
+
+
+# ---------------------------------------------------------------- refusals
+def _request(hyper, sizes=(4, 5, 1), **kw):
+    return _engines.Request(hyper, sizes, **kw)
+
+
+def test_a_named_engine_refuses_what_it_does_not_declare():
+    with pytest.raises(ValueError, match="solver='lion'") as info:
+        _dispatch.select_engine("numba", _request(Hyper(solver="lion")), torch.device("cpu"))
+    # it names what the engine runs, and the engines that would run the request
+    assert "['adam', 'sgd']" in str(info.value)
+    assert "engine='auto'" in str(info.value) and "'batched'" in str(info.value)
+    with pytest.raises(ValueError, match="per member only"):  # no engine reads it
+        _dispatch.select_engine("batched", _request(Hyper(), member_values=frozenset({"x"})),
+                                torch.device("cpu"))
+
+
+def test_triton_declares_its_limits():
+    caps = _engines.ENGINES["triton"]
+    assert caps.refusal(_request(Hyper(batch_size=1))) is None
+    assert "solver='lion'" in caps.refusal(_request(Hyper(solver="lion", batch_size=1)))
+    assert "batch_size=65" in caps.refusal(_request(Hyper(batch_size=65)))
+    assert "4 hidden layers" in caps.refusal(_request(Hyper(batch_size=1), (3, 4, 4, 4, 4, 1)))
+    assert "wider than 1024" in caps.refusal(_request(Hyper(batch_size=1), (3, 1025, 1)))
+    assert "own columns" in caps.refusal(_request(Hyper(batch_size=1), feature_subsets=True))
+
+
+def test_auto_picks_an_engine_that_declares_the_request():
+    cpu = torch.device("cpu")
+    assert _dispatch.select_engine("auto", _request(Hyper(batch_size=8)), cpu) == "numba"
+    # numba does not declare lion: auto runs the batched engine, which does
+    assert _dispatch.select_engine("auto", _request(Hyper(solver="lion", batch_size=8)),
+                                   cpu) == "batched"
+
+
+def test_every_solver_is_declared_by_the_torch_engines():
+    from skensemble import _optim
+
+    for name in ("reference", "batched", "graphed"):
+        assert _engines.ENGINES[name].solvers == frozenset(_optim.SOLVERS)
+    assert np.all([s.n_state >= 1 for s in _optim.SOLVERS.values()])
