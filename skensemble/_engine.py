@@ -401,7 +401,7 @@ def decay_weights(flat, layout, lr, hyper):
         W.mul_(keep)
 
 
-def apply_update(flat, grad, state, steps, lr, hyper):
+def apply_update(flat, grad, state, steps, lr, hyper, member=None):
     """One optimizer step for all members, in place: the solver's update (:mod:`._optim`).
 
     Parameters
@@ -412,8 +412,10 @@ def apply_update(flat, grad, state, steps, lr, hyper):
     lr : Tensor 0-dim or (E, 1)
         One rate for all members or one per member, on the device (graph capture
         reads no host values).
+    member : Member or None
+        Each member's own values the solver reads (its other fields than ``lr``).
     """
-    _optim.solver(hyper.solver).update(flat, grad, state, steps, lr, hyper)
+    _optim.solver(hyper.solver).update(flat, grad, state, steps, lr, hyper, member)
 
 
 # ----------------------------------------------------------------------- epochs
@@ -468,7 +470,7 @@ def epoch_reference(params, data, order, member, hyper):
         total += loss.detach() * b
         if hyper.weight_decay:
             decay_weights(flat, layout, lr, hyper)
-        apply_update(flat, grad, params.state, params.steps, lr, hyper)
+        apply_update(flat, grad, params.state, params.steps, lr, hyper, member)
     return total / M
 
 
@@ -491,16 +493,19 @@ def _as_pair(epoch, params, data, order, member, hyper):
     return losses[:1]
 
 
-def _batched_step(params, grad, data, idx, lr, alpha, hyper, total):
+def _batched_step(params, grad, data, idx, member, hyper, total):
     """One hand-written step for all members on the rows ``idx (E, b)``; adds to ``total (E,)``.
 
-    ``lr`` ``(E, 1)``; ``alpha`` None (``hyper.alpha`` for all) or per-member strengths
-    ``(E, 1, 1)``; ``grad (E, P)`` a buffer.
+    ``member`` holds each member's values as ``(E,)`` tensors (read through views, so a
+    CUDA graph captured on them reads their contents at replay); ``grad (E, P)`` is a
+    buffer.
 
     Allocation-free apart from activations; no host-device synchronisation, so it can be
     captured in a CUDA graph.
     """
     flat, layout = params.flat, params.layout
+    lr = member.lr.view(-1, 1)  # (E, 1)
+    alpha = None if member.alpha is None else member.alpha.view(-1, 1, 1)
     layers = layout.views(flat)
     gviews = layout.views(grad)
     n_layers = len(layers)
@@ -533,7 +538,7 @@ def _batched_step(params, grad, data, idx, lr, alpha, hyper, total):
             delta.mul_(activation_grad_from_output(acts[i], hyper.activation))
     if hyper.weight_decay:
         decay_weights(flat, layout, lr, hyper)
-    apply_update(flat, grad, params.state, params.steps, lr, hyper)
+    apply_update(flat, grad, params.state, params.steps, lr, hyper, member)
 
 
 def epoch_batched(params, data, order, member, hyper):
@@ -548,10 +553,9 @@ def epoch_batched(params, data, order, member, hyper):
         return _as_pair(epoch_batched, params, data, order, member, hyper)
     grad = torch.empty_like(params.flat)  # (E, P)
     total = torch.zeros(E, dtype=params.flat.dtype, device=params.flat.device)
-    lr = member.lr.reshape(-1, 1)  # (E, 1)
-    alpha = None if member.alpha is None else member.alpha.view(-1, 1, 1)
+    member = member._map(lambda t: t.contiguous())  # views of them in every step
     for start, stop in _batches(M, hyper.batch_size):
-        _batched_step(params, grad, data, order[:, start:stop], lr, alpha, hyper, total)
+        _batched_step(params, grad, data, order[:, start:stop], member, hyper, total)
     return total / M
 
 

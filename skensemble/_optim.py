@@ -39,10 +39,11 @@ class Solver:
     n_state : int
         S: state slots per parameter (each a ``(E, P)`` slice of the state tensor).
     update : callable
-        ``update(flat, grad, state, steps, lr, hyper)``: one step for all members, in place
-        (``flat``, ``grad`` ``(E, P)``; ``state`` ``(S, E, P)``; ``steps`` ``(E,)`` int64,
-        incremented; ``lr`` a 0-dim or ``(E, 1)`` tensor; ``hyper`` the step's
-        :class:`~skensemble._engine.Hyper`).
+        ``update(flat, grad, state, steps, lr, hyper, member)``: one step for all members,
+        in place (``flat``, ``grad`` ``(E, P)``; ``state`` ``(S, E, P)``; ``steps``
+        ``(E,)`` int64, incremented; ``lr`` a 0-dim or ``(E, 1)`` tensor; ``hyper`` the
+        step's :class:`~skensemble._engine.Hyper`; ``member`` the members' own values,
+        :class:`~skensemble._engine.Member`, or None).
     uses : tuple of str
         The :class:`~skensemble._engine.Hyper` fields the update reads (for docs and checks).
     """
@@ -53,7 +54,7 @@ class Solver:
     uses: tuple = ()
 
 
-def _adam(flat, grad, state, steps, lr, hyper):
+def _adam(flat, grad, state, steps, lr, hyper, member=None):
     """Adam in scikit-learn's form: ``p -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps)``."""
     steps += 1
     m, v = state[0], state[1]
@@ -64,7 +65,7 @@ def _adam(flat, grad, state, steps, lr, hyper):
     flat.sub_(lr_t * m / (v.sqrt() + hyper.epsilon))
 
 
-def _sgd(flat, grad, state, steps, lr, hyper):
+def _sgd(flat, grad, state, steps, lr, hyper, member=None):
     """Sgd with momentum, as scikit-learn's MLP.
 
     ``v = mu v - lr g``, then ``p += v`` or, with Nesterov, ``p += mu v - lr g``.
@@ -78,7 +79,7 @@ def _sgd(flat, grad, state, steps, lr, hyper):
         flat.add_(vel)
 
 
-def _lion(flat, grad, state, steps, lr, hyper):
+def _lion(flat, grad, state, steps, lr, hyper, member=None):
     """Lion (Chen et al., 2023): ``p -= lr sign(b1 m + (1 - b1) g)``; ``m = b2 m + (1 - b2) g``.
 
     The step's size is the rate itself in every coordinate, so Lion wants a rate 3-10

@@ -19,6 +19,7 @@ kept per thread and dropped by :func:`release_graphs` when a group's training en
 from __future__ import annotations
 
 import threading
+from dataclasses import fields
 
 import torch
 
@@ -39,8 +40,8 @@ class _ChunkRunner:
 
     A CUDA graph replays fixed kernels on fixed addresses, so the runner owns the tensors
     its steps read and write: parameters ``(C, P)``, optimizer state ``(S, C, P)``, step
-    counts ``(C,)``, per-member learning rates ``(C, 1)``, feature subsets and a window
-    of the sample order ``(C, chunk * B)``. An epoch copies the members it trains into
+    counts ``(C,)``, each member's values (rates, drawn values) ``(C,)``, feature subsets
+    and a window of the sample order ``(C, chunk * B)``. An epoch copies the members it trains into
     the first rows, replays the graph once per whole chunk of steps (a device-to-device
     copy of the next slice of the order, no launch per kernel, no host synchronisation),
     runs the remaining steps eagerly on the same buffers and copies the members back.
@@ -52,22 +53,21 @@ class _ChunkRunner:
     :func:`epoch_streamed`).
     """
 
-    def __init__(self, C, data, hyper, layout, chunk, capture, device, per_member_alpha=False):
+    def __init__(self, C, data, hyper, layout, chunk, capture, device, member):
         B, P = hyper.batch_size, layout.n_params
         self.C, self.chunk = C, chunk
         self.params = Params(
             flat=torch.zeros(C, P, dtype=torch.float32, device=device),
             state=torch.zeros(hyper.n_state, C, P, dtype=torch.float32, device=device),
             steps=torch.zeros(C, dtype=torch.int64, device=device), layout=layout)
-        self.lr = torch.zeros(C, 1, dtype=torch.float32, device=device)
+        # each member's values, static: a field the fit gives per member gets a buffer
+        self.member = member._map(lambda t: torch.zeros(C, dtype=torch.float32, device=device))
         self.total = torch.zeros(C, dtype=torch.float32, device=device)
         self.grad = torch.empty(C, P, dtype=torch.float32, device=device)
         self.order = torch.zeros(C, chunk * B, dtype=torch.int64, device=device)
         features = (None if data.features is None else
                     torch.zeros(C, data.features.shape[1], dtype=torch.int64, device=device))
         self.data = Data(data.X, data.Y, data.sw, features)  # X, Y, sw read in place
-        self.alpha = (torch.zeros(C, 1, 1, dtype=torch.float32, device=device)
-                      if per_member_alpha else None)
         self.hyper = hyper
         self.graph = None
         if capture:
@@ -75,7 +75,7 @@ class _ChunkRunner:
 
     def step(self, idx):
         """One eager batched step of all ``C`` rows on the rows ``idx (C, b)``."""
-        _batched_step(self.params, self.grad, self.data, idx, self.lr, self.alpha, self.hyper,
+        _batched_step(self.params, self.grad, self.data, idx, self.member, self.hyper,
                       self.total)
 
     def _chunk(self):
@@ -111,7 +111,7 @@ class _ChunkRunner:
             with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
                 self._chunk()
 
-    def epoch(self, params, order, lr, features, alpha=None):
+    def epoch(self, params, order, member, features):
         """Train ``params``' members for one epoch on ``order (n, M)``; their losses summed."""
         n, M = order.shape
         B = self.hyper.batch_size
@@ -119,11 +119,12 @@ class _ChunkRunner:
         mine.flat[:n] = params.flat
         mine.state[:, :n] = params.state
         mine.steps[:n] = params.steps
-        self.lr[:n] = lr
+        for f in fields(member):
+            value = getattr(member, f.name)
+            if value is not None:
+                getattr(self.member, f.name)[:n] = value
         if features is not None:
             self.data.features[:n] = features
-        if alpha is not None:
-            self.alpha[:n] = alpha.view(-1, 1, 1)
         self.total.zero_()
         per_chunk = self.chunk * B
         n_chunks = M // per_chunk if self.graph is not None else 0
@@ -187,7 +188,7 @@ def epoch_graphed(params, data, order, member, hyper, chunk=64, capture=None):
     X, Y, sw, features = data.X, data.Y, data.sw, data.features
     capture = (flat.is_cuda and CAPTURE_GRAPHS) if capture is None else capture
     key = (_bucket(E), X.data_ptr(), Y.data_ptr(), None if sw is None else sw.data_ptr(),
-           None if features is None else features.shape[1], member.alpha is not None, hyper,
+           None if features is None else features.shape[1], member.present(), hyper,
            layout, capture, flat.device)
     runner = getattr(_RUNNERS, "runner", None)
     # Streaming hands in views of one staging buffer, the first chunk of an epoch the
@@ -195,10 +196,9 @@ def epoch_graphed(params, data, order, member, hyper, chunk=64, capture=None):
     if runner is None or _RUNNERS.key != key or runner.data.X.shape[0] < X.shape[0]:
         _RUNNERS.runner = None  # free the old graph's memory before capturing a new one
         runner = _ChunkRunner(_bucket(E), data, hyper, layout, max(1, min(chunk, M // B)),
-                              capture, flat.device, per_member_alpha=member.alpha is not None)
+                              capture, flat.device, member)
         _RUNNERS.runner, _RUNNERS.key = runner, key
-    lr = member.lr.reshape(-1, 1)  # (E, 1)
-    return runner.epoch(params, order, lr, features, member.alpha) / M
+    return runner.epoch(params, order, member, features) / M
 
 
 # ---------------------------------------------------------------------- streaming
