@@ -228,30 +228,30 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     member_params : None, "auto" or dict, default=None
         Hyperparameters each member draws for itself, like ``RandomizedSearchCV``'s
         ``param_distributions``: a dict mapping ``"learning_rate_init"``, ``"alpha"``,
-        ``"hidden_layer_sizes"``, ``"activation"``, ``"label_smoothing"``,
-        ``"weight_decay"``, ``"max_samples"``, ``"numeric_encoding"`` or ``"n_bins"`` to a
-        list of values (one drawn uniformly) or a ``scipy.stats`` distribution (one value
-        drawn with its ``rvs``). Each member draws from its own seed, so a warm start that
-        adds members draws what one fit of all of them would. Members that differ only in
-        rates, L2 strengths or ``max_samples`` train as one stacked computation with
-        per-member vectors in the optimizer; members of different depths (of different
-        architectures on the CPU), activations, label smoothings, weight decays or (on the
-        CPU) input widths train as separate groups (draw those from short lists). A member's
-        ``max_samples`` is its own number of rows; a member that draws fewer rows than the
-        largest passes over them more than once per epoch (its rows repeated), so that
-        every member takes the same steps per epoch. A member's ``numeric_encoding`` and
-        ``n_bins`` choose the columns it reads: the values alone, or the values and the
-        bins of its own count; the bins of every count in the ``"n_bins"`` list are
-        computed once for all, so those two take lists only; a member whose encoding is
-        ``"none"`` (drawn, or the estimator's) reads the values alone whatever its
-        ``n_bins``. The values override the estimator's parameters of those names.
-        ``"auto"``: log-uniform
-        ``learning_rate_init`` in [5e-4, 2e-3] and ``alpha`` in [1e-5, 1e-3], and
-        ``activation`` ``"relu"`` or ``"tanh"``; members keep ``hidden_layer_sizes``.
-        ``ensemble_selection`` can then weigh the members (with ``"auto"`` and 10 members it
-        made the accuracy benchmark's held-out half worse). With ``init="mothernet"``
-        members cannot draw ``"activation"``, ``"numeric_encoding"`` or ``"n_bins"``.
-        None: every member uses the estimator's values.
+        ``"momentum"`` (sgd), ``"hidden_layer_sizes"``, ``"activation"``,
+        ``"label_smoothing"``, ``"weight_decay"``, ``"max_samples"``, ``"numeric_encoding"``
+        or ``"n_bins"`` to a list of values (one drawn uniformly) or a ``scipy.stats``
+        distribution (one value drawn with its ``rvs``). Each member draws from its own
+        seed, so a warm start that adds members draws what one fit of all of them would.
+        Members that differ only in rates, L2 strengths, momentum or ``max_samples`` train
+        as one stacked computation with per-member vectors in the optimizer; members of
+        different depths (of different architectures on the CPU), activations, label
+        smoothings, weight decays or (on the CPU) input widths train as separate groups
+        (draw those from short lists). A member's ``max_samples`` is its own number of rows;
+        a member that draws fewer rows than the largest passes over them more than once per
+        epoch (its rows repeated), so that every member takes the same steps per epoch. A
+        member's ``numeric_encoding`` and ``n_bins`` choose the columns it reads: the values
+        alone, or the values and the bins of its own count; the bins of every count in the
+        ``"n_bins"`` list are computed once for all, so those two take lists only; a member
+        whose encoding is ``"none"`` (drawn, or the estimator's) reads the values alone
+        whatever its ``n_bins``. The values override the estimator's parameters of those
+        names. ``"auto"``: log-uniform ``learning_rate_init`` in [5e-4, 2e-3] and ``alpha``
+        in [1e-5, 1e-3], and ``activation`` ``"relu"`` or ``"tanh"``; members keep
+        ``hidden_layer_sizes``. ``ensemble_selection`` can then weigh the members (with
+        ``"auto"`` and 10 members it made the accuracy benchmark's held-out half worse).
+        With ``init="mothernet"`` members cannot draw ``"activation"``,
+        ``"numeric_encoding"`` or ``"n_bins"``. None: every member uses the estimator's
+        values.
 
     warm_start : bool, default=False
         When True and ``n_estimators`` has been raised, ``fit`` trains only the new

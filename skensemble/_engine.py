@@ -211,6 +211,8 @@ class Member:
     alpha : Tensor (E,) or None
         L2 strengths; None: ``hyper.alpha`` for every member (one scalar in the
         arithmetic, as without per-member values).
+    momentum : Tensor (E,) or None
+        sgd's momentum; None: ``hyper.momentum`` for every member.
 
     A field that is None means "the :class:`Hyper` value of the same name for every
     member"; which fields an engine reads per member is declared with the engine
@@ -220,6 +222,7 @@ class Member:
 
     lr: torch.Tensor
     alpha: torch.Tensor = None
+    momentum: torch.Tensor = None
 
     @classmethod
     def of(cls, lr, device=None, **values):

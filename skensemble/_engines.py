@@ -117,15 +117,20 @@ class Request:
 
 
 _ALL_SOLVERS = frozenset(_optim.SOLVERS)
+# the torch engines read every per-member value the solvers in _optim read
+_TORCH_VALUES = frozenset({"lr", "alpha", "momentum"})
 
 #: Every engine by name, with what it declares it supports.
 ENGINES = {
     # autograd on the stacked parameters: the readable definition of the mathematics
-    "reference": Capabilities(devices=frozenset({"cpu", "cuda"}), solvers=_ALL_SOLVERS),
+    "reference": Capabilities(devices=frozenset({"cpu", "cuda"}), solvers=_ALL_SOLVERS,
+                              member_values=_TORCH_VALUES),
     # forward and backward written out, one baddbmm per layer for all members
-    "batched": Capabilities(devices=frozenset({"cpu", "cuda"}), solvers=_ALL_SOLVERS),
+    "batched": Capabilities(devices=frozenset({"cpu", "cuda"}), solvers=_ALL_SOLVERS,
+                            member_values=_TORCH_VALUES),
     # the batched steps replayed from CUDA graphs (eager on the CPU only in tests)
-    "graphed": Capabilities(devices=frozenset({"cuda"}), solvers=_ALL_SOLVERS),
+    "graphed": Capabilities(devices=frozenset({"cuda"}), solvers=_ALL_SOLVERS,
+                            member_values=_TORCH_VALUES),
     # member-major compiled CPU kernel (skensemble._kernels.numba_cpu)
     "numba": Capabilities(devices=frozenset({"cpu"}), solvers=frozenset({"adam", "sgd"}),
                           requires="numba"),

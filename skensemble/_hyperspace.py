@@ -49,6 +49,13 @@ def _unit_interval_open_right(name, value):
     raise _drew(name, value)
 
 
+def _unit_interval(name, value):
+    if (isinstance(value, Real) and not isinstance(value, bool) and np.isfinite(value)
+            and 0 <= value <= 1):
+        return float(value)
+    raise _drew(name, value)
+
+
 def _activation(name, value):
     if value not in ACTIVATIONS:
         raise _drew(name, value)
@@ -128,6 +135,8 @@ class Entry:
 REGISTRY = {e.name: e for e in (
     Entry("learning_rate_init", "vector", _float_at_least_0, "a float >= 0", field="lr"),
     Entry("alpha", "vector", _float_at_least_0, "a float >= 0", field="alpha"),
+    Entry("momentum", "vector", _unit_interval, "a float in [0, 1] (solver='sgd')",
+          field="momentum"),
     Entry("hidden_layer_sizes", "architecture", _hidden_layer_sizes,
           "a tuple of positive ints (or one int)"),
     Entry("activation", "group", _activation,

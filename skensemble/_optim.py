@@ -66,12 +66,21 @@ def _adam(flat, grad, state, steps, lr, hyper, member=None):
 
 
 def _sgd(flat, grad, state, steps, lr, hyper, member=None):
-    """Sgd with momentum, as scikit-learn's MLP.
+    """Stochastic gradient descent with momentum, as scikit-learn's MLP.
 
-    ``v = mu v - lr g``, then ``p += v`` or, with Nesterov, ``p += mu v - lr g``.
+    ``v = mu v - lr g``, then ``p += v`` or, with Nesterov, ``p += mu v - lr g``; ``mu``
+    is ``hyper.momentum``, or each member's own (``member.momentum``).
     """
     steps += 1
     vel = state[0]
+    if member is not None and member.momentum is not None:
+        mu = member.momentum.view(-1, 1)  # (E, 1)
+        vel.mul_(mu).addcmul_(grad, lr, value=-1)
+        if hyper.nesterovs_momentum:
+            flat.addcmul_(vel, mu).addcmul_(grad, lr, value=-1)
+        else:
+            flat.add_(vel)
+        return
     vel.mul_(hyper.momentum).addcmul_(grad, lr, value=-1)
     if hyper.nesterovs_momentum:
         flat.add_(vel, alpha=hyper.momentum).addcmul_(grad, lr, value=-1)

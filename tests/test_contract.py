@@ -121,6 +121,25 @@ def test_per_member_rates_and_l2(engine):
     assert_same(ref, run(fn, case, hyper, lr, alpha=alpha))
 
 
+@pytest.mark.parametrize("engine", _declares(lambda caps: "momentum" in caps.member_values))
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_per_member_momentum_equals_one_run_per_value(engine, nesterov):
+    # each member at its own momentum equals that member run with hyper.momentum set to it
+    _, fn, _ = ENGINES[engine]
+    hyper = Hyper(activation="tanh", solver="sgd", nesterovs_momentum=nesterov, batch_size=3)
+    case = problem((4, 6, 2), hyper, E=3, device=_device(engine))
+    mus = np.array([0.5, 0.95, 0.0])
+    params = case.params.clone()
+    member = _engine.Member.of(np.full(3, 0.01), params.flat.device, momentum=mus)
+    for order in case.orders:
+        fn(params, case.data, order, member, hyper)
+    for e, mu in enumerate(mus):
+        alone, _ = run(_engine.epoch_reference, case, Hyper(
+            activation="tanh", solver="sgd", nesterovs_momentum=nesterov, batch_size=3,
+            momentum=float(mu)))
+        torch.testing.assert_close(params.flat[e], alone.flat[e], rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("engine", _declares(lambda caps: caps.feature_subsets))
 @pytest.mark.parametrize("batch", [1, 3])
 def test_members_read_their_own_columns(engine, batch):

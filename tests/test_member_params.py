@@ -413,3 +413,27 @@ def test_input_encodings_refuse_what_they_cannot_keep(data):
     with pytest.raises(ValueError, match=r"would read n_bins=\[16\], but the first fit"):
         est.set_params(n_estimators=6, member_params={"n_bins": [16]}).fit(X, y)
     assert len(est._fitted.seeds) == 3  # nothing changed
+
+
+def test_momentum_is_drawn_per_member_like_separate_fits(data):
+    # A per-member value of the optimizer step: members of different momenta train as
+    # one stacked computation (one group), each equal to the same member of an ensemble
+    # with that momentum for all. numba does not read momentum per member: auto runs the
+    # batched engine, and naming numba raises instead of ignoring the values.
+    X, y = data
+    kw = dict(KW, solver="sgd", learning_rate_init=0.01)
+    space = {"momentum": [0.5, 0.95]}
+    est = NeuralBaggingRegressor(**kw, member_params=space).fit(X, y)
+    drawn = np.array([p["momentum"] for p in est.member_params_])
+    assert set(drawn) == {0.5, 0.95} and len(est._fitted.groups) == 1
+    assert est.engine_ == "batched"
+    members = est.predict_members(X)
+    for mu in (0.5, 0.95):
+        alone = NeuralBaggingRegressor(**kw, momentum=mu, engine="batched").fit(X, y)
+        for e in np.flatnonzero(drawn == mu):
+            np.testing.assert_allclose(members[e], alone.predict_members(X)[e],
+                                       rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="per-member momentum.*engine='auto'"):
+        NeuralBaggingRegressor(**kw, member_params=space, engine="numba").fit(X, y)
+    with pytest.raises(ValueError, match=r"member_params\['momentum'\] drew 1.5"):
+        NeuralBaggingRegressor(**kw, member_params={"momentum": [1.5]}).fit(X, y)
