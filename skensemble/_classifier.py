@@ -31,8 +31,9 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     member-major kernel). ``predict_proba`` averages the members' probabilities (soft
     voting). Labels may be of any kind (strings, objects, any integers).
 
-    Inputs are standardised internally with the training data's mean and standard
-    deviation.
+    Inputs are scaled internally (by default robustly, with smooth clipping:
+    ``input_scaling``) and each numeric feature is also encoded over quantile bins
+    (``numeric_encoding``).
 
     Parameters
     ----------
@@ -50,8 +51,12 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     activation : {"relu", "tanh", "logistic", "identity"}, default="relu"
         Activation of the hidden layers.
 
-    solver : {"adam", "sgd"}, default="adam"
-        Optimizer, with scikit-learn's update rules; every member keeps its own state.
+    solver : {"adam", "sgd", "lion"}, default="adam"
+        Optimizer; every member keeps its own state. ``"adam"`` and ``"sgd"`` follow
+        scikit-learn's update rules; ``"lion"`` (Chen et al., 2023) steps by the sign of
+        an interpolated momentum, so it wants a learning rate 3-10 times smaller than
+        adam's and ``beta_2=0.99``; it runs on the torch engines (``engine="auto"`` picks
+        them for it).
 
     alpha : float, default=1e-4
         L2 penalty on the weights (not the biases), scaled by the batch length as in
@@ -155,10 +160,11 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         Whether sgd uses Nesterov's momentum.
 
     beta_1 : float, default=0.9
-        Decay of adam's first-moment estimate.
+        Decay of adam's first-moment estimate; lion's interpolation of its momentum
+        and the gradient.
 
     beta_2 : float, default=0.999
-        Decay of adam's second-moment estimate.
+        Decay of adam's second-moment estimate; of lion's momentum.
 
     epsilon : float, default=1e-8
         Adam's numerical-stability constant.

@@ -187,21 +187,9 @@ def auto_space():
 
     Log-uniform learning rate over [5e-4, 2e-3] (around adam's 1e-3) and L2 strength
     over [1e-5, 1e-3] (around 1e-4), and ``relu`` or ``tanh``; every member keeps the
-    estimator's ``hidden_layer_sizes``, so the fit costs what a plain one does. On the
-    tuning half of ``benchmarks/bench_quality.py`` this cheap diversity ranked above the
-    estimator's defaults (then at rate 1e-3) and above a wider space of architectures
-    (64 to 256 units, one or two layers) with ensemble selection, which cost 2-3 times
-    as much
-    (``benchmarks/results/quality_hpo.json`` at f35b109). On the held-out half (3
-    splits, ``benchmarks/results/quality_hpo.json`` at 75e4646) ten such members ranked
-    below the defaults and below ``RandomizedSearchCV`` over the same space, so it is not
-    the default. 70 of them with ``prune="halving"`` and ``ensemble_selection`` beat
-    scikit-learn's default-size search (10 candidates, ``cv=5``) on 5 of 6 data sets in
-    0.10-0.14 of its time, and a search of as many member fits (3 candidates, ``cv=2``)
-    on 5 of 6 with fewer member epochs (at 57b0898); 10 or 70 members of the defaults
-    at the later default rate 2e-3 ranked above it. The rates stay around 1e-3: drawn
-    around 2e-3 instead ([1e-3, 4e-3]), they were worse on 5 of 6 tuning sets
-    (``benchmarks/results/quality_hpo_auto_center.json``).
+    estimator's ``hidden_layer_sizes``, so the fit costs what a plain one does. It is
+    not the default: the measurements behind that, and behind keeping the rates around
+    1e-3, are in ``benchmarks/README.md`` ("member_params='auto'").
     """
     return {
         "learning_rate_init": loguniform(5e-4, 2e-3),

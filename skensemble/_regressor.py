@@ -27,8 +27,10 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     for small batches on the CPU, one compiled member-major kernel). The prediction is
     the mean of the members.
 
-    Inputs and targets are standardised internally with the training data's mean and
-    standard deviation; predictions are mapped back to the original target scale.
+    Inputs are scaled internally (by default robustly, with smooth clipping:
+    ``input_scaling``) and each numeric feature is also encoded over quantile bins
+    (``numeric_encoding``); targets are standardised, and predictions are mapped back to
+    the original target scale.
 
     Parameters
     ----------
@@ -46,8 +48,12 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     activation : {"relu", "tanh", "logistic", "identity"}, default="relu"
         Activation of the hidden layers.
 
-    solver : {"adam", "sgd"}, default="adam"
-        Optimizer, with scikit-learn's update rules; every member keeps its own state.
+    solver : {"adam", "sgd", "lion"}, default="adam"
+        Optimizer; every member keeps its own state. ``"adam"`` and ``"sgd"`` follow
+        scikit-learn's update rules; ``"lion"`` (Chen et al., 2023) steps by the sign of
+        an interpolated momentum, so it wants a learning rate 3-10 times smaller than
+        adam's and ``beta_2=0.99``; it runs on the torch engines (``engine="auto"`` picks
+        them for it).
 
     alpha : float, default=1e-4
         L2 penalty on the weights (not the biases), scaled by the batch length as in
@@ -151,10 +157,11 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         Whether sgd uses Nesterov's momentum.
 
     beta_1 : float, default=0.9
-        Decay of adam's first-moment estimate.
+        Decay of adam's first-moment estimate; lion's interpolation of its momentum
+        and the gradient.
 
     beta_2 : float, default=0.999
-        Decay of adam's second-moment estimate.
+        Decay of adam's second-moment estimate; of lion's momentum.
 
     epsilon : float, default=1e-8
         Adam's numerical-stability constant.

@@ -487,3 +487,14 @@ def test_predictions_move_to_the_device_chunk_by_chunk(regression_data, monkeypa
                         lambda g, Xt, *a: seen.append(Xt.shape[0]) or real(g, Xt, *a))
     np.testing.assert_allclose(reg.predict(X), full, rtol=1e-12)
     assert max(seen) == 7 and sum(seen) == X.shape[0]
+
+
+def test_lion_solver_trains_on_the_engines_that_declare_it(regression_data):
+    X, y = regression_data
+    kw = dict(n_estimators=3, hidden_layer_sizes=(16,), max_iter=150, solver="lion",
+              learning_rate_init=3e-4, beta_2=0.99, random_state=0)
+    est = NeuralBaggingRegressor(**kw).fit(X, y)
+    assert est.engine_ == "batched"  # numba does not declare lion: auto takes torch
+    assert est.score(X, y) > 0.9
+    with pytest.raises(ValueError, match="solver='lion'.*engine='auto'"):
+        NeuralBaggingRegressor(**kw, engine="numba").fit(X, y)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from skensemble import NeuralBaggingClassifier, NeuralBaggingRegressor
+from skensemble import NeuralBaggingClassifier, NeuralBaggingRegressor, _engine
 
 KW = dict(n_estimators=3, hidden_layer_sizes=(16,), max_iter=30, random_state=0,
           early_stopping=False)
@@ -14,15 +14,27 @@ def _weight_norm(est):
                for e in range(est.n_estimators))
 
 
+@pytest.mark.parametrize("engine", ["numba", "batched"])
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
-def test_decay_shrinks_the_weights_and_zero_changes_nothing(regression_data, solver):
+def test_decay_shrinks_the_weights_and_is_skipped_at_zero(regression_data, solver, engine,
+                                                          monkeypatch):
     X, y = regression_data
-    kw = dict(KW, solver=solver, learning_rate_init=0.01)
+    kw = dict(KW, solver=solver, learning_rate_init=0.01, engine=engine)
     plain = NeuralBaggingRegressor(**kw).fit(X, y)
-    zero = NeuralBaggingRegressor(**kw, weight_decay=0.0).fit(X, y)
-    np.testing.assert_array_equal(plain.predict(X), zero.predict(X))
     decayed = NeuralBaggingRegressor(**kw, weight_decay=5.0).fit(X, y)
     assert _weight_norm(decayed) < 0.8 * _weight_norm(plain)
+    # a small decay still changes the members (it is not ignored)...
+    small = NeuralBaggingRegressor(**kw, weight_decay=1e-3).fit(X, y)
+    assert not np.array_equal(small.predict(X), plain.predict(X))
+    # ...and without one the torch engines never run the decay step
+    def no_decay(*args, **kwargs):
+        raise AssertionError("decayed with weight_decay=0")
+
+    monkeypatch.setattr(_engine, "decay_weights", no_decay)
+    again = NeuralBaggingRegressor(**dict(kw, engine="batched")).fit(X, y)
+    assert np.isfinite(again.predict(X)).all()
+    with pytest.raises(AssertionError, match="decayed"):
+        NeuralBaggingRegressor(**dict(kw, engine="batched"), weight_decay=1e-3).fit(X, y)
 
 
 def test_classifier_takes_it_and_bad_values_name_it(classification_data):
