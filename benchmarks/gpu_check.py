@@ -84,6 +84,7 @@ from skensemble import (  # noqa: E402
     _schedule,
 )
 from skensemble._engine import Hyper, Layout  # noqa: E402
+from skensemble._inputs import Encoding  # noqa: E402
 
 try:
     from skensemble._kernels import triton_gpu
@@ -130,7 +131,11 @@ def epoch_call(fn, flat, state, steps, X, Y, sw, order, lr, hyper, layout, featu
     E = flat.shape[0]
     lr = np.full(E, lr) if np.ndim(lr) == 0 else np.asarray(lr)
     member = _engine.Member.of(lr, flat.device, alpha=alpha)
-    return fn(_engine.Params(flat, state, steps, layout), _engine.Data(X, Y, sw, features),
+    first = None
+    if features is not None:  # each member's columns of X, as a first-layer map
+        first = Encoding.plain(X.shape[1]).first_layer(
+            features.cpu().numpy(), flat.shape[0], layout.sizes[0]).to(flat.device)
+    return fn(_engine.Params(flat, state, steps, layout), _engine.Data(X, Y, sw, first),
               order, member, hyper, **kwargs)
 
 

@@ -279,7 +279,6 @@ class BaseNeuralBagging(FittedAttributes, BaseEstimator, metaclass=ABCMeta):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=_FLOAT, reset=False)
         fitted = self._fitted
-        Xs = fitted.standardise(X)
         task = self._task()
         fn = task.transform_outputs if transform else (lambda out: out.double())
         if weighted:
@@ -294,7 +293,9 @@ class BaseNeuralBagging(FittedAttributes, BaseEstimator, metaclass=ABCMeta):
 
         work = X.shape[0] * sum(g.flat.size for g in groups)
         with _dispatch.thread_limit(_dispatch.default_threads(work), "batched"):
-            return _predict.run_chunked(groups, columns, fitted.activation, Xs, device, call)
+            # each chunk of rows is scaled on its own: memory bounded by the chunk
+            return _predict.run_chunked(groups, columns, fitted.encoding, fitted.activation, X,
+                                        device, call, scale=fitted.standardise)
 
     def __getstate__(self):
         state = super().__getstate__()

@@ -6,7 +6,8 @@ contract they share:
 
     ``epoch(params, data, order, member, hyper) -> losses (E,)``: one epoch for all
     members. :class:`Params` (parameters, optimizer state, step counts, layout) are
-    updated in place; :class:`Data` (rows, targets, weights, each member's columns),
+    updated in place; :class:`Data` (scaled rows, targets, weights, and what each
+    member's first layer reads of them: :class:`~skensemble._inputs.FirstLayer`),
     the per-member visiting ``order (E, M)``, each member's own values
     (:class:`Member`: learning rate, L2 strength) and the step's mathematics
     (:class:`Hyper`) are read; each member's mean training loss comes out.
@@ -47,6 +48,7 @@ import numpy as np
 import torch
 
 from . import _optim
+from ._inputs import member_inputs, shared_inputs
 
 ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 LOSSES = ("squared_error", "log_loss")
@@ -178,26 +180,26 @@ class Data:
     Attributes
     ----------
     X : Tensor (N, F) float32
-        Inputs as the first layer reads them (or the columns members choose from).
+        Scaled values (:mod:`._scaling`); what each first layer reads of them is ``first``.
     Y : Tensor (N, O) float32
         Targets (standardised, or one-hot / smoothed).
     sw : Tensor (N,) float32 or None
         Per-row loss weights (mean 1 over the training set).
-    features : Tensor (E, k) int64 or None
-        Each member's columns of ``X`` (its first layer has ``k`` inputs); None: all, in
-        order. Lives on the compute device.
+    first : skensemble._inputs.FirstLayer or None
+        Each member's first-layer inputs: columns of ``X`` and their bins, as tensors on
+        the compute device; None: every member reads ``X``'s columns in order.
     """
 
     X: torch.Tensor
     Y: torch.Tensor
     sw: torch.Tensor = None
-    features: torch.Tensor = None
+    first: object = None
 
     def for_members(self, idx):
-        """The same rows for the members ``idx`` only (their columns)."""
-        if self.features is None:
+        """The same rows for the members ``idx`` only (their first layers)."""
+        if self.first is None:
             return self
-        return Data(self.X, self.Y, self.sw, self.features[idx].contiguous())
+        return Data(self.X, self.Y, self.sw, self.first.take(idx))
 
 
 @dataclass
@@ -328,25 +330,15 @@ def activation_grad_from_output(a, name):
     return torch.ones_like(a)
 
 
-def gather_inputs(X, idx, features=None):
-    """Each member's input rows: ``X (N, F)``, ``idx (E, B)`` -> ``(E, B, F)`` or ``(E, B, k)``.
-
-    ``features (E, k)`` selects each member's own feature subset (None: all features).
-    """
-    if features is None:
-        return X[idx]  # (E, B, F)
-    return X[idx.unsqueeze(-1), features.unsqueeze(1)]  # (E, B, 1) x (E, 1, k) -> (E, B, k)
-
-
-def forward(flat, layout, X, activation, features=None):
+def forward(flat, layout, X, activation, first=None):
     """Raw outputs (pre-softmax for classification) of every member.
 
     Parameters
     ----------
     flat : Tensor (E, P)
-    X : Tensor (E, B, F), or (B, F) shared by all members
-    features : Tensor (E, k) int64 or None
-        Each member's feature subset, applied to a shared 2-D ``X``.
+    X : Tensor (E, B, W) first-layer inputs, or (B, F) rows shared by all members
+    first : skensemble._inputs.FirstLayer or None
+        What each member's first layer reads of a shared 2-D ``X``.
 
     Returns
     -------
@@ -354,16 +346,16 @@ def forward(flat, layout, X, activation, features=None):
     """
     E = flat.shape[0]
     if E == 1 and flat.device.type == "cpu":  # as the first of two (see _as_pair)
-        twin = None if features is None else torch.cat([features, features])
+        twin = None if first is None else first.take(torch.zeros(2, dtype=torch.int64))
         x2 = torch.cat([X, X]) if X.dim() == 3 else X
         return forward(torch.cat([flat, flat]), layout, x2, activation, twin)[:1]
     layers = layout.views(flat)
     if X.dim() == 3:
         h = X
-    elif features is None:
+    elif first is None:
         h = X.unsqueeze(0).expand(E, -1, -1)  # (E, B, F), no copy
     else:
-        h = X[:, features].permute(1, 0, 2)  # (B, E, k) -> (E, B, k)
+        h = shared_inputs(X, first)  # (E, B, W)
     for i, (W, b) in enumerate(layers):
         h = torch.baddbmm(b, h, W)  # (E, B, fan_out): one batched matmul for all members
         if i < len(layers) - 1:
@@ -437,7 +429,7 @@ def epoch_reference(params, data, order, member, hyper):
         Updated in place.
     data : Data
         ``X (N, F)``, ``Y (N, O)``, ``sw (N,)`` or None (per-row weights, mean 1 over the
-        training set), ``features (E, k)`` or None (each member's columns).
+        training set), ``first`` (each member's first-layer inputs) or None.
     order : Tensor (E, M) int64
         Rows each member visits this epoch, in order.
     member : Member
@@ -461,7 +453,7 @@ def epoch_reference(params, data, order, member, hyper):
         b = stop - start
         with torch.enable_grad():
             p = flat.detach().requires_grad_(True)
-            out = forward(p, layout, gather_inputs(data.X, idx, data.features),
+            out = forward(p, layout, member_inputs(data.X, idx, data.first),
                           hyper.activation)
             rows = per_row_loss(out, data.Y[idx], hyper.loss)  # (E, b)
             if data.sw is not None:
@@ -487,9 +479,7 @@ def _as_pair(epoch, params, data, order, member, hyper):
     """
     two = torch.zeros(2, dtype=torch.int64)  # member 0 twice
     pair = params.take(two)
-    feats = None if data.features is None else data.features[two].contiguous()
-    losses = epoch(pair, Data(data.X, data.Y, data.sw, feats), order[two], member.repeated(2),
-                   hyper)
+    losses = epoch(pair, data.for_members(two), order[two], member.repeated(2), hyper)
     params.flat.copy_(pair.flat[:1])
     params.state.copy_(pair.state[:, :1])
     params.steps.copy_(pair.steps[:1])
@@ -513,7 +503,7 @@ def _batched_step(params, grad, data, idx, member, hyper, total):
     gviews = layout.views(grad)
     n_layers = len(layers)
     b = idx.shape[1]
-    acts = [gather_inputs(data.X, idx, data.features)]  # (E, b, F) or (E, b, k)
+    acts = [member_inputs(data.X, idx, data.first)]  # (E, b, F) or (E, b, W)
     for i, (W, bias) in enumerate(layers):
         z = torch.baddbmm(bias, acts[-1], W)  # (E, b, fan_out)
         acts.append(activate(z, hyper.activation) if i < n_layers - 1 else z)
@@ -564,7 +554,7 @@ def epoch_batched(params, data, order, member, hyper):
 
 # ---------------------------------------------------------------------- predict
 @torch.no_grad()
-def predict_rows(flat, layout, X, idx, activation, features=None, chunk_rows=None):
+def predict_rows(flat, layout, X, idx, activation, first=None, chunk_rows=None):
     """Raw outputs ``(E, n, O)`` of each member on its own rows ``X[idx[e]]``.
 
     Parameters
@@ -573,28 +563,30 @@ def predict_rows(flat, layout, X, idx, activation, features=None, chunk_rows=Non
     X : Tensor (N, F), where ``idx`` lives (host memory when streaming)
     idx : Tensor (E, n) int64
         Each member's rows of ``X``.
-    features : Tensor (E, k) int64 or None
+    first : skensemble._inputs.FirstLayer or None
+        On ``flat``'s device.
     chunk_rows : int or None
         Rows of each member per chunk; by default one chunk's activations stay ~64 MB.
     """
     E, n = idx.shape
     if chunk_rows is None:
         chunk_rows = max(1, (16 * 2**20) // max(1, E * max(layout.sizes)))
-    feats = None if features is None else features.to(X.device)
     parts = []
     for s in range(0, n, chunk_rows):
-        xb = gather_inputs(X, idx[:, s : s + chunk_rows], feats)  # (E, c, F or k)
-        xb = xb.to(flat.device, non_blocking=True)
+        rows = X[idx[:, s : s + chunk_rows]].to(flat.device, non_blocking=True)  # (E, c, F)
+        if first is not None:  # each member's inputs from its own rows
+            x = torch.gather(rows, 2, first.src.unsqueeze(1).expand(-1, rows.shape[1], -1))
+            rows = first.apply(x)  # (E, c, W)
         if flat.device.type == "cpu":
-            parts.append(torch.stack([_forward_one(flat[e], layout, xb[e], activation)
+            parts.append(torch.stack([_forward_one(flat[e], layout, rows[e], activation)
                                       for e in range(E)]))
         else:
-            parts.append(forward(flat, layout, xb, activation))
+            parts.append(forward(flat, layout, rows, activation))
     return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
 
 def _forward_one(row, layout, x, activation):
-    """Raw outputs ``(c, O)`` of the one member ``row (P,)`` on ``x (c, F)``.
+    """Raw outputs ``(c, O)`` of the one member ``row (P,)`` on its inputs ``x (c, W)``.
 
     On the CPU a member's validation is computed alone, one matrix product per layer:
     MKL chooses its code for a batch of matrices by their number, so a member computed
@@ -611,7 +603,7 @@ def _forward_one(row, layout, x, activation):
 
 
 @torch.no_grad()
-def predict_chunked(flat, layout, X, activation, reduce, chunk_rows=None, features=None):
+def predict_chunked(flat, layout, X, activation, reduce, chunk_rows=None, first=None):
     """Apply every member to ``X`` in row chunks and reduce over members.
 
     Parameters
@@ -623,8 +615,8 @@ def predict_chunked(flat, layout, X, activation, reduce, chunk_rows=None, featur
         or members-then-rows; chunks are concatenated along ``dim``.
     chunk_rows : int or None
         Rows per chunk; by default sized so that one chunk's activations stay ~64 MB.
-    features : Tensor (E, k) int64 or None
-        Each member's feature subset.
+    first : skensemble._inputs.FirstLayer or None
+        What each member's first layer reads.
 
     Returns
     -------
@@ -636,6 +628,6 @@ def predict_chunked(flat, layout, X, activation, reduce, chunk_rows=None, featur
         chunk_rows = max(1, (16 * 2**20) // max(1, E * widest))  # 16M floats = 64 MB
     return [
         reduce(forward(flat, layout, X[s : s + chunk_rows].to(flat.device, non_blocking=True),
-                       activation, features))
+                       activation, first))
         for s in range(0, X.shape[0], chunk_rows)
     ]

@@ -44,8 +44,9 @@ class Capabilities:
         Fewest and most hidden layers.
     max_width : int or None
         Widest hidden or output layer (None: any).
-    feature_subsets : bool
-        Whether members may read their own columns (``max_features``, drawn encodings).
+    mapped_inputs : bool
+        Whether members' first layers may read a map of the rows (their own columns,
+        ``max_features``; the bins of the encoding) rather than the rows themselves.
     requires : str or None
         The optional module it needs (``numba``, ``triton``).
     """
@@ -58,7 +59,7 @@ class Capabilities:
     max_batch: int = None
     hidden_layers: tuple = (0, None)
     max_width: int = None
-    feature_subsets: bool = True
+    mapped_inputs: bool = True
     requires: str = None
 
     def refusal(self, request):
@@ -89,8 +90,8 @@ class Capabilities:
                     f"{'any number' if hi is None else hi})")
         if self.max_width is not None and max(sizes[1:]) > self.max_width:
             return f"layers wider than {self.max_width} units ({max(sizes[1:])})"
-        if request.feature_subsets and not self.feature_subsets:
-            return "members that read their own columns (max_features < 1, or drawn encodings)"
+        if request.mapped_inputs and not self.mapped_inputs:
+            return "first layers that read a map of the rows (their own columns, or bins)"
         return None
 
 
@@ -103,8 +104,8 @@ class Request:
     hyper : skensemble._engine.Hyper
     sizes : tuple of int
         The group's layout ``(F, H_1, ..., O)``.
-    feature_subsets : bool
-        Whether members read their own columns.
+    mapped_inputs : bool
+        Whether members' first layers read a map of the rows (columns, bins).
     member_values : frozenset of str
         Per-member values that differ between members (beyond the learning rate, which
         every engine reads per member).
@@ -112,7 +113,7 @@ class Request:
 
     hyper: object
     sizes: tuple
-    feature_subsets: bool = False
+    mapped_inputs: bool = False
     member_values: frozenset = frozenset()
 
 
@@ -135,10 +136,10 @@ ENGINES = {
     "numba": Capabilities(devices=frozenset({"cpu"}), solvers=frozenset({"adam", "sgd"}),
                           requires="numba"),
     # member-major persistent Triton kernel (skensemble._kernels.triton_gpu): scalars
-    # and blocks sized for small members; no column gather in its first layer
+    # and blocks sized for small members
     "triton": Capabilities(devices=frozenset({"cuda"}), solvers=frozenset({"adam", "sgd"}),
                            max_batch=64, hidden_layers=(1, 3), max_width=1024,
-                           feature_subsets=False, requires="triton"),
+                           requires="triton"),
 }
 
 #: The engines' names, in the order they are listed to users.

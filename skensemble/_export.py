@@ -7,7 +7,7 @@ its own: it calls :func:`skensemble._predict.forward_members`, as ``predict`` do
 import torch
 from torch import nn
 
-from . import _predict, _scaling
+from . import _inputs, _predict, _scaling
 
 
 class EnsembleModule(nn.Module):
@@ -26,9 +26,11 @@ class EnsembleModule(nn.Module):
         The fitted groups of members (weights are copied into buffers).
     activation : str
     inputs : skensemble._scaling.InputTransform
-        The estimator's input transform, applied first (buffers ``x_<name>``).
-    features : ndarray (E, k) or None
-        Each member's feature subset.
+        The estimator's input scaling, applied first (buffers ``x_<name>``).
+    columns : ndarray (E, w) or None
+        Each member's columns of the encoded space (its values and bins); each group's
+        first-layer map is kept as buffers ``g<k>_<field>``
+        (:class:`skensemble._inputs.FirstLayer`).
     classification : bool
     y_mean, y_scale : ndarray (O,) or None
         The regressor's target standardisation, undone at the end.
@@ -39,18 +41,23 @@ class EnsembleModule(nn.Module):
         plain mean.
     """
 
-    def __init__(self, groups, activation, inputs, features=None,
+    def __init__(self, groups, activation, inputs, columns=None,
                  classification=False, y_mean=None, y_scale=None, squeeze=False,
                  weights=None):
         super().__init__()
         self.layouts = [g.layout for g in groups]
         self.activations = [g.settings.activation or activation for g in groups]  # own
+        encoding = _inputs.Encoding.of(inputs)
+        self.first_k = []  # each group's number of value inputs, or None (reads X itself)
         for k, g in enumerate(groups):
             self.register_buffer(f"g{k}_flat", torch.as_tensor(g.flat, dtype=torch.float32))
-            if features is not None:
-                self.register_buffer(f"g{k}_features",
-                                     torch.as_tensor(features[g.members, : g.sizes[0]],
-                                                     dtype=torch.int64))
+            cols = None if columns is None else columns[g.members, : g.sizes[0]]
+            first = encoding.first_layer(cols, len(g.members), g.sizes[0])
+            self.first_k.append(None if first is None else first.k)
+            if first is not None:
+                first = first.to("cpu", torch.float32)
+                for name in _FIRST_FIELDS:
+                    self.register_buffer(f"g{k}_{name}", getattr(first, name))
         inverse = _predict.member_inverse(groups)
         self.reorder = inverse is not None
         if self.reorder:  # member e's output is row inverse[e] of the groups' outputs
@@ -59,7 +66,6 @@ class EnsembleModule(nn.Module):
         self.input_names = list(inputs.tensors())
         for name, value in inputs.tensors().items():
             self.register_buffer(f"x_{name}", value)
-        self.has_features = features is not None
         self.activation = activation
         self.classification = classification
         self.squeeze = squeeze
@@ -73,9 +79,7 @@ class EnsembleModule(nn.Module):
     def forward(self, X):
         """Ensemble output for ``X (n, F)``."""
         Xs = _scaling.transform(X, {n: getattr(self, f"x_{n}") for n in self.input_names})
-        groups = [(getattr(self, f"g{k}_flat"), layout,
-                   getattr(self, f"g{k}_features") if self.has_features else None,
-                   self.activations[k])
+        groups = [(getattr(self, f"g{k}_flat"), layout, self._first(k), self.activations[k])
                   for k, layout in enumerate(self.layouts)]
         # the same forward pass as the estimator's predict
         out = _predict.forward_members(groups, Xs, self.activation,
@@ -90,6 +94,16 @@ class EnsembleModule(nn.Module):
         out = mean * self.y_scale + self.y_mean  # (n, O) float64
         return out[:, 0] if self.squeeze else out
 
+    def _first(self, k):
+        """Group ``k``'s first-layer map, rebuilt from its buffers (None: it reads X)."""
+        if self.first_k[k] is None:
+            return None
+        return _inputs.FirstLayer(k=self.first_k[k],
+                                  **{n: getattr(self, f"g{k}_{n}") for n in _FIRST_FIELDS})
+
+
+_FIRST_FIELDS = ("src", "lo", "inv", "low", "high", "bin_row", "n_bins")
+
 
 def to_torch(fitted):
     """Build the :class:`EnsembleModule` of a fitted ensemble (weights copied).
@@ -102,7 +116,7 @@ def to_torch(fitted):
     groups, columns, weights = fitted.selected()
     return EnsembleModule(
         groups, fitted.activation, fitted.inputs,
-        features=columns,
+        columns=columns,
         classification=classification,
         y_mean=None if classification else targets.mean,
         y_scale=None if classification else targets.scale,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from . import _engine, _history, _sampling, _scaling
+from . import _engine, _history, _inputs, _sampling, _scaling
 
 
 @dataclass
@@ -119,8 +119,13 @@ class FittedEnsemble:
             keys = keys[members]
         return self.inputs.columns(features, keys)
 
+    @property
+    def encoding(self):
+        """The encoded space members' columns index (:class:`~skensemble._inputs.Encoding`)."""
+        return _inputs.Encoding.of(self.inputs)
+
     def standardise(self, X):
-        """``X`` as the members read it: a float32 array ``(N, n_columns)``."""
+        """``X``'s scaled values, as the members' first layers read them: float32 ``(N, F)``."""
         with np.errstate(over="ignore", invalid="ignore"):
             Xs = self.inputs.apply(X)
         if not np.isfinite(Xs).all():

@@ -43,7 +43,7 @@ def oob(fitted, task, Xs, y, device):
         return (task.transform_outputs(out) * m.unsqueeze(-1)).sum(0)
 
     total = _predict.run_chunked(fitted.groups, fitted.columns(fitted.features),
-                                 fitted.activation, Xs, device, reduce)
+                                 fitted.encoding, fitted.activation, Xs, device, reduce)
     count = out_of_bag.sum(0)  # (N,)
     has = count > 0
     if not has.all():
@@ -124,7 +124,8 @@ def select(fitted, task, Xs, Y, sw, rounds, device):
         return values.transpose(0, 1)[torch.from_numpy(mask_t[rows]).to(out.device)]
 
     values = _predict.run_chunked(fitted.groups, fitted.columns(fitted.features),
-                                  fitted.activation, Xs[scored], device, reduce)  # (Z, D)
+                                  fitted.encoding, fitted.activation, Xs[scored], device,
+                                  reduce)  # (Z, D)
     # the candidates renumbered 0..K-1, so that "uniform" means uniform over them
     entries = _selection.Entries(
         member=np.cumsum(keep)[member] - 1, row=row, values=values,

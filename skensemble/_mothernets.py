@@ -27,14 +27,14 @@ class Hatching:
     fit_time: float
 
 
-def hatch(Xs, Y, sw, archs, seeds, *, n_mothernets, noise, validation_fraction, stratify,
-          activation, hyper, config, device, member_score=None):
+def hatch(Xs, Y, sw, archs, seeds, encoding, *, n_mothernets, noise, validation_fraction,
+          stratify, activation, hyper, config, device, member_score=None):
     """Initial parameters of every member, grown from trained MotherNets.
 
     Parameters
     ----------
     Xs : ndarray (N, F) float32
-        Standardised training inputs (all features: MotherNets see every feature).
+        Scaled training values (all features: MotherNets see every feature).
     Y : ndarray (N, O) float32
         Encoded targets.
     sw : ndarray (N,) or None
@@ -43,6 +43,8 @@ def hatch(Xs, Y, sw, archs, seeds, *, n_mothernets, noise, validation_fraction, 
         Hidden widths of each member to hatch.
     seeds : ndarray (E,) int64
         The members' seeds; the first also seeds the MotherNets, the rest the noise.
+    encoding : skensemble._inputs.Encoding
+        The encoded space the first layers read (every column: values and bins).
     n_mothernets : int
         Number of clusters (MotherNets).
     noise : float
@@ -60,7 +62,8 @@ def hatch(Xs, Y, sw, archs, seeds, *, n_mothernets, noise, validation_fraction, 
         Each member's initial parameters at its own layout.
     hatching : Hatching
     """
-    N, F = Xs.shape
+    N = Xs.shape[0]
+    F = encoding.n_columns  # first-layer inputs: every value and bin
     O = Y.shape[1]
     if n_mothernets > len(archs):
         raise ValueError(
@@ -81,8 +84,8 @@ def hatch(Xs, Y, sw, archs, seeds, *, n_mothernets, noise, validation_fraction, 
     order_seed = int(rng.randint(_sampling.MAX_SEED))
     holdout = validation_fraction if N * validation_fraction >= 2 else None
     n_held = int(np.ceil(holdout * N)) if holdout else 0
-    plan = _sampling.Plan(N, F, N - n_held, F, bootstrap=False, bootstrap_features=False,
-                          holdout=holdout)
+    plan = _sampling.Plan(N, Xs.shape[1], N - n_held, Xs.shape[1], bootstrap=False,
+                          bootstrap_features=False, holdout=holdout)
     rows, held, _ = _sampling.member_samples(mother_seeds, plan, None, stratify)
     val_mask = None if held is None else _sampling.held_mask(held, N)
     init = _groups.random_rows(mothers, [_sampling.init_seed(s) for s in mother_seeds],
@@ -93,7 +96,7 @@ def hatch(Xs, Y, sw, archs, seeds, *, n_mothernets, noise, validation_fraction, 
     trained, n_iter, seconds = [], np.zeros(n_mothernets, dtype=np.int64), 0.0
     for k, g in enumerate(groups):
         data = _training.Data(
-            X=Xs, Y=Y, rows=rows[g.members], loss_weight=sw,
+            X=Xs, Y=Y, rows=rows[g.members], loss_weight=sw, encoding=encoding,
             val_mask=None if val_mask is None else val_mask[g.members], val_weight=sw,
         )
         group, history, _ = _training.train_group(g, data, hyper, config, device,

@@ -45,8 +45,8 @@ from . import _dispatch, _training
 class Shared:
     """Training data that every chunk reads, sent once to each worker.
 
-    ``X (N, F)`` float32, ``Y (N, O)`` float32, ``loss_weight (N,)``, ``val_weight (N,)``
-    and ``label_smoothing`` as in :class:`._training.Data`.
+    ``X (N, F)`` float32, ``Y (N, O)`` float32, ``loss_weight (N,)``, ``val_weight (N,)``,
+    ``label_smoothing`` and ``encoding`` as in :class:`._training.Data`.
     """
 
     X: np.ndarray
@@ -54,19 +54,20 @@ class Shared:
     loss_weight: np.ndarray = None
     val_weight: np.ndarray = None
     label_smoothing: float = 0.0
+    encoding: object = None
 
 
 @dataclass
 class Members:
     """Per-member data of the members being trained, in the order of ``positions``.
 
-    ``positions (E,)`` sorted; ``rows (E, M)``; ``features (E, k)`` or None; ``val_mask
-    (E, N)`` bool or None.
+    ``positions (E,)`` sorted; ``rows (E, M)``; ``columns (E, w)`` (of the encoded space)
+    or None; ``val_mask (E, N)`` bool or None.
     """
 
     positions: np.ndarray
     rows: np.ndarray
-    features: np.ndarray = None
+    columns: np.ndarray = None
     val_mask: np.ndarray = None
 
 
@@ -76,7 +77,7 @@ class _Piece:
 
     group: _training.Group
     rows: np.ndarray  # (E_p, M)
-    features: np.ndarray  # (E_p, k) or None
+    columns: np.ndarray  # (E_p, w) or None
     val_mask: np.ndarray  # (E_p, N) or None
     val_rows: np.ndarray  # (Nv,): the whole group's validation rows, or None
 
@@ -196,7 +197,7 @@ def _split(groups, members, n):
                 return None if a is None else np.ascontiguousarray(a[sel])
 
             pieces.append((k, idx, _Piece(g.take(idx), cut(members.rows),
-                                          cut(members.features), cut(members.val_mask),
+                                          cut(members.columns), cut(members.val_mask),
                                           val_rows[k])))
         chunks.append(pieces)
     return chunks
@@ -219,7 +220,8 @@ def _train_chunk(shared, pieces, job, index):
         for p in pieces:
             data = _training.Data(
                 X=shared.X, Y=shared.Y, rows=p.rows, loss_weight=shared.loss_weight,
-                features=p.features, val_mask=p.val_mask, val_weight=shared.val_weight,
+                columns=p.columns, encoding=shared.encoding, val_mask=p.val_mask,
+                val_weight=shared.val_weight,
                 label_smoothing=shared.label_smoothing, val_rows=p.val_rows)
             out.append(_training.train_group(p.group, data, job.hyper, job.config, device,
                                              seed=job.seed, member_score=job.member_score))

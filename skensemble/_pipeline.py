@@ -37,6 +37,7 @@ from . import (
     _hetero,
     _history,
     _hyperspace,
+    _inputs,
     _mothernets,
     _parallel,
     _sampling,
@@ -427,7 +428,8 @@ def _new_groups(p, task, fitted, Xs, Y, sw, stratify, train):
                 "features; use max_features=1.0 and bootstrap_features=False with it."
             )
         rows, fitted.hatching = _mothernets.hatch(
-            Xs, Y.astype(np.float32), sw, archs, seeds, n_mothernets=p.n_mothernets,
+            Xs, Y.astype(np.float32), sw, archs, seeds, _inputs.Encoding.of(fitted.inputs),
+            n_mothernets=p.n_mothernets,
             noise=float(p.mothernet_noise), validation_fraction=float(p.validation_fraction),
             stratify=stratify, activation=p.activation, hyper=hyper(p, task, Xs.shape[0]),
             config=config(p, p.max_iter), device=_dispatch.resolve_device(p.device),
@@ -498,8 +500,9 @@ def _train(p, task, plan):
     shared = _parallel.Shared(
         X=plan.Xs, Y=plan.Y.astype(np.float32),
         loss_weight=None if sampling.bootstrap else plan.sw, val_weight=plan.sw,
-        label_smoothing=task.label_smoothing)
-    members = _parallel.Members(positions=train, rows=plan.rows, features=plan.columns,
+        label_smoothing=task.label_smoothing,
+        encoding=_inputs.Encoding.of(plan.fitted.inputs))
+    members = _parallel.Members(positions=train, rows=plan.rows, columns=plan.columns,
                                 val_mask=val_mask)
     run = _parallel.train(plan.groups, shared, members,
                           hyper(p, task, sampling.n_draw, warn=True), plan.config,

@@ -1,12 +1,13 @@
 """The one forward pass of a fitted ensemble, shared by predict, out-of-bag and to_torch().
 
-Owns: moving fitted groups to a device, running every member on row chunks (chunked
-host-to-device transfers, bounded activations, device out-of-memory translated), and
-putting member outputs back in member order. Must not validate input, scale, or
-aggregate members: the facade and the task classes do that.
+Owns: moving fitted groups to a device, running every member on row chunks (each chunk
+scaled, moved to the device and encoded on its own, so memory is bounded by the chunk,
+not by the input; device out-of-memory translated), and putting member outputs back in
+member order. Must not validate input or aggregate members: the facade and the task
+classes do that.
 
-Shape legend (as in :mod:`._engine`): E members, n rows of a chunk, F features, k features
-one member reads, O outputs, G members of a group, P parameters.
+Shape legend (as in :mod:`._engine`): E members, n rows of a chunk, F features, W inputs of
+a first layer, O outputs, G members of a group, P parameters.
 """
 
 import numpy as np
@@ -28,15 +29,15 @@ def forward_members(groups, X, activation, inverse=None):
 
     Parameters
     ----------
-    groups : sequence of (flat (G, P), Layout, features (G, k) or None, activation or None)
+    groups : sequence of (flat (G, P), Layout, FirstLayer or None, activation or None)
         Fitted groups, tensors on ``X``'s device; a group's own activation (None: the
         ``activation`` argument, the estimator's).
     inverse : Tensor (E,) int64 or None
         Member ``e``'s output is row ``inverse[e]`` of the groups' concatenated outputs;
         None when the groups already hold members 0..E-1 in order.
     """
-    parts = [_engine.forward(flat, layout, X, own or activation, feats)
-             for flat, layout, feats, own in groups]
+    parts = [_engine.forward(flat, layout, X, own or activation, first)
+             for flat, layout, first, own in groups]
     out = parts[0] if len(parts) == 1 else torch.cat(parts)  # (E, n, O) in group order
     return out if inverse is None else out[inverse]
 
@@ -49,19 +50,20 @@ def member_inverse(groups):
     return np.argsort(members)
 
 
-def on_device(groups, features, device, dtype=PREDICT_DTYPE):
-    """Fitted groups as ``(flat, Layout, features or None, activation)`` on ``device``.
+def on_device(groups, columns, encoding, device, dtype=PREDICT_DTYPE):
+    """Fitted groups as ``(flat, Layout, FirstLayer or None, activation)`` on ``device``.
 
-    Also returns the member-order inverse (or None).
+    ``columns (E, w)``: every member's columns of ``encoding``'s space (None: all, in
+    order). Also returns the member-order inverse (or None).
     """
     out = []
     for g in groups:
         # each group reads as many columns as its first layer takes (members that drew
         # narrower inputs than others pad their column lists)
-        feats = None if features is None else torch.from_numpy(
-            np.ascontiguousarray(features[g.members, : g.sizes[0]])).to(device)
-        out.append((torch.from_numpy(g.flat).to(device, dtype), g.layout, feats,
-                    g.settings.activation))
+        cols = None if columns is None else columns[g.members, : g.sizes[0]]
+        first = encoding.first_layer(cols, len(g.members), g.sizes[0])
+        out.append((torch.from_numpy(g.flat).to(device, dtype), g.layout,
+                    None if first is None else first.to(device, dtype), g.settings.activation))
     inverse = member_inverse(groups)
     return out, None if inverse is None else torch.from_numpy(inverse).to(device)
 
@@ -82,15 +84,20 @@ def chunk_rows(groups, device):
 
 
 @torch.no_grad()
-def run_chunked(groups, features, activation, Xs, device, reduce):
-    """Apply every member to host rows ``Xs (N, F)`` chunk by chunk; reduce each chunk.
+def run_chunked(groups, columns, encoding, activation, X, device, reduce, scale=None):
+    """Apply every member to host rows ``X`` chunk by chunk; reduce each chunk.
 
     Parameters
     ----------
-    groups : list of skensemble._training.Group
-    features : ndarray (E, k) or None
-    Xs : ndarray (N, F) float32, standardised, in host memory
-        Each chunk is copied to ``device`` on its own, so the device never holds all rows.
+    groups : list of skensemble._groups.Group
+    columns : ndarray (E, w) or None
+        Each member's columns of ``encoding``'s space.
+    encoding : skensemble._inputs.Encoding
+    X : ndarray (N, F), in host memory
+        Scaled values (float32), or raw rows with ``scale``.
+    scale : callable or None
+        ``scale(rows) -> float32 (n, F)``: applied to each chunk of raw rows, so that no
+        scaled copy of the whole input is made.
     reduce : callable
         ``reduce(out (E, n, O), rows slice) -> Tensor`` whose first dimension is rows.
 
@@ -99,12 +106,13 @@ def run_chunked(groups, features, activation, Xs, device, reduce):
     ndarray: the reduced chunks, concatenated along the first dimension.
     """
     try:
-        dev_groups, inverse = on_device(groups, features, device)
+        dev_groups, inverse = on_device(groups, columns, encoding, device)
         chunk = chunk_rows(groups, device)
         parts = []
-        for s in range(0, Xs.shape[0], chunk):
-            rows = slice(s, min(s + chunk, Xs.shape[0]))
-            Xt = torch.from_numpy(Xs[rows]).to(device, PREDICT_DTYPE, non_blocking=True)
+        for s in range(0, X.shape[0], chunk):
+            rows = slice(s, min(s + chunk, X.shape[0]))
+            Xs = X[rows] if scale is None else scale(X[rows])
+            Xt = torch.from_numpy(Xs).to(device, PREDICT_DTYPE, non_blocking=True)
             parts.append(reduce(forward_members(dev_groups, Xt, activation, inverse), rows))
         return torch.cat(parts, dim=0).cpu().numpy()
     except torch.cuda.OutOfMemoryError as exc:

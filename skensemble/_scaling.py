@@ -1,9 +1,11 @@
 """Input and target scaling: weighted, unit-safe standardisation and the float32 copy.
 
 Owns: the column statistics of a fit (under ``sample_weight``), the input transform
-(standardisation, robust scaling with smooth clipping, piecewise-linear encoding) and the
-one float32 transformed copy of ``X`` that the engines read. Must not validate user input (the
-facade does) nor know about members, devices or engines.
+(standardisation, robust scaling with smooth clipping, the quantile bins of the
+piecewise-linear encoding) and the one float32 copy of the scaled values that the
+engines read. The encoding itself is never materialized here: the first layers compute
+it from the scaled values (:mod:`._inputs`). Must not validate user input (the facade
+does) nor know about members, devices or engines.
 """
 
 from dataclasses import dataclass
@@ -132,7 +134,11 @@ class InputTransform:
 
     @property
     def n_columns(self):
-        """Columns of the transformed matrix: values, then bins and the zero column."""
+        """Columns of the encoded space members read: values, then bins and the zero column.
+
+        The space is virtual: :meth:`apply` gives the values only, and each first layer
+        computes the bins it reads (:class:`skensemble._inputs.FirstLayer`).
+        """
         F = self.mean.size
         return F if self.lo is None else F + self.lo.size + 1
 
@@ -187,17 +193,17 @@ class InputTransform:
         return out
 
     def tensors(self, device=None):
-        """The fitted arrays by name, as :func:`transform` takes them (float64; int64 index)."""
-        return {k: torch.as_tensor(v, dtype=torch.int64 if k == "bin_feature" else
-                                   torch.float64, device=device)
-                for k, v in self.__dict__.items() if v is not None and k != "bin_set"}
+        """The scaling's arrays by name, as :func:`transform` takes them (float64)."""
+        return {k: torch.as_tensor(getattr(self, k), dtype=torch.float64, device=device)
+                for k in ("mean", "scale", "unit", "center", "spread")
+                if getattr(self, k) is not None}
 
     def apply(self, X):
-        """Transformed ``X (N, F)`` as a new float32 array ``(N, n_columns)``, in row chunks.
+        """The scaled values of ``X (N, F)`` as a new float32 array ``(N, F)``, in row chunks.
 
         This is the one copy of the training data a fit makes; the engines read it in place.
         """
-        out = np.empty((X.shape[0], self.n_columns), dtype=np.float32)
+        out = np.empty((X.shape[0], self.mean.size), dtype=np.float32)
         t = self.tensors()  # once, not per chunk
         for s in range(0, X.shape[0], CHUNK):
             chunk = np.ascontiguousarray(X[s : s + CHUNK])  # any strides or dtype in
@@ -207,25 +213,35 @@ class InputTransform:
         return out
 
 
-def transform(X, t):
-    """Apply a fitted input transform: ``X (n, F)`` -> ``(n, n_columns)`` float32.
+def encoded(transform_, X):
+    """The encoded space as a matrix ``(N, n_columns)`` float32: values, bins, zero column.
 
-    ``t`` maps the names of :class:`InputTransform`'s arrays to tensors. Computed in
-    float64 from the raw values; the estimator and ``to_torch()`` both call this
-    function, so they transform identically.
+    For inspection and tests only (``get_member_params``' first-layer rows follow these
+    columns): a fit never makes it, its first layers compute the bins they read from the
+    values (:mod:`._inputs`). Computed in float64 from the scaled values.
+    """
+    Z = transform_.apply(X).astype(np.float64)
+    if transform_.lo is None:
+        return Z.astype(np.float32)
+    enc = (Z[:, transform_.bin_feature] - transform_.lo) * transform_.inv_width  # (N, T)
+    # inner bins clamp to [0, 1]; a feature's first bin extends below, its last above
+    enc = np.where(transform_.first > 0, enc, np.maximum(enc, 0.0))
+    enc = np.where(transform_.last > 0, enc, np.minimum(enc, 1.0))
+    return np.concatenate([Z, enc, np.zeros((Z.shape[0], 1))], 1).astype(np.float32)
+
+
+def transform(X, t):
+    """Apply a fitted input scaling: ``X (n, F)`` -> scaled values ``(n, F)`` float32.
+
+    ``t`` maps the names of :class:`InputTransform`'s scaling arrays to tensors. Computed
+    in float64 from the raw values; the estimator and ``to_torch()`` both call this
+    function, so they scale identically.
     """
     Z = (X.to(torch.float64) / t["unit"] - t["mean"] / t["unit"]) / (t["scale"] / t["unit"])
     if "center" in t:
         U = (Z - t["center"]) / (t["spread"] * CLIP)
         Z = CLIP * U / torch.hypot(torch.ones_like(U), U)  # r / sqrt(1 + (r/3)^2), no overflow
-    if "lo" not in t:
-        return Z.to(torch.float32)
-    enc = (Z[:, t["bin_feature"]] - t["lo"]) * t["inv_width"]  # (n, nb)
-    # inner bins clamp to [0, 1]; a feature's first bin extends below, its last above
-    enc = torch.where(t["first"] > 0, enc, enc.clamp(min=0.0))
-    enc = torch.where(t["last"] > 0, enc, enc.clamp(max=1.0))
-    zero = torch.zeros_like(Z[:, :1])
-    return torch.cat([Z, enc, zero], 1).to(torch.float32)
+    return Z.to(torch.float32)
 
 
 def fit_input_transform(X, weight, robust=False, n_bins=None):

@@ -24,6 +24,7 @@ from dataclasses import fields
 import torch
 
 from ._engine import Data, Params, _batched_step, _batches
+from ._inputs import FirstLayer
 
 
 def _bucket(n):
@@ -40,7 +41,7 @@ class _ChunkRunner:
 
     A CUDA graph replays fixed kernels on fixed addresses, so the runner owns the tensors
     its steps read and write: parameters ``(C, P)``, optimizer state ``(S, C, P)``, step
-    counts ``(C,)``, each member's values (rates, drawn values) ``(C,)``, feature subsets
+    counts ``(C,)``, each member's values (rates, drawn values) ``(C,)``, first-layer maps
     and a window of the sample order ``(C, chunk * B)``. An epoch copies the members it trains into
     the first rows, replays the graph once per whole chunk of steps (a device-to-device
     copy of the next slice of the order, no launch per kernel, no host synchronisation),
@@ -65,9 +66,8 @@ class _ChunkRunner:
         self.total = torch.zeros(C, dtype=torch.float32, device=device)
         self.grad = torch.empty(C, P, dtype=torch.float32, device=device)
         self.order = torch.zeros(C, chunk * B, dtype=torch.int64, device=device)
-        features = (None if data.features is None else
-                    torch.zeros(C, data.features.shape[1], dtype=torch.int64, device=device))
-        self.data = Data(data.X, data.Y, data.sw, features)  # X, Y, sw read in place
+        first = None if data.first is None else _static_first(data.first, C)
+        self.data = Data(data.X, data.Y, data.sw, first)  # X, Y, sw read in place
         self.hyper = hyper
         self.graph = None
         if capture:
@@ -111,7 +111,7 @@ class _ChunkRunner:
             with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
                 self._chunk()
 
-    def epoch(self, params, order, member, features):
+    def epoch(self, params, order, member, first):
         """Train ``params``' members for one epoch on ``order (n, M)``; their losses summed."""
         n, M = order.shape
         B = self.hyper.batch_size
@@ -123,8 +123,10 @@ class _ChunkRunner:
             value = getattr(member, f.name)
             if value is not None:
                 getattr(self.member, f.name)[:n] = value
-        if features is not None:
-            self.data.features[:n] = features
+        if first is not None:
+            for f in fields(first):
+                if f.name != "k":
+                    getattr(self.data.first, f.name)[:n] = getattr(first, f.name)
         self.total.zero_()
         per_chunk = self.chunk * B
         n_chunks = M // per_chunk if self.graph is not None else 0
@@ -141,6 +143,16 @@ class _ChunkRunner:
         params.state.copy_(mine.state[:, :n])
         params.steps.copy_(mine.steps[:n])
         return self.total[:n]
+
+
+def _static_first(first, C):
+    """Zeroed buffers for ``C`` members' first layers, shaped as ``first``'s."""
+    def zeros(t):
+        return torch.zeros((C, *t.shape[1:]), dtype=t.dtype, device=t.device)
+
+    return FirstLayer(src=zeros(first.src), lo=zeros(first.lo), inv=zeros(first.inv),
+                      low=zeros(first.low), high=zeros(first.high), k=first.k,
+                      bin_row=zeros(first.bin_row), n_bins=zeros(first.n_bins))
 
 
 # One capture at a time in the process (see _ChunkRunner._capture), and the side stream
@@ -185,10 +197,10 @@ def epoch_graphed(params, data, order, member, hyper, chunk=64, capture=None):
     flat, layout = params.flat, params.layout
     E, M = order.shape
     B = hyper.batch_size
-    X, Y, sw, features = data.X, data.Y, data.sw, data.features
+    X, Y, sw, first = data.X, data.Y, data.sw, data.first
     capture = (flat.is_cuda and CAPTURE_GRAPHS) if capture is None else capture
     key = (_bucket(E), X.data_ptr(), Y.data_ptr(), None if sw is None else sw.data_ptr(),
-           None if features is None else features.shape[1], member.present(), hyper,
+           None if first is None else (first.width, first.k), member.present(), hyper,
            layout, capture, flat.device)
     runner = getattr(_RUNNERS, "runner", None)
     # Streaming hands in views of one staging buffer, the first chunk of an epoch the
@@ -198,7 +210,7 @@ def epoch_graphed(params, data, order, member, hyper, chunk=64, capture=None):
         runner = _ChunkRunner(_bucket(E), data, hyper, layout, max(1, min(chunk, M // B)),
                               capture, flat.device, member)
         _RUNNERS.runner, _RUNNERS.key = runner, key
-    return runner.epoch(params, order, member, features) / M
+    return runner.epoch(params, order, member, first) / M
 
 
 # ---------------------------------------------------------------------- streaming
@@ -219,7 +231,7 @@ def epoch_streamed(epoch_fn, params, data, order, member, hyper, chunk_steps=64)
     params : Params
         On the compute device.
     data : Data
-        ``X``, ``Y``, ``sw`` on the CPU; ``features`` on the compute device.
+        ``X``, ``Y``, ``sw`` on the CPU; ``first`` on the compute device.
     order : Tensor (E, M) int64 on the CPU
     chunk_steps : int
         Batches per chunk; a chunk holds ``E * chunk_steps * B`` rows on the device.
@@ -249,7 +261,7 @@ def epoch_streamed(epoch_fn, params, data, order, member, hyper, chunk_steps=64)
 
         local = torch.arange(E * c, device=device).view(E, c)  # member e's rows, in order
         chunk = Data(move(data.X, staged[0]), move(data.Y, staged[1]),
-                     None if data.sw is None else move(data.sw, staged[2]), data.features)
+                     None if data.sw is None else move(data.sw, staged[2]), data.first)
         loss = epoch_fn(params, chunk, local, member, hyper)
         total += loss * c
     return total / M

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from . import _dispatch, _engine, _engines, _optim, _schedule, _warn
+from . import _dispatch, _engine, _engines, _inputs, _optim, _schedule, _warn
 from ._history import History
 from ._progress import progress
 
@@ -81,15 +81,18 @@ class Data:
     Attributes
     ----------
     X : ndarray (N, F) float32
-        Standardised inputs, read in place.
+        Scaled values, read in place.
     Y : ndarray (N, O) float32
         Targets (standardised, or one-hot).
     rows : ndarray (E, M) int64
         Rows each member visits per epoch.
     loss_weight : ndarray (N,) or None
         Per-row weights of the training loss.
-    features : ndarray (E, k) int64 or None
-        Each member's feature subset (None: all features).
+    columns : ndarray (E, w) int64 or None
+        Each member's columns of the encoded space ``encoding`` describes (its values and
+        their bins, :meth:`._scaling.InputTransform.columns`); None: every column in order.
+    encoding : skensemble._inputs.Encoding or None
+        The encoded space of ``X``: its bins. None: ``X``'s columns themselves.
     val_mask : ndarray (E, N) bool or None
         Rows each member validates on; None: members stop on their training loss.
     val_weight : ndarray (N,) or None
@@ -108,7 +111,8 @@ class Data:
     Y: np.ndarray
     rows: np.ndarray
     loss_weight: np.ndarray = None
-    features: np.ndarray = None
+    columns: np.ndarray = None
+    encoding: object = None
     val_mask: np.ndarray = None
     val_weight: np.ndarray = None
     label_smoothing: float = 0.0
@@ -257,6 +261,15 @@ def _targets(data, settings):
     return _engine.smooth_labels(data.Y, eps), data.Y
 
 
+def _first_layer(data, E, width):
+    """What the group's ``E`` first layers of ``width`` inputs read (numpy), or None."""
+    if data.columns is None and data.encoding is None:
+        return None  # X's columns themselves, in order
+    columns = None if data.columns is None else data.columns[:, :width]
+    encoding = data.encoding or _inputs.Encoding.plain(data.X.shape[1])
+    return encoding.first_layer(columns, E, width)
+
+
 def _member_values(group, hyper, E, config):
     """Each member's per-member values as numbers: ``{Member field: (E,) float64}``.
 
@@ -308,12 +321,9 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
     Y_fit, Y_val = _targets(data, group.settings)
     layout = group.layout
     E = group.flat.shape[0]
-    features = data.features
-    if features is not None:  # members of narrower inputs than others: this group's
-        features = np.ascontiguousarray(features[:, : layout.sizes[0]])
+    first = _first_layer(data, E, layout.sizes[0])
     lr, values = _member_values(group, hyper, E, config)
-    request = _engines.Request(hyper, layout.sizes, features is not None,
-                               frozenset(values))
+    request = _engines.Request(hyper, layout.sizes, first is not None, frozenset(values))
     engine = _dispatch.select_engine(config.engine, request, device)
     stream = stream_chunk_steps(data.X, Y_fit, device, hyper, E)
     home = _CPU if stream else device  # where the training data lives
@@ -322,7 +332,7 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
         Y=torch.from_numpy(Y_fit).to(home),
         sw=None if data.loss_weight is None else torch.from_numpy(
             data.loss_weight.astype(np.float32)).to(home),
-        features=None if features is None else torch.from_numpy(features).to(device),
+        first=None if first is None else first.to(device),
     )
     val = _validation(data, Y_val, t, device) if config.stop else None
     # a copy: the caller's group (a fitted estimator's, when resuming) stays untouched
@@ -517,7 +527,7 @@ class _Loop:
         if self.val is None:
             return loss, None, None
         vloss, vscore = _validate(self.params.flat, self.val, self.hyper, self.params.layout,
-                                  self.t.features, self.member_score)
+                                  self.t.first, self.member_score)
         return loss, vloss, vscore
 
     def _record(self, st, epoch, loss, vloss, vscore, bar):
@@ -631,17 +641,17 @@ def member_sum(x):
 
 
 @torch.no_grad()
-def _validate(flat, val, hyper, layout, features, member_score):
+def _validate(flat, val, hyper, layout, first, member_score):
     """Per-member weighted validation loss ``(E,)`` and score ``(E,)`` (device tensors)."""
     if val.idx is None:
         out = torch.cat(
             _engine.predict_chunked(flat, layout, val.X, hyper.activation, lambda o: o,
-                                    features=features),
+                                    first=first),
             dim=1,
         )  # (E, Nv, O)
         Y = val.Y.unsqueeze(0).expand_as(out)
     else:
-        out = _engine.predict_rows(flat, layout, val.X, val.idx, hyper.activation, features)
+        out = _engine.predict_rows(flat, layout, val.X, val.idx, hyper.activation, first)
         Y = val.Y  # (E, n, O)
     rows = _engine.per_row_loss(out, Y, hyper.loss)  # (E, Nv)
     # nan where a member has no validation rows

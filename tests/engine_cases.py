@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from skensemble import _engine as eng
+from skensemble._inputs import Encoding
 
 #: Solver variants: the ``solver`` and its momentum kind.
 SOLVERS = {
@@ -36,11 +37,14 @@ class Case:
 
 
 def problem(sizes, hyper, E=3, N=17, M=None, weighted=True, seed=0, epochs=2,
-            n_columns=None, features=None, device="cpu"):
+            n_columns=None, features=None, encoding=None, columns=None, device="cpu"):
     """Glorot start, zero optimizer state, random rows, targets, weights and orders.
 
-    ``n_columns``: columns of X when members read subsets (``features (E, k)``, then
-    ``sizes[0] == k``); ``M`` rows per member and epoch (default N), drawn with repeats.
+    ``n_columns``: columns of X when members read subsets (``features (E, k)``: each
+    member's columns, then ``sizes[0] == k``); ``encoding`` (an
+    :class:`~skensemble._inputs.Encoding` of X's columns, with bins) and ``columns (E, w)``
+    (each member's columns of its space, or None: all) map X instead; ``M`` rows per member
+    and epoch (default N), drawn with repeats.
     """
     g = torch.Generator().manual_seed(seed)
     layout = eng.Layout(sizes)
@@ -55,8 +59,13 @@ def problem(sizes, hyper, E=3, N=17, M=None, weighted=True, seed=0, epochs=2,
     sw = torch.rand(N, generator=g) * 1.5 + 0.25 if weighted else None
     orders = [torch.randint(0, N, (E, M or N), generator=g).to(device) for _ in range(epochs)]
     params = eng.Params(flat.to(device), state.to(device), steps.to(device), layout)
+    first = None
+    if features is not None:
+        first = Encoding.plain(X.shape[1]).first_layer(np.asarray(features), E, sizes[0])
+    elif encoding is not None:
+        first = encoding.first_layer(columns, E, sizes[0])
     data = eng.Data(X.to(device), Y.to(device), None if sw is None else sw.to(device),
-                    None if features is None else torch.as_tensor(features).to(device))
+                    None if first is None else first.to(device))
     return Case(params, data, orders)
 
 
@@ -86,9 +95,36 @@ def assert_same(ref, got, rtol=RTOL, atol=ATOL):
 
 def call(epoch, flat, state, steps, X, Y, sw, order, lr, hyper, layout, features=None,
          alpha=None, **kwargs):
-    """One epoch of ``epoch`` on loose tensors (updated in place, as the engine updates them)."""
+    """One epoch of ``epoch`` on loose tensors (updated in place, as the engine updates them).
+
+    ``features (E, k)``: each member's columns of ``X``.
+    """
     E = flat.shape[0]
     lr = np.full(E, lr) if np.ndim(lr) == 0 else np.asarray(lr)
     member = eng.Member.of(lr, flat.device, alpha=alpha)
-    return epoch(eng.Params(flat, state, steps, layout), eng.Data(X, Y, sw, features), order,
+    first = None
+    if features is not None:
+        first = Encoding.plain(X.shape[1]).first_layer(
+            np.asarray(features.cpu()), E, layout.sizes[0]).to(flat.device)
+    return epoch(eng.Params(flat, state, steps, layout), eng.Data(X, Y, sw, first), order,
                  member, hyper, **kwargs)
+
+
+def binned(n_columns=4, n_bins=(3, 0, 2, 4), seed=0):
+    """An :class:`~skensemble._inputs.Encoding` of ``n_columns`` values and some bins each.
+
+    Bins of feature f cover [-1.5, 1.5] in ``n_bins[f]`` equal widths (0: a value without
+    bins, like a binary feature); first bins open below, last ones above.
+    """
+    lo, inv, feature, first, last = [], [], [], [], []
+    for f, n in enumerate(n_bins):
+        if not n:
+            continue
+        edges = np.linspace(-1.5, 1.5, n + 1) + 0.1 * seed
+        lo += list(edges[:-1])
+        inv += list(1.0 / np.diff(edges))
+        feature += [f] * n
+        first += [True] + [False] * (n - 1)
+        last += [False] * (n - 1) + [True]
+    return Encoding(n_columns, n_columns + len(lo) + 1, np.array(lo), np.array(inv),
+                    np.array(feature, np.int64), np.array(first), np.array(last))

@@ -16,7 +16,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from engine_cases import SOLVERS, assert_same, problem, run
+from engine_cases import SOLVERS, assert_same, binned, problem, run
 
 from skensemble import _dispatch, _engine, _engines, _schedule
 from skensemble._engine import Hyper
@@ -141,7 +141,7 @@ def test_per_member_momentum_equals_one_run_per_value(engine, nesterov):
         torch.testing.assert_close(params.flat[e], alone.flat[e], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("engine", _declares(lambda caps: caps.feature_subsets))
+@pytest.mark.parametrize("engine", _declares(lambda caps: caps.mapped_inputs))
 @pytest.mark.parametrize("batch", [1, 3])
 def test_members_read_their_own_columns(engine, batch):
     _, fn, _ = ENGINES[engine]
@@ -149,6 +149,58 @@ def test_members_read_their_own_columns(engine, batch):
     features = torch.tensor([[0, 1, 2], [5, 3, 1], [4, 4, 0]])  # repeats allowed
     case = problem((3, 5, 1), hyper, n_columns=6, features=features, device=_device(engine))
     assert_same(run(_engine.epoch_reference, case, hyper), run(fn, case, hyper))
+
+
+def _materialized(X, encoding):
+    """The piecewise-linear encoding as a matrix (values, bins, a zero column), in float64.
+
+    What the first layers read before they computed it from the values: the definition
+    the first-layer maps are bound to.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    F = encoding.n_features
+    enc = (X[:, encoding.feature] - encoding.lo) * encoding.inv  # (N, T)
+    enc = np.where(encoding.first, enc, np.maximum(enc, 0.0))
+    enc = np.where(encoding.last, enc, np.minimum(enc, 1.0))
+    zero = np.zeros((X.shape[0], encoding.n_columns - F - enc.shape[1]))
+    return torch.from_numpy(np.concatenate([X, enc, zero], 1).astype(np.float32))
+
+
+# each member's columns of the encoded space: values, then their bins, then padding
+_COLUMNS = {
+    "all": None,
+    # columns 0-3 values; bins of value 0: 4-6, of 2: 7-8, of 3: 9-12 (1 has none); 13: 0
+    "own": np.array([[0, 2, 4, 5, 6, 7, 8, 13, 13, 13],  # values 0, 2 and their bins
+                     [3, 1, 9, 10, 11, 12, 13, 13, 13, 13],  # 3 (four bins), 1 (none)
+                     [2, 2, 7, 8, 7, 8, 13, 13, 13, 13]]),  # 2 twice, each its bins
+}
+
+
+@pytest.mark.parametrize("engine", [pytest.param(n, id=n) for n in ENGINES])
+@pytest.mark.parametrize("which", list(_COLUMNS))
+@pytest.mark.parametrize("batch", [1, 3])
+def test_first_layer_map_equals_the_materialized_encoding(engine, which, batch):
+    # Every engine reads the values and computes each input from the map (inside the
+    # first layer, per batch or per row, or by the bins' structure); the reference reads
+    # the encoding materialized as a matrix. They agree to float32 rounding.
+    _, fn, _ = ENGINES[engine]
+    encoding = binned()  # 4 values; 3, 0, 2 and 4 bins; 14 columns with the zero column
+    columns = _COLUMNS[which]
+    width = encoding.n_columns if columns is None else columns.shape[1]
+    hyper = Hyper(activation="tanh", loss="log_loss", solver="adam", alpha=1e-3,
+                  batch_size=batch)
+    tiny = engine == "triton"
+    case = problem((width, 6, 3), hyper, N=7 if tiny else 17, epochs=1 if tiny else 2,
+                   n_columns=4, encoding=encoding, columns=columns, device=_device(engine))
+    case.data.X.mul_(1.2)  # values beyond the outer edges too (open first and last bins)
+    dense = problem((width, 6, 3), hyper, N=7 if tiny else 17, epochs=1 if tiny else 2,
+                    n_columns=encoding.n_columns, device=_device(engine),
+                    features=(np.tile(np.arange(width), (3, 1)) if columns is None
+                              else columns))
+    dense.data.X = _materialized(case.data.X.cpu(), encoding).to(_device(engine))
+    dense.data.Y, dense.data.sw, dense.orders = case.data.Y, case.data.sw, case.orders
+    assert_same(run(_engine.epoch_reference, dense, hyper), run(fn, case, hyper),
+                rtol=2e-5, atol=2e-5)
 
 
 @pytest.mark.parametrize("engine", list(ENGINES))
@@ -186,7 +238,6 @@ def test_triton_declares_its_limits():
     assert "batch_size=65" in caps.refusal(_request(Hyper(batch_size=65)))
     assert "4 hidden layers" in caps.refusal(_request(Hyper(batch_size=1), (3, 4, 4, 4, 4, 1)))
     assert "wider than 1024" in caps.refusal(_request(Hyper(batch_size=1), (3, 1025, 1)))
-    assert "own columns" in caps.refusal(_request(Hyper(batch_size=1), feature_subsets=True))
 
 
 def test_auto_picks_an_engine_that_declares_the_request():

@@ -96,8 +96,9 @@ def test_auto_cuda_prefers_triton_where_supported_and_faster(fake_triton):
     assert select("auto", hyper(32), LAYOUT, CUDA) == "graphed"
 
 
-def test_auto_cuda_feature_subsets_run_graphed(fake_triton):
-    assert select("auto", hyper(32), LAYOUT, CUDA, True) == "graphed"
+def test_auto_cuda_mapped_inputs_run_triton_too(fake_triton):
+    # the kernel computes each row's first-layer inputs from the map (columns, bins)
+    assert select("auto", hyper(32), LAYOUT, CUDA, True) == "triton"
 
 
 def test_auto_cuda_without_triton_runs_graphed(monkeypatch):
@@ -109,8 +110,6 @@ def test_auto_cuda_without_triton_runs_graphed(monkeypatch):
 
 def test_explicit_triton_refuses_unsupported_configurations(fake_triton):
     assert select("triton", hyper(32), LAYOUT, CUDA) == "triton"
-    with pytest.raises(ValueError, match="own columns.*engine='auto'"):
-        select("triton", hyper(32), LAYOUT, CUDA, True)
     with pytest.raises(ValueError, match="batch_size=65.*engine='auto'"):
         select("triton", hyper(65), LAYOUT, CUDA)
     fake_triton.supported = False

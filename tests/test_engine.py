@@ -11,6 +11,7 @@ from torch import nn
 
 from skensemble import _dispatch, _engine, _sampling, _schedule, _training
 from skensemble._engine import Hyper, Layout
+from skensemble._inputs import Encoding
 
 ACT = {"relu": nn.ReLU, "tanh": nn.Tanh, "logistic": nn.Sigmoid, "identity": nn.Identity}
 
@@ -243,7 +244,8 @@ def test_feature_subsets_batched_equals_reference():
     call(_engine.epoch_batched, f2, s2, t2, X, Y, sw, order, 0.01, hyper, layout, feats)
     torch.testing.assert_close(flat, f2, rtol=1e-5, atol=1e-6)
     # forward with subsets equals forward on each member's own columns
-    out = _engine.forward(flat, layout, X, "tanh", feats)
+    first = Encoding.plain(6).first_layer(feats.numpy(), 3, 3).to("cpu")
+    out = _engine.forward(flat, layout, X, "tanh", first)
     for e in range(3):
         own = _engine.forward(flat[e : e + 1], layout, X[:, feats[e]], "tanh")
         torch.testing.assert_close(out[e], own[0])

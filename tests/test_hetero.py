@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from skensemble import NeuralBaggingClassifier, NeuralBaggingRegressor, _hetero, _pipeline
+from skensemble import NeuralBaggingClassifier, NeuralBaggingRegressor, _hetero, _pipeline, _scaling
 
 ARCHS = [(12,), (8, 5), (16, 6), (4, 9, 3)]
 ACT = {"relu": nn.ReLU, "tanh": nn.Tanh, "logistic": nn.Sigmoid, "identity": nn.Identity}
@@ -28,7 +28,7 @@ def test_members_equal_separate_torch_models(regression_data, activation):
                                  max_iter=25, learning_rate_init=0.01, random_state=0).fit(X, y)
     assert reg.hidden_layer_sizes_ == [ARCHS[e % 4] for e in range(6)]
     members = reg.predict_members(X)  # (6, N)
-    Xs = torch.from_numpy(reg._fitted.inputs.apply(X))
+    Xs = torch.from_numpy(_scaling.encoded(reg._fitted.inputs, X))
     for e in range(6):
         coefs, intercepts = reg.get_member_params(e)
         assert [c.shape[1] for c in coefs[:-1]] == list(ARCHS[e % 4])

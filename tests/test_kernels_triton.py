@@ -114,11 +114,3 @@ def test_rejects_non_contiguous_parameters():
     with pytest.raises(ValueError, match="contiguous"):
         triton_gpu.epoch_triton(case.params, case.data, case.orders[0],
                                 eng.Member.of([0.01, 0.01], DEVICE), hyper)
-
-
-def test_rejects_feature_subsets():
-    hyper = eng.Hyper(batch_size=1)
-    case = problem((3, 4, 1), hyper, E=2, N=7, device=DEVICE,
-                   features=torch.zeros(2, 3, dtype=torch.int64))
-    with pytest.raises(ValueError, match="feature subsets"):
-        run(triton_gpu.epoch_triton, case, hyper)

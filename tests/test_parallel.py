@@ -171,6 +171,7 @@ def test_lone_member_trains_as_in_a_group(epoch, sizes):
     from engine_cases import call
 
     from skensemble import _engine
+    from skensemble._inputs import Encoding
 
     fn = getattr(_engine, epoch)
     gen = torch.Generator().manual_seed(0)
@@ -191,8 +192,9 @@ def test_lone_member_trains_as_in_a_group(epoch, sizes):
     for group, alone in zip(*fits):  # flat, state (S, E, P), steps, losses
         first = group[:, :1] if group.dim() == 3 else group[:1]
         assert torch.equal(first, alone)
-    one = _engine.forward(fits[1][0], layout, X, "relu", features[:1])
-    assert torch.equal(_engine.forward(fits[0][0], layout, X, "relu", features)[:1], one)
+    first = Encoding.plain(4).first_layer(features.numpy(), 2, 4).to("cpu")
+    one = _engine.forward(fits[1][0], layout, X, "relu", first.take(torch.tensor([0])))
+    assert torch.equal(_engine.forward(fits[0][0], layout, X, "relu", first)[:1], one)
 
 
 _TORCH_ENGINES = """

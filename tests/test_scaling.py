@@ -49,7 +49,8 @@ def test_robust_scaling_clips_smoothly_and_keeps_order():
 def test_piecewise_linear_encoding():
     X = _data()
     tr = _scaling.fit_input_transform(X, None, n_bins=8)
-    A = tr.apply(X)
+    assert tr.apply(X).shape == (800, 4)  # what a fit keeps: the scaled values only
+    A = _scaling.encoded(tr, X)  # the encoded space, as a matrix for inspection
     # bins only for the features with 3+ distinct values (0 and 2), then a zero column
     np.testing.assert_array_equal(np.unique(tr.bin_feature), [0, 2])
     assert A.shape == (800, 4 + 16 + 1) and tr.n_columns == 21
@@ -106,17 +107,17 @@ def test_several_bin_counts_encode_each_set_as_alone():
     X = np.column_stack([rng.normal(size=300), rng.randint(0, 2, 300), rng.exponential(size=300)])
     both = _scaling.fit_input_transform(X, None, robust=True, n_bins=[8, 4])
     np.testing.assert_array_equal(np.unique(both.bin_set), [4, 8])
-    wide = both.apply(X)
+    wide = _scaling.encoded(both, X)
     for count in (4, 8):
         alone = _scaling.fit_input_transform(X, None, robust=True, n_bins=count)
         cols = both.columns(None, np.array([count]))
         assert cols.shape[1] == both.n_inputs(None, count) == alone.n_columns
-        np.testing.assert_array_equal(wide[:, cols[0]], alone.apply(X))
+        np.testing.assert_array_equal(wide[:, cols[0]], _scaling.encoded(alone, X))
     # the values alone, and a member reading feature subsets of one set
     np.testing.assert_array_equal(both.columns(None, np.array([0]))[0][:3], [0, 1, 2])
     cols = both.columns(np.array([[2, 1]]), np.array([4]))
     alone = _scaling.fit_input_transform(X, None, robust=True, n_bins=4)
-    np.testing.assert_array_equal(wide[:, cols[0]], alone.apply(X)[:, alone.columns(
+    np.testing.assert_array_equal(wide[:, cols[0]], _scaling.encoded(alone, X)[:, alone.columns(
         np.array([[2, 1]]))[0]])
     # one set whose members read every column in order needs no gather
     assert both.columns(None, None) is None

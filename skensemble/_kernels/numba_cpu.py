@@ -473,7 +473,11 @@ def _backward_update_sgd(p, vel, w0, b0, fi, fo, acts, ai, dbuf, cur, nxt, act, 
         dbuf[nxt + i] = s * _dact(a, act)
 
 
-@njit(**_CALLEE)
+# Without reassociation: with it, this function's code came out differently when it was
+# compiled in the process than when loaded from numba's disk cache (its tanh derivative
+# and products regrouped), so a new environment's first fit differed in the last bits
+# from later ones (tanh, batches > 1; found by tests/test_numba_reproducible.py).
+@njit(**dict(_CALLEE, fastmath=_FAST - {"reassoc"}))
 def _backward_accumulate_layer(p, gr, w0, b0, fi, fo, acts, ai, dbuf, cur, nxt, act):
     """Batch > 1: backward through layer (w0, b0), adding this row's gradient to ``gr``.
 
@@ -625,6 +629,19 @@ def _backward_rows4(p, gr, w0, b0, fi, fo, acts, ai, sa, dbuf, cur, nxt, sw, act
         gr[b0 + j] += dbuf[c0 + j] + dbuf[c1 + j] + dbuf[c2 + j] + dbuf[c3 + j]
 
 
+# ----------------------------------------------------------------- first layer
+@njit(**_CALLEE)
+def _first_inputs(X, r, first, W, acts, base):
+    """``acts[base:base+W]``: the first-layer inputs of row ``r`` (see member_epoch's ``first``)."""
+    src, lo, inv, low, high = first
+    base = _U(base)
+    for f in range(_U(W)):
+        v = (X[r, src[f]] - lo[f]) * inv[f]
+        v = high[f] if v > high[f] else v
+        v = low[f] if v < low[f] else v
+        acts[base + f] = v
+
+
 # ------------------------------------------------------------------- one member
 def _make_member_epoch(act, loss, solver, one_row, many_rows):
     """The member epoch of one configuration, its codes compile-time constants.
@@ -640,7 +657,7 @@ def _make_member_epoch(act, loss, solver, one_row, many_rows):
 
     @njit(**_HOT)
     def member_epoch(
-        p, st0, st1, t0, X, Y, sw, has_sw, rows, feats, has_feats, offs, sizes, aoff, alpha,
+        p, st0, st1, t0, X, Y, sw, has_sw, rows, first, has_first, offs, sizes, aoff, alpha,
         wd, bsz, lr, hyper, acts, dbuf, gr,
     ):
         """All steps of one member's epoch; returns (sum_i sw_i l_i over the epoch, new step count).
@@ -648,7 +665,10 @@ def _make_member_epoch(act, loss, solver, one_row, many_rows):
         p, st0, st1 : (P,) the member's parameter and optimizer-state rows, updated in place
         t0 : int, the member's step count before the epoch
         rows : (M,) int64, the member's sample order
-        feats : (k,) int64, the member's feature subset (read only if has_feats)
+        first : the member's first-layer map (read only if has_first): ``src (W,)`` int64,
+            the column of X each input reads, and ``lo, inv, low, high (W,)`` float32:
+            input ``f`` is ``clamp((X[r, src[f]] - lo[f]) * inv[f], low[f], high[f])``
+            (:class:`skensemble._inputs.FirstLayer`)
         alpha, wd : float32, the member's L2 strength and the decoupled weight decay
         lr : float32, the member's learning rate
         hyper : (activation code, nesterov, momentum, beta_1, beta_2, epsilon): int, bool,
@@ -690,9 +710,8 @@ def _make_member_epoch(act, loss, solver, one_row, many_rows):
                     continue
                 r = rows[start]
                 # ---- forward: acts = [x, h_1, ..., h_{L-1}, out]
-                if has_feats:
-                    for f in range(F):
-                        acts[f] = X[r, feats[f]]
+                if has_first:
+                    _first_inputs(X, r, first, F, acts, np.int64(0))
                 else:
                     for f in range(F):
                         acts[f] = X[r, f]
@@ -732,9 +751,8 @@ def _make_member_epoch(act, loss, solver, one_row, many_rows):
             for q in range(b):
                 r = rows[start + q]
                 base = q * sa
-                if has_feats:
-                    for f in range(F):
-                        acts[base + f] = X[r, feats[f]]
+                if has_first:
+                    _first_inputs(X, r, first, F, acts, base)
                 else:
                     for f in range(F):
                         acts[base + f] = X[r, f]
@@ -809,11 +827,12 @@ def _pad(n):
 # for exactly these, and the kernel calls it with exactly these (_call_member checks).
 _F1, _F2 = types.float32[::1], types.float32[:, ::1]
 _I1, _I2 = types.int64[::1], types.int64[:, ::1]
+_FIRST = types.Tuple((_I1, _F1, _F1, _F1, _F1))  # src, lo, inv, low, high
 _MEMBER_ARGS = (
-    _F1, _F1, _F1, types.int64, _F2, _F2, _F1, types.boolean, _I1, _I1, types.boolean, _I2,
+    _F1, _F1, _F1, types.int64, _F2, _F2, _F1, types.boolean, _I1, _FIRST, types.boolean, _I2,
     _I1, _I1, types.float32, types.float32, types.int64, types.float32,
     types.Tuple((types.int64, types.boolean, *[types.float32] * 4)), _F1, _F1, _F1,
-)  # p, st0, st1, t0, X, Y, sw, has_sw, rows, feats, has_feats, offs, sizes, aoff, alpha,
+)  # p, st0, st1, t0, X, Y, sw, has_sw, rows, first, has_first, offs, sizes, aoff, alpha,
 #    wd, bsz, lr, hyper, acts, dbuf, gr
 _MEMBER_RETURN = types.Tuple((types.float64, types.int64))  # (loss sum, step count)
 
@@ -850,7 +869,8 @@ def _call_member(typingctx, address, args):
 
 @njit(parallel=True, cache=True)
 def _epoch_kernel(
-    member, flat, state, steps, X, Y, sw, has_sw, order, feats, has_feats, offs, sizes, aoff,
+    member, flat, state, steps, X, Y, sw, has_sw, order, src, flo, finv, flow, fhigh, has_first,
+    offs, sizes, aoff,
     alphas, lrs, wd, bsz, hyper, acts, dbuf, gr, losses,
 ):
     """Run one epoch of every member, members in parallel (see :func:`epoch_numba`).
@@ -870,7 +890,8 @@ def _epoch_kernel(
             member,
             (
                 flat[e], state[0, e], state[S - 1, e], steps[e], X, Y, sw, has_sw, order[e],
-                feats[e], has_feats, offs, sizes, aoff, alphas[e], wd, bsz, lrs[e], hyper,
+                (src[e], flo[e], finv[e], flow[e], fhigh[e]), has_first, offs, sizes, aoff,
+                alphas[e], wd, bsz, lrs[e], hyper,
                 acts[tid], dbuf[tid], gr[tid],
             ),
         )
@@ -911,7 +932,7 @@ def _as_array(t, dtype):
     return np.ascontiguousarray(t.detach().numpy(), dtype=dtype)
 
 
-def _check_inputs(flat, X, Y, sw, order, layout, features):
+def _check_inputs(flat, X, Y, sw, order, layout, first):
     """Raise ValueError where compiled code would read out of bounds (it does not check)."""
     E, M = order.shape
     N = X.shape[0]
@@ -920,13 +941,13 @@ def _check_inputs(flat, X, Y, sw, order, layout, features):
         raise ValueError(f"flat has shape {tuple(flat.shape)}, expected {(E, layout.n_params)}")
     if Y.shape != (N, layout.sizes[-1]) or (sw is not None and sw.shape != (N,)):
         raise ValueError("Y must be (N, O) and sw (N,) for X of N rows")
-    if features is None:
+    if first is None:
         if X.shape[1] != k:
             raise ValueError(f"X has {X.shape[1]} features, the first layer takes {k}")
-    elif features.shape != (E, k) or (
-        features.numel() and (features.min() < 0 or features.max() >= X.shape[1])
+    elif tuple(first.src.shape) != (E, k) or (
+        first.src.numel() and (first.src.min() < 0 or first.src.max() >= X.shape[1])
     ):
-        raise ValueError(f"features must be (E, {k}) column indices of X")
+        raise ValueError(f"the first-layer map must be (E, {k}) column indices of X")
     if order.numel() and (order.min() < 0 or order.max() >= N):
         raise ValueError(f"order must hold row indices in [0, {N})")
 
@@ -942,7 +963,8 @@ def epoch_numba(params, data, order, member, hyper):
         ``flat (E, P)`` and ``state (S, E, P)`` float32, ``steps (E,)`` int64: contiguous
         CPU tensors, updated in place.
     data : Data
-        ``X (N, F)``, ``Y (N, O)`` float32, ``sw (N,)`` or None, ``features (E, k)`` or None.
+        ``X (N, F)``, ``Y (N, O)`` float32, ``sw (N,)`` or None, ``first`` (each member's
+        first-layer map, :class:`~skensemble._inputs.FirstLayer`) or None.
     order : Tensor (E, M) int64
         Rows each member visits this epoch, in order.
     member : Member
@@ -954,7 +976,7 @@ def epoch_numba(params, data, order, member, hyper):
     Tensor (E,) float32: per-member mean training loss over the epoch (data term only).
     """
     flat, state, steps, layout = params.flat, params.state, params.steps, params.layout
-    X, Y, sw, features = data.X, data.Y, data.sw, data.features
+    X, Y, sw, first = data.X, data.Y, data.sw, data.first
     for name, t in (("flat", flat), ("state", state), ("steps", steps)):
         # Updated in place through zero-copy numpy views: a copy would drop the update.
         if t.device.type != "cpu" or not t.is_contiguous():
@@ -962,7 +984,7 @@ def epoch_numba(params, data, order, member, hyper):
     if flat.dtype != torch.float32 or state.dtype != torch.float32 or steps.dtype != torch.int64:
         raise ValueError("epoch_numba needs float32 flat and state and int64 steps")
     E, M = order.shape
-    _check_inputs(flat, X, Y, sw, order, layout, features)
+    _check_inputs(flat, X, Y, sw, order, layout, first)
     if state.shape != (hyper.n_state, *flat.shape) or steps.shape != (E,):
         raise ValueError(f"state must be {(hyper.n_state, *flat.shape)} and steps {(E,)}")
     if int(hyper.batch_size) < 1:  # the member epoch's range(0, M, bsz) would raise
@@ -974,8 +996,13 @@ def epoch_numba(params, data, order, member, hyper):
     # Empty arrays for the absent options keep the argument types fixed: one compilation.
     has_sw = sw is not None
     sw_np = _as_array(sw, np.float32) if has_sw else np.zeros(0, np.float32)  # (N,) or (0,)
-    has_feats = features is not None
-    feats = _as_array(features, np.int64) if has_feats else np.zeros((E, 0), np.int64)  # (E, k)
+    has_first = first is not None
+    if has_first:
+        src = _as_array(first.src, np.int64)  # (E, W)
+        fmap = [_as_array(getattr(first, n), np.float32) for n in ("lo", "inv", "low", "high")]
+    else:
+        src = np.zeros((E, 0), np.int64)
+        fmap = [np.zeros((E, 0), np.float32)] * 4
     sizes = np.asarray(layout.sizes, dtype=np.int64)  # (L + 1,)
     aoff = np.concatenate([[0], np.cumsum(sizes)])  # (L + 2,): layer starts in an acts row
     # Per-thread scratch, once per epoch; the kernel indexes it by numba.get_thread_id().
@@ -1015,8 +1042,9 @@ def epoch_numba(params, data, order, member, hyper):
             sw_np,
             has_sw,
             _as_array(order, np.int64),  # (E, M)
-            feats,
-            has_feats,
+            src,
+            *fmap,
+            has_first,
             layout.offsets_array(),  # (L, 3)
             sizes,
             aoff,

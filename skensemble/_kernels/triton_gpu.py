@@ -302,9 +302,9 @@ def _hidden_forward(
 #: kernel serves every data set, batch size and set of widths with the same padded
 #: widths, depth and mathematics.
 _RUNTIME_INTS = (
-    "t_lo", "E", "M", "P", "n_steps", "F", "NOUT", "H1", "H2", "H3", "HL",
+    "t_lo", "E", "M", "P", "n_steps", "F", "XC", "NOUT", "H1", "H2", "H3", "HL",
     "W1", "B1", "W2", "B2", "W3", "B3", "WO", "BO",
-    "A1", "A2", "A3", "AL", "D1", "D2", "D3", "DL", "SCR", "BATCH",
+    "A0", "A1", "A2", "A3", "AL", "D1", "D2", "D3", "DL", "SCR", "BATCH",
 )
 
 
@@ -319,20 +319,22 @@ def _jit_runtime(fn):
 def _epoch_kernel(
     flat_ptr, state_ptr, steps_ptr, grad_ptr, scratch_ptr, wmask_ptr, loss_ptr,
     x_ptr, y_ptr, sw_ptr, order_ptr, lr_ptr, alpha_ptr, sq_ptr, den_ptr,
+    src_ptr, flo_ptr, finv_ptr, flow_ptr, fhigh_ptr,
     t_lo, E, M, P, n_steps,
     beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu, wd,
-    # widths (HL: last hidden layer; unused layers have width 1)
-    F, NOUT, H1, H2, H3, HL,
+    # widths (F: first-layer inputs; XC: columns of X; HL: last hidden layer; unused
+    # layers have width 1)
+    F, XC, NOUT, H1, H2, H3, HL,
     # offsets in a member's flat row
     W1, B1, W2, B2, W3, B3, WO, BO,
     # offsets in a member's scratch row (length SCR)
-    A1, A2, A3, AL, D1, D2, D3, DL, SCR,
+    A0, A1, A2, A3, AL, D1, D2, D3, DL, SCR,
     BATCH,
     # compiled in: widths padded to powers of two, depth, what to compute, block sizes
     NOUTP: tl.constexpr, H1P: tl.constexpr, H2P: tl.constexpr, H3P: tl.constexpr,
     NH: tl.constexpr, FUSED: tl.constexpr, ACT: tl.constexpr, LOG_LOSS: tl.constexpr,
     SOLVER: tl.constexpr, NESTEROV: tl.constexpr, HAS_SW: tl.constexpr,
-    BK: tl.constexpr, BP: tl.constexpr,
+    HAS_FIRST: tl.constexpr, BK: tl.constexpr, BP: tl.constexpr,
 ):
     """Train member ``program_id(0)`` for one epoch: all ``n_steps`` steps, then its mean loss.
 
@@ -341,7 +343,11 @@ def _epoch_kernel(
     ``lr_ptr``, ``alpha_ptr``: each member's learning rate and L2 strength (E,); adam's
     bias-corrected step size at step count ``t`` is ``lr * sq[i] / den[i]``,
     ``i = t - 1 - t_lo``, with ``sq = sqrt(1 - beta_2^t)`` and ``den = 1 - beta_1^t``.
-    FUSED: batch size 1 (each gradient block applied at once).
+    FUSED: batch size 1 (each gradient block applied at once). HAS_FIRST: each row's
+    first-layer inputs are computed into the scratch row at ``A0`` from the member's
+    first-layer map (``src``, ``lo``, ``inv``, ``low``, ``high``, each ``(E, F)``:
+    ``clamp((X[row, src] - lo) * inv, low, high)``, :class:`skensemble._inputs.FirstLayer`);
+    otherwise the first layer reads ``X``'s row itself.
     """
     e = tl.program_id(0).to(tl.int64)
     p_row = flat_ptr + e * P
@@ -372,7 +378,23 @@ def _epoch_kernel(
         keep = 1.0 - lr * wd  # decoupled weight decay of this step (1 without)
         for r in range(0, nb):
             row = tl.load(o_row + start + r)  # int64 row of X
-            x_row = x_ptr + row * F
+            if HAS_FIRST:
+                # this row's first-layer inputs, from its columns and their bins
+                for k0 in range(0, F, BK):
+                    cols = k0 + tl.arange(0, BK)
+                    cmask = cols < F
+                    m_off = e * F + cols
+                    c = tl.load(src_ptr + m_off, mask=cmask, other=0)
+                    v = tl.load(x_ptr + row * XC + c, mask=cmask, other=0.0)
+                    v = (v - tl.load(flo_ptr + m_off, mask=cmask, other=0.0)) * tl.load(
+                        finv_ptr + m_off, mask=cmask, other=0.0)
+                    v = tl.minimum(v, tl.load(fhigh_ptr + m_off, mask=cmask, other=0.0))
+                    v = tl.maximum(v, tl.load(flow_ptr + m_off, mask=cmask, other=0.0))
+                    tl.store(s_row + A0 + cols, v, mask=cmask)
+                tl.debug_barrier()  # the first layer reads these in blocks of other threads
+                x_row = s_row + A0
+            else:
+                x_row = x_ptr + row * XC
             # ---- forward: hidden activations into scratch, output stays in registers
             _hidden_forward(x_row, p_row, s_row + A1, W1, B1, F, H1, H1P, BK, ACT)
             if NH >= 2:
@@ -530,9 +552,8 @@ def epoch_triton(params, data, order, member, hyper, *, _block_k=None):
         ``flat (E, P)``, ``state (S, E, P)`` float32 and ``steps (E,)`` int64, contiguous,
         on the device; updated in place.
     data : Data
-        ``X (N, F)``, ``Y (N, O)`` float32, ``sw (N,)`` or None. Per-member feature
-        subsets (``data.features``) are not supported (the dispatcher does not choose
-        this engine for them); anything but None raises.
+        ``X (N, C)``, ``Y (N, O)`` float32, ``sw (N,)`` or None, ``first`` (each member's
+        first-layer map: its columns of ``X`` and their bins) or None.
     order : Tensor (E, M) int64
     member : Member
         Each member's learning rate and (or None: ``hyper.alpha``) L2 strength.
@@ -545,9 +566,7 @@ def epoch_triton(params, data, order, member, hyper, *, _block_k=None):
     Tensor (E,): per-member mean training loss over the epoch (data term only).
     """
     flat, state, steps, layout = params.flat, params.state, params.steps, params.layout
-    X, Y, sw, features = data.X, data.Y, data.sw, data.features
-    if features is not None:
-        raise ValueError("epoch_triton does not support per-member feature subsets")
+    X, Y, sw, first = data.X, data.Y, data.sw, data.first
     why = CAPABILITIES.refusal(_engines.Request(hyper, tuple(layout.sizes)))
     if why is not None or build_mode(flat.device) is None:
         raise ValueError(
@@ -580,11 +599,24 @@ def epoch_triton(params, data, order, member, hyper, *, _block_k=None):
     offs = list(layout.offsets)  # per layer (w0, b0, end)
     w_off = [offs[i][0] if i < nh else 0 for i in range(3)]
     b_off = [offs[i][1] if i < nh else 0 for i in range(3)]
-    # Scratch row: activations of hidden layers 1..3, then their deltas.
+    # Scratch row: activations of hidden layers 1..3, then their deltas, then (with a
+    # first-layer map) the first layer's inputs of the current row.
     a_off = [0, hp[0], hp[0] + hp[1]]
     d0 = sum(hp)
     d_off = [d0, d0 + hp[0], d0 + hp[0] + hp[1]]
-    scr = 2 * d0
+    a0 = 2 * d0
+    scr = a0 + (F if first is not None else 0)
+    if first is not None:
+        if tuple(first.src.shape) != (E, F):
+            raise ValueError(f"epoch_triton: the first-layer map must be (E, {F}) inputs")
+        fmap = [first.src.to(dev, torch.int64).contiguous()] + [
+            getattr(first, n).to(dev, torch.float32).contiguous()
+            for n in ("lo", "inv", "low", "high")]
+    else:
+        if X.shape[1] != F:
+            raise ValueError(f"epoch_triton: X has {X.shape[1]} columns, the first layer "
+                             f"takes {F}")
+        fmap = [X] * 5  # not read
 
     batch = int(hyper.batch_size)
     n_steps = -(-M // batch)
@@ -610,19 +642,20 @@ def epoch_triton(params, data, order, member, hyper, *, _block_k=None):
               member.alpha.to(device=dev, dtype=torch.float32).contiguous())  # (E,)
     loss = torch.empty(E, dtype=torch.float32, device=dev)
     compiled = compile_time_arguments(hyper, layout, block_k=_block_k)
-    compiled.update(HAS_SW=sw is not None, enable_fp_fusion=True)
+    compiled.update(HAS_SW=sw is not None, HAS_FIRST=first is not None,
+                    enable_fp_fusion=True)
     COMPILED_VARIANTS.add(tuple(sorted(compiled.items())))
     # fmt: off
     _epoch_kernel[(E,)](
         flat, state, steps, grad, scratch, wmask, loss,
-        X, Y, sw if sw is not None else X, order, lrs, alphas, sq, den,
+        X, Y, sw if sw is not None else X, order, lrs, alphas, sq, den, *fmap,
         t_lo, E, M, P, n_steps,
         float(hyper.beta_1), 1.0 - float(hyper.beta_1),
         float(hyper.beta_2), 1.0 - float(hyper.beta_2),
         float(hyper.epsilon), float(hyper.momentum), float(hyper.weight_decay),
-        F, n_out, hidden[0], hidden[1], hidden[2], hidden[nh - 1],
+        F, X.shape[1], n_out, hidden[0], hidden[1], hidden[2], hidden[nh - 1],
         w_off[0], b_off[0], w_off[1], b_off[1], w_off[2], b_off[2], offs[-1][0], offs[-1][1],
-        a_off[0], a_off[1], a_off[2], a_off[nh - 1],
+        a0, a_off[0], a_off[1], a_off[2], a_off[nh - 1],
         d_off[0], d_off[1], d_off[2], d_off[nh - 1], scr,
         batch,
         **compiled,
