@@ -116,8 +116,10 @@ class Encoding:
             row = k
             for s in range(k):
                 n = 0
+                # the run: this value's bins in order, up to the next value's first bin
                 while (row + n < w and is_bin[e, row + n]
-                       and self.feature[t[e, row + n]] == c[e, s]):
+                       and self.feature[t[e, row + n]] == c[e, s]
+                       and (n == 0 or not self.first[t[e, row + n]])):
                     n += 1
                 bin_row[e, s], n_bins[e, s] = row, n
                 row += n

@@ -633,13 +633,205 @@ def _backward_rows4(p, gr, w0, b0, fi, fo, acts, ai, sa, dbuf, cur, nxt, sw, act
 @njit(**_CALLEE)
 def _first_inputs(X, r, first, W, acts, base):
     """``acts[base:base+W]``: the first-layer inputs of row ``r`` (see member_epoch's ``first``)."""
-    src, lo, inv, low, high = first
+    src, lo, inv, low, high, _, _ = first
     base = _U(base)
     for f in range(_U(W)):
         v = (X[r, src[f]] - lo[f]) * inv[f]
         v = high[f] if v > high[f] else v
         v = low[f] if v < low[f] else v
         acts[base + f] = v
+
+
+# Batches of more than one row, when the first layer reads bins (the piecewise-linear
+# encoding): its product with a value's ramps is computed from the bins' structure, never
+# from the ramps themselves. For a value x of slot s in its bin j (of the run of n bin rows
+# from r0 = bin_row[s], edges lo_j = lo[r0 + j], inverse widths inv_j = inv[r0 + j]):
+#
+#   x W[s] + sum_i ramp_i(x) W[r0 + i] = P_j + (x - lo_j) V_j,
+#   P_j = C_j + lo_j W[s],   C_j = sum_{i < j} W[r0 + i],   V_j = W[s] + inv_j W[r0 + j]:
+#
+# two rows of fo per value instead of 1 + n (the value's own row folded in). The batch is
+# walked bin-major: for each value, its rows are sorted by bin (a counting sort), the bins
+# visited in order with the prefix C running along, and P_j, V_j made once per bin for the
+# rows in it, so every operand of the inner loops stays in L1. Backward, bin by bin from
+# the top, the rows' errors d give A_j = sum d and B_j = sum (x - lo_j) d, and
+#
+#   grad W[s] += lo_j A_j + B_j,   grad W[r0 + j] += inv_j B_j + sum_{j' > j} A_j'
+#
+# (a suffix sum running down). Values without bins (binary features) read their row as
+# in the dense path. ``vec`` is scratch for six rows of fo (C, P, V, A, B, the suffix);
+# ``xj`` keeps each batch row's x - lo_j (or x), ``isc`` each slot's rows sorted by bin
+# (a counting sort), both made by the forward pass for the backward pass.
+@njit(**_CALLEE)
+def _bin_rows(X, rows, start, b, src, k, bin_row, n_bins, lo, xj, isc, nc):
+    """Each batch row's value per slot (``xj``), and per slot its rows sorted by bin.
+
+    ``xj[q*k + s]``: x, or x - lo_j where the slot has bins; ``isc[s*b:]`` the rows in bin
+    order, ``isc[k*b + s*nc:]`` each bin's first position among them.
+    """
+    kb = k * b
+    for q in range(b):  # row-major: each row of X read once
+        r = rows[start + q]
+        for s in range(k):
+            x = X[r, src[s]]
+            n = n_bins[s]
+            if n == 0:
+                xj[q * k + s] = x
+                continue
+            r0 = bin_row[s]
+            j = 0
+            for t in range(1, n):  # its bin: the edges at or below it (no branch)
+                j += lo[r0 + t] <= x
+            xj[q * k + s] = x - lo[r0 + j]
+            isc[s * b + q] = j  # the bin, for now; sorted below
+    for s in range(k):  # a counting sort of the batch's rows by bin, per slot
+        n = n_bins[s]
+        if n == 0:
+            continue
+        c = kb + s * nc
+        for j in range(n + 1):
+            isc[c + j] = 0
+        for q in range(b):
+            isc[c + isc[s * b + q] + 1] += 1
+        for j in range(n):
+            isc[c + j + 1] += isc[c + j]
+        # isc[c + j] is now bin j's first position; place rows, moving a cursor per bin
+        for q in range(b):
+            isc[c + n + 1 + q] = isc[s * b + q]  # keep the bins: the rows overwrite them
+        for q in range(b):
+            j = isc[c + n + 1 + q]
+            isc[s * b + isc[c + j]] = q
+            isc[c + j] += 1
+        for j in range(n, 0, -1):  # back to the firsts
+            isc[c + j] = isc[c + j - 1]
+        isc[c] = 0
+
+
+@njit(**_CALLEE)
+def _first_forward_binned(p, w0, b0, fo, X, rows, start, b, src, k, bin_row, n_bins, lo, inv,
+                          acts, a1, sa, act, xj, vec, isc, nc):
+    """First layer of the batch's ``b`` rows, bin-major (see above), into ``acts[a1 + q*sa:]``."""
+    fo_, sa_, a1_ = _U(fo), _U(sa), _U(a1)
+    pc, pp, pv = _U(0), _U(fo), _U(2) * _U(fo)
+    _bin_rows(X, rows, start, b, src, k, bin_row, n_bins, lo, xj, isc, nc)
+    for q in range(b):
+        for h in range(fo_):
+            acts[a1_ + _U(q) * sa_ + h] = p[_U(b0) + h]
+    for s in range(k):
+        n = n_bins[s]
+        ws = _U(w0) + _U(s) * fo_
+        if n == 0:
+            for q in range(b):
+                x = xj[q * k + s]
+                hq = a1_ + _U(q) * sa_
+                for h in range(fo_):
+                    acts[hq + h] += x * p[ws + h]
+            continue
+        r0 = bin_row[s]
+        c = k * b + s * nc
+        for h in range(fo_):
+            vec[pc + h] = _ZERO
+        for j in range(n):
+            r = r0 + j
+            wr = _U(w0) + _U(r) * fo_
+            first, stop = isc[c + j], (isc[c + j + 1] if j + 1 < n else b)
+            if stop > first:
+                lo_j, inv_j = lo[r], inv[r]
+                for h in range(fo_):
+                    vec[pp + h] = vec[pc + h] + lo_j * p[ws + h]
+                    vec[pv + h] = p[ws + h] + inv_j * p[wr + h]
+                i = first
+                while i + 4 <= stop:  # four rows per pass over P and V
+                    q0, q1 = isc[s * b + i], isc[s * b + i + 1]
+                    q2, q3 = isc[s * b + i + 2], isc[s * b + i + 3]
+                    d0, d1, d2, d3 = xj[q0 * k + s], xj[q1 * k + s], xj[q2 * k + s], xj[q3 * k + s]
+                    h0, h1 = a1_ + _U(q0) * sa_, a1_ + _U(q1) * sa_
+                    h2, h3 = a1_ + _U(q2) * sa_, a1_ + _U(q3) * sa_
+                    for h in range(fo_):
+                        ph = vec[pp + h]
+                        vh = vec[pv + h]
+                        acts[h0 + h] += ph + d0 * vh
+                        acts[h1 + h] += ph + d1 * vh
+                        acts[h2 + h] += ph + d2 * vh
+                        acts[h3 + h] += ph + d3 * vh
+                    i += 4
+                while i < stop:
+                    q = isc[s * b + i]
+                    dx = xj[q * k + s]
+                    hq = a1_ + _U(q) * sa_
+                    for h in range(fo_):
+                        acts[hq + h] += vec[pp + h] + dx * vec[pv + h]
+                    i += 1
+            for h in range(fo_):
+                vec[pc + h] += p[wr + h]
+    for q in range(b):
+        _activate(acts, a1_ + _U(q) * sa_, fo_, act)
+
+
+@njit(**_CALLEE)
+def _first_backward_binned(gr, w0, b0, fo, k, bin_row, n_bins, lo, inv, b, dbuf, cur, swd,
+                           xj, vec, isc, nc):
+    """Add the batch's first-layer gradient to ``gr`` (see above).
+
+    From its rows' errors ``dbuf[cur + q*swd:]``; the rows' bins and order are the forward
+    pass's.
+    """
+    fo_, cur_, swd_ = _U(fo), _U(cur), _U(swd)
+    pa, pb, ps = _U(3) * fo_, _U(4) * fo_, _U(5) * fo_
+    for q in range(b):
+        dq = cur_ + _U(q) * swd_
+        for h in range(fo_):
+            gr[_U(b0) + h] += dbuf[dq + h]
+    for s in range(k):
+        n = n_bins[s]
+        ws = _U(w0) + _U(s) * fo_
+        if n == 0:
+            for q in range(b):
+                x = xj[q * k + s]
+                dq = cur_ + _U(q) * swd_
+                for h in range(fo_):
+                    gr[ws + h] += x * dbuf[dq + h]
+            continue
+        r0 = bin_row[s]
+        c = k * b + s * nc
+        for h in range(fo_):
+            vec[ps + h] = _ZERO  # the errors of the rows in the bins above
+        for i in range(n):
+            j = n - 1 - i  # from the top bin down
+            r = r0 + j
+            wr = _U(w0) + _U(r) * fo_
+            first, stop = isc[c + j], (isc[c + j + 1] if j + 1 < n else b)
+            for h in range(fo_):
+                vec[pa + h] = _ZERO
+                vec[pb + h] = _ZERO
+            t = first
+            while t + 4 <= stop:  # four rows per pass over A and B
+                q0, q1 = isc[s * b + t], isc[s * b + t + 1]
+                q2, q3 = isc[s * b + t + 2], isc[s * b + t + 3]
+                x0, x1, x2, x3 = xj[q0 * k + s], xj[q1 * k + s], xj[q2 * k + s], xj[q3 * k + s]
+                e0, e1 = cur_ + _U(q0) * swd_, cur_ + _U(q1) * swd_
+                e2, e3 = cur_ + _U(q2) * swd_, cur_ + _U(q3) * swd_
+                for h in range(fo_):
+                    g0, g1, g2, g3 = dbuf[e0 + h], dbuf[e1 + h], dbuf[e2 + h], dbuf[e3 + h]
+                    vec[pa + h] += (g0 + g1) + (g2 + g3)
+                    vec[pb + h] += (x0 * g0 + x1 * g1) + (x2 * g2 + x3 * g3)
+                t += 4
+            while t < stop:
+                q = isc[s * b + t]
+                dx = xj[q * k + s]
+                dq = cur_ + _U(q) * swd_
+                for h in range(fo_):
+                    d = dbuf[dq + h]
+                    vec[pa + h] += d
+                    vec[pb + h] += dx * d
+                t += 1
+            lo_j, inv_j = lo[r], inv[r]
+            for h in range(fo_):
+                a = vec[pa + h]
+                bb = vec[pb + h]
+                gr[ws + h] += lo_j * a + bb
+                gr[wr + h] += inv_j * bb + vec[ps + h]
+                vec[ps + h] += a
 
 
 # ------------------------------------------------------------------- one member
@@ -657,8 +849,8 @@ def _make_member_epoch(act, loss, solver, one_row, many_rows):
 
     @njit(**_HOT)
     def member_epoch(
-        p, st0, st1, t0, X, Y, sw, has_sw, rows, first, has_first, offs, sizes, aoff, alpha,
-        wd, bsz, lr, hyper, acts, dbuf, gr,
+        p, st0, st1, t0, X, Y, sw, has_sw, rows, first, has_first, binned, offs, sizes, aoff,
+        alpha, wd, bsz, lr, hyper, acts, dbuf, gr, tab, xj, isc,
     ):
         """All steps of one member's epoch; returns (sum_i sw_i l_i over the epoch, new step count).
 
@@ -668,7 +860,10 @@ def _make_member_epoch(act, loss, solver, one_row, many_rows):
         first : the member's first-layer map (read only if has_first): ``src (W,)`` int64,
             the column of X each input reads, and ``lo, inv, low, high (W,)`` float32:
             input ``f`` is ``clamp((X[r, src[f]] - lo[f]) * inv[f], low[f], high[f])``
-            (:class:`skensemble._inputs.FirstLayer`)
+            (:class:`skensemble._inputs.FirstLayer`), and ``bin_row, n_bins (k,)`` int64: the
+            run of bin rows of each of its ``k`` values
+        binned : whether batches of more rows compute the first layer from the bins'
+            structure (it reads bins); steps of one row compute its inputs (dense)
         alpha, wd : float32, the member's L2 strength and the decoupled weight decay
         lr : float32, the member's learning rate
         hyper : (activation code, nesterov, momentum, beta_1, beta_2, epsilon): int, bool,
@@ -677,6 +872,10 @@ def _make_member_epoch(act, loss, solver, one_row, many_rows):
         dbuf : (2 * W,) scratch, W >= max(sizes): dl/d(output) of the current layer and of
             the layer below, in alternating halves
         gr : (>=P,) scratch: the batch gradient (batch > 1 only)
+        tab : scratch: six rows of the first layer's width (binned)
+        xj : scratch: each batch row's values (``k`` per row; binned)
+        isc : int64 scratch: per slot, the batch's rows sorted by bin, then (``W + 2 + b``
+            each) its bins' first positions and the rows' bins (binned)
         """
         M = rows.shape[0]
         L = offs.shape[0]
@@ -688,6 +887,9 @@ def _make_member_epoch(act, loss, solver, one_row, many_rows):
         sa = acts.shape[0] // rb  # stride of a row's activations in acts
         sw_ = half // rb  # stride of a row's errors in each half of dbuf
         act_code, nesterov, mu, b1, b2, eps = hyper
+        src, flo, finv, _, _, bin_row, n_bins = first
+        kv = bin_row.shape[0]  # values of the first layer (binned)
+        nc = F + 2 + max(1, min(bsz, M))  # per slot: bins' firsts, and the rows' bins
         for k in range(P):
             gr[k] = _ZERO
         total = 0.0  # float64: a sum over up to M rows
@@ -751,6 +953,8 @@ def _make_member_epoch(act, loss, solver, one_row, many_rows):
             for q in range(b):
                 r = rows[start + q]
                 base = q * sa
+                if binned:
+                    continue  # the first layer reads X itself
                 if has_first:
                     _first_inputs(X, r, first, F, acts, base)
                 else:
@@ -759,6 +963,12 @@ def _make_member_epoch(act, loss, solver, one_row, many_rows):
             for li in range(L):
                 w0, b0, fi, fo = offs[li, 0], offs[li, 1], sizes[li], sizes[li + 1]
                 hidden = li < L - 1
+                if li == 0 and binned:
+                    _first_forward_binned(
+                        p, w0, b0, fo, X, rows, start, b, src, kv, bin_row, n_bins, flo, finv,
+                        acts, aoff[1], sa, act, xj, tab, isc, nc,
+                    )
+                    continue
                 q = np.int64(0)
                 if fo > 1:
                     while q + 4 <= b:
@@ -785,6 +995,10 @@ def _make_member_epoch(act, loss, solver, one_row, many_rows):
             for li in range(L - 1, -1, -1):
                 nxt = half - cur
                 w0, b0, fi, fo = offs[li, 0], offs[li, 1], sizes[li], sizes[li + 1]
+                if li == 0 and binned:
+                    _first_backward_binned(gr, w0, b0, fo, kv, bin_row, n_bins, flo, finv, b,
+                                           dbuf, cur, sw_, xj, tab, isc, nc)
+                    continue
                 q = np.int64(0)
                 if fo > 1:
                     while q + 4 <= b:
@@ -827,13 +1041,15 @@ def _pad(n):
 # for exactly these, and the kernel calls it with exactly these (_call_member checks).
 _F1, _F2 = types.float32[::1], types.float32[:, ::1]
 _I1, _I2 = types.int64[::1], types.int64[:, ::1]
-_FIRST = types.Tuple((_I1, _F1, _F1, _F1, _F1))  # src, lo, inv, low, high
+_FIRST = types.Tuple((_I1, _F1, _F1, _F1, _F1, _I1, _I1))  # src, lo, inv, low, high,
+#                                                             bin_row, n_bins
 _MEMBER_ARGS = (
-    _F1, _F1, _F1, types.int64, _F2, _F2, _F1, types.boolean, _I1, _FIRST, types.boolean, _I2,
-    _I1, _I1, types.float32, types.float32, types.int64, types.float32,
-    types.Tuple((types.int64, types.boolean, *[types.float32] * 4)), _F1, _F1, _F1,
-)  # p, st0, st1, t0, X, Y, sw, has_sw, rows, first, has_first, offs, sizes, aoff, alpha,
-#    wd, bsz, lr, hyper, acts, dbuf, gr
+    _F1, _F1, _F1, types.int64, _F2, _F2, _F1, types.boolean, _I1, _FIRST, types.boolean,
+    types.boolean, _I2, _I1, _I1, types.float32, types.float32, types.int64, types.float32,
+    types.Tuple((types.int64, types.boolean, *[types.float32] * 4)), _F1, _F1, _F1, _F1, _F1,
+    _I1,
+)  # p, st0, st1, t0, X, Y, sw, has_sw, rows, first, has_first, binned, offs, sizes, aoff,
+#    alpha, wd, bsz, lr, hyper, acts, dbuf, gr, tab, xj, isc
 _MEMBER_RETURN = types.Tuple((types.float64, types.int64))  # (loss sum, step count)
 
 
@@ -869,9 +1085,9 @@ def _call_member(typingctx, address, args):
 
 @njit(parallel=True, cache=True)
 def _epoch_kernel(
-    member, flat, state, steps, X, Y, sw, has_sw, order, src, flo, finv, flow, fhigh, has_first,
-    offs, sizes, aoff,
-    alphas, lrs, wd, bsz, hyper, acts, dbuf, gr, losses,
+    member, flat, state, steps, X, Y, sw, has_sw, order, src, flo, finv, flow, fhigh, bin_row,
+    n_bins, has_first, binned, offs, sizes, aoff,
+    alphas, lrs, wd, bsz, hyper, acts, dbuf, gr, tab, xj, isc, losses,
 ):
     """Run one epoch of every member, members in parallel (see :func:`epoch_numba`).
 
@@ -890,9 +1106,9 @@ def _epoch_kernel(
             member,
             (
                 flat[e], state[0, e], state[S - 1, e], steps[e], X, Y, sw, has_sw, order[e],
-                (src[e], flo[e], finv[e], flow[e], fhigh[e]), has_first, offs, sizes, aoff,
-                alphas[e], wd, bsz, lrs[e], hyper,
-                acts[tid], dbuf[tid], gr[tid],
+                (src[e], flo[e], finv[e], flow[e], fhigh[e], bin_row[e], n_bins[e]),
+                has_first, binned, offs, sizes, aoff, alphas[e], wd, bsz, lrs[e], hyper,
+                acts[tid], dbuf[tid], gr[tid], tab[tid], xj[tid], isc[tid],
             ),
         )
         losses[e] = total / M
@@ -997,12 +1213,18 @@ def epoch_numba(params, data, order, member, hyper):
     has_sw = sw is not None
     sw_np = _as_array(sw, np.float32) if has_sw else np.zeros(0, np.float32)  # (N,) or (0,)
     has_first = first is not None
+    W = layout.sizes[0]
     if has_first:
         src = _as_array(first.src, np.int64)  # (E, W)
         fmap = [_as_array(getattr(first, n), np.float32) for n in ("lo", "inv", "low", "high")]
+        runs = [_as_array(first.bin_row, np.int64), _as_array(first.n_bins, np.int64)]
     else:
         src = np.zeros((E, 0), np.int64)
         fmap = [np.zeros((E, 0), np.float32)] * 4
+        runs = [np.zeros((E, 0), np.int64)] * 2
+    # batches of more rows compute a first layer that reads bins from their structure
+    binned = bool(has_first and int(hyper.batch_size) > 1 and runs[1].size
+                  and runs[1].max() > 0 and layout.n_layers > 1)
     sizes = np.asarray(layout.sizes, dtype=np.int64)  # (L + 1,)
     aoff = np.concatenate([[0], np.cumsum(sizes)])  # (L + 2,): layer starts in an acts row
     # Per-thread scratch, once per epoch; the kernel indexes it by numba.get_thread_id().
@@ -1011,6 +1233,11 @@ def epoch_numba(params, data, order, member, hyper):
     acts = np.zeros((n_threads, rb * _pad(aoff[-1])), np.float32)
     dbuf = np.zeros((n_threads, 2 * rb * _pad(sizes.max())), np.float32)
     gr = np.zeros((n_threads, _pad(layout.n_params)), np.float32)
+    fo1 = layout.sizes[1]
+    tab = np.zeros((n_threads, 6 * fo1 if binned else 0), np.float32)
+    kv = runs[0].shape[1]
+    xj = np.zeros((n_threads, rb * kv if binned else 0), np.float32)
+    isc = np.zeros((n_threads, kv * (rb + W + 2 + rb) if binned else 0), np.int64)
     if not usable():
         raise RuntimeError(
             "the numba kernel cannot run in a process forked after numba's OpenMP threads "
@@ -1044,7 +1271,9 @@ def epoch_numba(params, data, order, member, hyper):
             _as_array(order, np.int64),  # (E, M)
             src,
             *fmap,
+            *runs,
             has_first,
+            binned,
             layout.offsets_array(),  # (L, 3)
             sizes,
             aoff,
@@ -1056,6 +1285,9 @@ def epoch_numba(params, data, order, member, hyper):
             acts,
             dbuf,
             gr,
+            tab,
+            xj,
+            isc,
             losses,
         )
     return torch.from_numpy(losses.astype(np.float32))
