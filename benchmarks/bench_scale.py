@@ -36,9 +36,11 @@ Protocol
   missing value replaced by the prefix's median (no indicator column); categorical
   columns with at most 32 levels in the prefix one-hot encoded (a level unseen there ->
   all zeros), those with more ordinal-encoded (codes of the sorted levels; unseen -> -1).
-  Here that makes ``dest`` (104 airports), ``state`` (51) and ``bpl`` (52) ordinal. The
-  32 is ``--max-onehot``; a results file holds one value of it (stored in ``protocol``), so
-  a run with another one needs another ``--out``.
+  Here that makes ``dest`` (104 airports), ``state`` (51) and ``bpl`` (52) ordinal. Trees
+  split ordinal codes freely; a network reads them as one number, so this choice favours
+  the trees where such a column matters (``state`` on birthdays). The 32 is
+  ``--max-onehot`` (64 leaves only ``dest`` ordinal); a results file holds one value of it
+  (stored in ``protocol``), so a run with another one needs another ``--out``.
 * Targets: regression targets standardised with the prefix's mean and standard deviation
   for every method, so RMSE is in units of the training target's standard deviation;
   classes coded 0..K-1 on the whole data set.
@@ -50,17 +52,17 @@ Protocol
 * One fresh process per fit (``multiprocessing``, start method ``spawn``): it loads the
   prepared matrices, fits the same estimator on the prefix's first 256 rows and predicts
   256 test rows with it, untimed (``warmup_s``: numba's kernel cache, lazy imports,
-  thread pools, first-call costs of predict), then times
-  ``fit`` on the prefix (``fit_s``) and ``predict_proba``/``predict`` on the test rows
-  (``predict_s``), wall seconds.
+  thread pools, first-call costs of predict), then times ``fit`` on the prefix
+  (``fit_s``) and ``predict_proba``/``predict`` on the test rows (``predict_s``), wall
+  seconds. ``--fit-timeout`` kills a fit process that runs longer (status ``timeout``).
 * Peak memory of the fit (``fit_peak_mib``): after the warm-up the child writes ``5`` to
   ``/proc/self/clear_refs``, which resets the kernel's high-water mark of its resident
   memory (``VmHWM``) to the current resident size (``VmRSS``, with the training data
-  loaded); after ``fit`` returns it reads ``VmHWM`` again. ``fit_peak_mib`` = VmHWM after
-  - VmRSS before, in MiB: the most resident memory the fit added at any moment, over all
-  its threads (pages of the process, not the data's bytes). Where the reset is refused
-  the growth of ``ru_maxrss`` is stored instead and ``peak_exact`` is false (it misses a
-  peak below the process's earlier one).
+  loaded); after ``fit`` returns it reads ``VmHWM`` again. ``fit_peak_mib`` is that VmHWM
+  minus the VmRSS before, in MiB: the most resident memory the fit added at any moment,
+  over all its threads (pages of the process, not the data's bytes). Where the reset is
+  refused the growth of ``ru_maxrss`` is stored instead and ``peak_exact`` is false (it
+  misses a peak below the process's earlier one).
 * Metrics on the test rows: regression RMSE (main) and R^2; classification log-loss
   (main), accuracy, and ROC-AUC for binary tasks.
 
@@ -70,6 +72,8 @@ rerun skips fits already there (same data set, training rows and method) unless
 against training rows, log-log, one panel per data set; default: ``--out`` with ``.png``)
 without fitting anything. ``--quick`` is a smoke test (1,000 and 3,000 rows), not a
 measurement; it writes ``scale_quick.json`` unless ``--out`` is given.
+
+Requirements: ``benchmarks/requirements-scale.txt`` (install CPU torch first).
 
 Usage::
 
@@ -118,7 +122,6 @@ QUICK_SIZES = "1000,3000"
 TEST_FRACTION = 0.2
 MAX_ONEHOT_LEVELS = 32
 WARMUP_ROWS = 256
-MIB = 2**20
 
 # --------------------------------------------------------------------------- data sets
 
@@ -562,20 +565,22 @@ def plot(res, path, methods=None, datasets=None):
         return
     order = [m for m in METHODS if any(r["method"] == m for r in recs)]
     order += sorted({r["method"] for r in recs} - set(order))
+    colors = {m: f"C{i}" for i, m in enumerate(dict.fromkeys([*METHODS, *order]))}
     fig, axes = plt.subplots(1, len(dsets), figsize=(4.2 * len(dsets), 4), squeeze=False)
     for ax, d in zip(axes[0], dsets):
-        for i, m in enumerate(order):
+        for m in order:
             pts = sorted((r["n_train"], r["fit_s"]) for r in recs
                          if r["dataset"] == d and r["method"] == m)
             if pts:
-                ax.plot(*zip(*pts), marker="o", color=f"C{i}", label=m,
+                ax.plot(*zip(*pts), marker="o", color=colors[m], label=m,
                         lw=2.5 if m.startswith("skensemble") else 1.5)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(d)
         ax.set_xlabel("training rows")
         ax.grid(alpha=0.3, which="both")
-    axes[0][0].set_ylabel("fit time [s], one core")
+    threads = sorted({run.get("threads") for run in res.get("runs", [])} - {None})
+    axes[0][0].set_ylabel(f"fit time [s], threads: {'/'.join(map(str, threads)) or '?'}")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

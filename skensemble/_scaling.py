@@ -66,17 +66,28 @@ QUANTILE_ROWS = 200_000  # rows that quantiles are estimated from, at most
 CLIP = 3.0  # smooth clipping: z / sqrt(1 + (z / CLIP)^2) stays within (-CLIP, CLIP)
 
 
-def weighted_quantiles(Z, weight, qs):
+def weighted_quantiles(Z, weight, qs, presorted=None, order=None):
     """Quantiles ``qs`` of every column of ``Z (N, D)`` under row weights: ``(len(qs), D)``.
 
     Rows of weight zero are ignored; None weighs rows equally. The quantile is the
     linear interpolation of the weighted empirical CDF at the midpoints of each row's
-    weight (for equal weights: numpy's "hazen" quantiles).
+    weight (for equal weights: numpy's "hazen" quantiles). ``presorted``: ``Z`` sorted
+    along each column, where the caller has it (equal weights only); ``order``: the
+    argsort of the weighted rows of a column-wise monotone function of ``Z`` (weights).
     """
-    w = np.ones(Z.shape[0]) if weight is None else np.asarray(weight, dtype=np.float64)
+    if weight is None:  # equal weights: the sorted values suffice (no argsort)
+        Zs = np.sort(Z, axis=0) if presorted is None else presorted
+        n = Zs.shape[0]
+        cum = (np.cumsum(np.ones(n)) - 0.5) / n  # as the weighted path computes it
+        out = np.empty((len(qs), Z.shape[1]))
+        for d in range(Z.shape[1]):  # set-up: one interpolation per column
+            out[:, d] = np.interp(qs, cum, Zs[:, d])
+        return out
+    w = np.asarray(weight, dtype=np.float64)
     keep = w > 0
     Z, w = Z[keep], w[keep]
-    order = np.argsort(Z, axis=0, kind="stable")  # (N, D)
+    if order is None:
+        order = np.argsort(Z, axis=0, kind="stable")  # (N, D)
     Zs = np.take_along_axis(Z, order, axis=0)
     ws = w[order]  # (N, D)
     cum = np.cumsum(ws, axis=0) - 0.5 * ws  # midpoint of each row's weight
@@ -260,20 +271,27 @@ def fit_input_transform(X, weight, robust=False, n_bins=None):
         X = X[keep]
         weight = None if weight is None else np.asarray(weight)[keep]
     Z = tr.apply(X).astype(np.float64)  # (n, F) standardised
+    order = None  # with weights: the rows' order, which robust scaling keeps (monotone)
+    if weight is not None:
+        order = np.argsort(Z[np.asarray(weight) > 0], axis=0, kind="stable")
     if robust:
-        q25, q50, q75 = weighted_quantiles(Z, weight, [0.25, 0.5, 0.75])
+        q25, q50, q75 = weighted_quantiles(Z, weight, [0.25, 0.5, 0.75], order=order)
         spread = (q75 - q25) / 1.349  # the standard deviation, for normal data
         tr.center = q50
         tr.spread = np.where(spread > 1e-6, spread, 1.0)  # standardised: std is 1
         Z = tr.apply(X).astype(np.float64)
     if n_bins:
+        Zs = np.sort(Z, axis=0)  # every row, whatever its weight: which values exist
+        # a feature with 3+ distinct values: one strictly between its extremes
+        varied = np.any((Zs > Zs[:1]) & (Zs < Zs[-1:]), axis=0)  # (F,)
         lo, inv, feat, first, last, sets = [], [], [], [], [], []
         counts = [int(n_bins)] if np.ndim(n_bins) == 0 else sorted({int(b) for b in n_bins})
         for count in counts:  # set-up: one set of bins per count
-            edges = weighted_quantiles(Z, weight, np.linspace(0, 1, count + 1))  # (B+1, F)
+            edges = weighted_quantiles(Z, weight, np.linspace(0, 1, count + 1),
+                                       presorted=Zs, order=order)  # (B+1, F)
             for d in range(Z.shape[1]):  # set-up: each feature's distinct edges
                 e = np.unique(edges[:, d])
-                if np.unique(Z[:, d]).size < 3 or e.size < 2:
+                if not varied[d] or e.size < 2:
                     continue  # binary or constant: a bin would only repeat the value
                 lo.append(e[:-1])
                 inv.append(1.0 / np.diff(e))

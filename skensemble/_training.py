@@ -359,7 +359,7 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
     try:
         with _dispatch.thread_limit(n_threads, engine):
             history = _Loop(params, t, stream, val, values, rates, hyper, config,
-                            epoch_fn, member_score).run(
+                            epoch_fn, member_score, engine).run(
                 torch.from_numpy(data.rows), order_generators(seed, group.members))
     except torch.cuda.OutOfMemoryError as exc:
         raise MemoryError(
@@ -448,7 +448,7 @@ class _Loop:
     """
 
     def __init__(self, params, t, stream, val, values, rates, hyper, config, epoch_fn,
-                 member_score):
+                 member_score, engine=None):
         self.params, self.t, self.val, self.values = params, t, val, values
         self.rates, self.hyper, self.config = rates, hyper, config
         self.member_score = member_score
@@ -459,6 +459,12 @@ class _Loop:
             self.order_device = _CPU  # the host gathers each chunk's rows
         self.epoch_fn = epoch_fn
         self.schedule = _optim.schedule(config.learning_rate, hyper.solver)
+        # the numba engine validates first layers that read bins in compiled code, from
+        # the bins' structure (the torch forward would compute every encoded input)
+        first = t.first
+        self.compiled_forward = (
+            engine == "numba" and first is not None and params.layout.n_layers > 1
+            and bool((first.n_bins > 0).any()))
         self.plateau = (_optim.PlateauDecay(config.plateau_decays, config.plateau_factor)
                         if config.plateau_decays and self.schedule.name != "adaptive" else None)
 
@@ -527,7 +533,7 @@ class _Loop:
         if self.val is None:
             return loss, None, None
         vloss, vscore = _validate(self.params.flat, self.val, self.hyper, self.params.layout,
-                                  self.t.first, self.member_score)
+                                  self.t.first, self.member_score, self.compiled_forward)
         return loss, vloss, vscore
 
     def _record(self, st, epoch, loss, vloss, vscore, bar):
@@ -641,9 +647,20 @@ def member_sum(x):
 
 
 @torch.no_grad()
-def _validate(flat, val, hyper, layout, first, member_score):
-    """Per-member weighted validation loss ``(E,)`` and score ``(E,)`` (device tensors)."""
-    if val.idx is None:
+def _validate(flat, val, hyper, layout, first, member_score, compiled=False):
+    """Per-member weighted validation loss ``(E,)`` and score ``(E,)`` (device tensors).
+
+    ``compiled``: the forward pass in numba's compiled code (first layers that read bins).
+    """
+    if compiled:
+        from ._kernels.numba_cpu import forward_numba
+
+        E = flat.shape[0]
+        idx = (val.idx if val.idx is not None
+               else torch.arange(val.X.shape[0]).expand(E, -1).contiguous())
+        out = forward_numba(flat, layout, val.X, idx, first, hyper.activation)  # (E, n, O)
+        Y = val.Y if val.idx is not None else val.Y.unsqueeze(0).expand_as(out)
+    elif val.idx is None:
         out = torch.cat(
             _engine.predict_chunked(flat, layout, val.X, hyper.activation, lambda o: o,
                                     first=first),

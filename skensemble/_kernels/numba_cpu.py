@@ -1135,6 +1135,143 @@ def _member_address(act, loss, solver, one_row, many_rows):
         return _MEMBERS[key][1]
 
 
+# ----------------------------------------------------------- forward (validation)
+def _make_member_forward(act):
+    """One member's forward pass on its rows, for a first layer that reads bins.
+
+    The activation ``act`` is a closure constant (as in :func:`_make_member_epoch`). Rows go
+    in batches of ``bsz``: the first layer bin-major from the bins' structure (as in
+    training: :func:`_first_forward_binned`), the other layers four rows at a time.
+    """
+
+    @njit(**_HOT)
+    def member_forward(p, X, rows, first, offs, sizes, aoff, out, acts, xj, vec, isc, bsz):
+        """Raw outputs ``out (n, O)`` of the member ``p (P,)`` on the rows ``rows (n,)``."""
+        n = rows.shape[0]
+        L = offs.shape[0]
+        F = sizes[0]
+        n_out = sizes[L]
+        src, flo, finv, _, _, bin_row, n_bins = first
+        kv = bin_row.shape[0]
+        nc = F + 2 + bsz
+        sa = acts.shape[0] // bsz
+        for start in range(0, n, bsz):
+            b = min(bsz, n - start)
+            for li in range(L):
+                w0, b0, fi, fo = offs[li, 0], offs[li, 1], sizes[li], sizes[li + 1]
+                hidden = li < L - 1
+                if li == 0:
+                    _first_forward_binned(
+                        p, w0, b0, fo, X, rows, start, b, src, kv, bin_row, n_bins, flo, finv,
+                        acts, aoff[1], sa, act if hidden else 0, xj, vec, isc, nc,
+                    )
+                    continue
+                q = np.int64(0)
+                if fo > 1:
+                    while q + 4 <= b:
+                        _forward_rows4(p, w0, b0, fi, fo, acts, aoff[li] + q * sa,
+                                       aoff[li + 1] + q * sa, sa, act, hidden)
+                        q += 4
+                while q < b:
+                    _forward_layer(p, w0, b0, fi, fo, acts, aoff[li] + q * sa,
+                                   aoff[li + 1] + q * sa, act, hidden)
+                    q += 1
+            for q in range(b):
+                for o in range(n_out):
+                    out[start + q, o] = acts[aoff[L] + q * sa + o]
+        return 0
+
+    return member_forward
+
+
+_FORWARD_ARGS = (_F1, _F2, _I1, _FIRST, _I2, _I1, _I1, _F2, _F1, _F1, _F1, _I1, types.int64)
+_FORWARD_RETURN = types.int64
+
+
+@intrinsic
+def _call_forward(typingctx, address, args):
+    """Call the member forward compiled at ``address`` with ``args`` (as :func:`_call_member`)."""
+    if not isinstance(address, types.Integer) or tuple(args) != _FORWARD_ARGS:
+        raise errors.TypingError(f"_call_forward needs (int, {_FORWARD_ARGS}), got {args}")
+
+    def codegen(context, builder, sig, llargs):
+        address, args = llargs
+        fnty = context.call_conv.get_function_type(_FORWARD_RETURN, _FORWARD_ARGS)
+        fn = builder.inttoptr(address, fnty.as_pointer())
+        values = [builder.extract_value(args, i) for i in range(len(_FORWARD_ARGS))]
+        result = cgutils.alloca_once(builder, fnty.args[0].pointee)
+        builder.store(cgutils.get_null_value(fnty.args[0].pointee), result)
+        excinfo = cgutils.alloca_once(builder, fnty.args[1].pointee)
+        packed = context.get_arg_packer(_FORWARD_ARGS).as_arguments(builder, values)
+        builder.call(fn, [result, excinfo, *packed])
+        return context.get_returned_value(builder, _FORWARD_RETURN, builder.load(result))
+
+    return _FORWARD_RETURN(address, args), codegen
+
+
+@njit(parallel=True, cache=True)
+def _forward_kernel(member, flat, X, idx, src, flo, finv, flow, fhigh, bin_row, n_bins, offs,
+                    sizes, aoff, out, acts, xj, vec, isc, bsz):
+    """Every member's forward pass on its own rows ``idx (E, n)``, members in parallel."""
+    for e in prange(flat.shape[0]):
+        tid = numba.get_thread_id()
+        _call_forward(member, (
+            flat[e], X, idx[e], (src[e], flo[e], finv[e], flow[e], fhigh[e], bin_row[e],
+                                 n_bins[e]),
+            offs, sizes, aoff, out[e], acts[tid], xj[tid], vec[tid], isc[tid], bsz))
+
+
+_FORWARDS = {}
+
+
+def _forward_address(act):
+    """Address of the compiled member forward of activation code ``act``."""
+    with _MEMBERS_LOCK:
+        if act not in _FORWARDS:
+            fn = _make_member_forward(act)
+            fn.compile(_FORWARD_ARGS)
+            cres = fn.overloads[_FORWARD_ARGS]
+            _FORWARDS[act] = fn, cres.library.get_pointer_to_function(cres.fndesc.mangled_name)
+        return _FORWARDS[act][1]
+
+
+#: Rows of a member that the forward pass takes at a time.
+FORWARD_ROWS = 128
+
+
+def forward_numba(flat, layout, X, idx, first, activation):
+    """Raw outputs ``(E, n, O)`` float32 of each member on its own rows, in compiled code.
+
+    For first layers that read bins (validation of the binned engine): the structure of
+    the bins as in training, never the encoded rows. ``flat (E, P)``, ``X (N, F)``, ``idx
+    (E, n)`` int64, ``first`` a :class:`~skensemble._inputs.FirstLayer` with bins; CPU.
+    """
+    E, n = idx.shape
+    W = layout.sizes[0]
+    if not usable():
+        raise RuntimeError("the numba kernel cannot run in a process forked after numba's "
+                           "OpenMP threads started")
+    sizes = np.asarray(layout.sizes, dtype=np.int64)
+    aoff = np.concatenate([[0], np.cumsum(sizes)])
+    n_threads = numba.get_num_threads()
+    bsz = max(1, min(FORWARD_ROWS, n))
+    kv = first.k
+    acts = np.zeros((n_threads, bsz * _pad(aoff[-1])), np.float32)
+    xj = np.zeros((n_threads, bsz * kv), np.float32)
+    vec = np.zeros((n_threads, 6 * layout.sizes[1]), np.float32)
+    isc = np.zeros((n_threads, kv * (bsz + W + 2 + bsz)), np.int64)
+    out = np.zeros((E, n, layout.sizes[-1]), np.float32)
+    fmap = [_as_array(getattr(first, f), np.float32) for f in ("lo", "inv", "low", "high")]
+    with KERNEL_LOCK:
+        _forward_kernel(
+            _forward_address(_ACT[activation]), _as_array(flat, np.float32),
+            _as_array(X, np.float32), _as_array(idx, np.int64),
+            _as_array(first.src, np.int64), *fmap, _as_array(first.bin_row, np.int64),
+            _as_array(first.n_bins, np.int64), layout.offsets_array(), sizes, aoff, out, acts,
+            xj, vec, isc, bsz)
+    return torch.from_numpy(out)
+
+
 def _per_member(value, E):
     """A float or ``(E,)`` values as a contiguous float32 array ``(E,)``, rounded once."""
     out = np.empty(E, np.float32)
