@@ -113,6 +113,11 @@ def _has(module):
     return importlib.util.find_spec(module) is not None
 
 
+def numba_usable():
+    """Whether numba is installed and its kernels can run in this process."""
+    return _has("numba") and _numba_usable()
+
+
 def _numba_usable():
     """False in a child forked after numba's OpenMP threads started (see numba_cpu)."""
     kernel = sys.modules.get(_NUMBA_KERNEL)  # not imported: nothing started, nothing to fear

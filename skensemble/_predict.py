@@ -13,7 +13,7 @@ a first layer, O outputs, G members of a group, P parameters.
 import numpy as np
 import torch
 
-from . import _engine
+from . import _dispatch, _engine
 
 ACTIVATION_BUDGET = 8 * 2**20  # float64 activations of all members for one chunk: 64 MB
 
@@ -24,7 +24,7 @@ ACTIVATION_BUDGET = 8 * 2**20  # float64 activations of all members for one chun
 PREDICT_DTYPE = torch.float64
 
 
-def forward_members(groups, X, activation, inverse=None):
+def forward_members(groups, X, activation, inverse=None, compiled=False):
     """Raw outputs of every member on ``X (n, F)``: ``(E, n, O)``.
 
     Parameters
@@ -35,11 +35,42 @@ def forward_members(groups, X, activation, inverse=None):
     inverse : Tensor (E,) int64 or None
         Member ``e``'s output is row ``inverse[e]`` of the groups' concatenated outputs;
         None when the groups already hold members 0..E-1 in order.
+    compiled : bool
+        On the CPU, groups whose first layers read bins run in numba's compiled code from
+        the bins' structure, in float32 (:func:`_compiled`); the others, and every group
+        with ``compiled=False`` (``to_torch()``), in torch.
     """
-    parts = [_engine.forward(flat, layout, X, own or activation, first)
+    parts = [_compiled(flat, layout, X, own or activation, first)
+             if compiled and _binned(flat, layout, first)
+             else _engine.forward(flat, layout, X, own or activation, first)
              for flat, layout, first, own in groups]
     out = parts[0] if len(parts) == 1 else torch.cat(parts)  # (E, n, O) in group order
     return out if inverse is None else out[inverse]
+
+
+def _binned(flat, layout, first):
+    """Whether a group's forward pass can run compiled: CPU, hidden layers, bins read."""
+    if first is None or flat.device.type != "cpu" or layout.n_layers < 2:
+        return False
+    if not bool((first.n_bins > 0).any()) or not _dispatch.numba_usable():
+        return False
+    return True
+
+
+def _compiled(flat, layout, X, activation, first):
+    """A group's outputs ``(G, n, O)`` from numba's forward pass (float32, as float64).
+
+    Every row is computed alike, whatever rows share its chunk, so a row's prediction does
+    not depend on the others (scikit-learn's subset invariance).
+    """
+    from ._kernels.numba_cpu import forward_numba
+
+    G, n = flat.shape[0], X.shape[0]
+    idx = torch.arange(n).expand(G, n).contiguous()
+    with _dispatch.thread_limit(min(G, _dispatch.default_threads()), "numba"):
+        out = forward_numba(flat.to(torch.float32), layout, X.to(torch.float32), idx, first,
+                            activation, blocked=False)
+    return out.to(X.dtype)
 
 
 def member_inverse(groups):
@@ -113,7 +144,8 @@ def run_chunked(groups, columns, encoding, activation, X, device, reduce, scale=
             rows = slice(s, min(s + chunk, X.shape[0]))
             Xs = X[rows] if scale is None else scale(X[rows])
             Xt = torch.from_numpy(Xs).to(device, PREDICT_DTYPE, non_blocking=True)
-            parts.append(reduce(forward_members(dev_groups, Xt, activation, inverse), rows))
+            parts.append(reduce(forward_members(dev_groups, Xt, activation, inverse,
+                                                compiled=True), rows))
         return torch.cat(parts, dim=0).cpu().numpy()
     except torch.cuda.OutOfMemoryError as exc:
         raise MemoryError(

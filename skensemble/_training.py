@@ -658,7 +658,10 @@ def _validate(flat, val, hyper, layout, first, member_score, compiled=False):
         E = flat.shape[0]
         idx = (val.idx if val.idx is not None
                else torch.arange(val.X.shape[0]).expand(E, -1).contiguous())
-        out = forward_numba(flat, layout, val.X, idx, first, hyper.activation)  # (E, n, O)
+        # rows four at a time only on each member's own rows: in the shared layout the
+        # union of rows depends on the other members, and a row's result must not
+        out = forward_numba(flat, layout, val.X, idx, first, hyper.activation,
+                            blocked=val.idx is not None)  # (E, n, O)
         Y = val.Y if val.idx is not None else val.Y.unsqueeze(0).expand_as(out)
     elif val.idx is None:
         out = torch.cat(

@@ -484,7 +484,7 @@ def test_predictions_move_to_the_device_chunk_by_chunk(regression_data, monkeypa
     real = _predict.forward_members
     monkeypatch.setattr(_predict, "chunk_rows", lambda groups, device: 7)
     monkeypatch.setattr(_predict, "forward_members",
-                        lambda g, Xt, *a: seen.append(Xt.shape[0]) or real(g, Xt, *a))
+                        lambda g, Xt, *a, **k: seen.append(Xt.shape[0]) or real(g, Xt, *a, **k))
     np.testing.assert_allclose(reg.predict(X), full, rtol=1e-12)
     assert max(seen) == 7 and sum(seen) == X.shape[0]
 

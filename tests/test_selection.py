@@ -116,8 +116,8 @@ def test_zero_weight_members_are_not_computed(task, monkeypatch):
     ran = []
     forward = _predict.forward_members
 
-    def counting(groups, X, activation, inverse=None):
-        out = forward(groups, X, activation, inverse)
+    def counting(groups, X, activation, inverse=None, **kwargs):
+        out = forward(groups, X, activation, inverse, **kwargs)
         ran.append(out.shape[0])
         return out
 

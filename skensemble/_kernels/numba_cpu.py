@@ -709,8 +709,12 @@ def _bin_rows(X, rows, start, b, src, k, bin_row, n_bins, lo, xj, isc, nc):
 
 @njit(**_CALLEE)
 def _first_forward_binned(p, w0, b0, fo, X, rows, start, b, src, k, bin_row, n_bins, lo, inv,
-                          acts, a1, sa, act, xj, vec, isc, nc):
-    """First layer of the batch's ``b`` rows, bin-major (see above), into ``acts[a1 + q*sa:]``."""
+                          acts, a1, sa, act, xj, vec, isc, nc, blocked):
+    """First layer of the batch's ``b`` rows, bin-major (see above), into ``acts[a1 + q*sa:]``.
+
+    ``blocked``: four rows per pass where a bin has them (training); otherwise every row
+    alike, so a row's result does not depend on the others in its batch (prediction).
+    """
     fo_, sa_, a1_ = _U(fo), _U(sa), _U(a1)
     pc, pp, pv = _U(0), _U(fo), _U(2) * _U(fo)
     _bin_rows(X, rows, start, b, src, k, bin_row, n_bins, lo, xj, isc, nc)
@@ -741,7 +745,7 @@ def _first_forward_binned(p, w0, b0, fo, X, rows, start, b, src, k, bin_row, n_b
                     vec[pp + h] = vec[pc + h] + lo_j * p[ws + h]
                     vec[pv + h] = p[ws + h] + inv_j * p[wr + h]
                 i = first
-                while i + 4 <= stop:  # four rows per pass over P and V
+                while blocked and i + 4 <= stop:  # four rows per pass over P and V
                     q0, q1 = isc[s * b + i], isc[s * b + i + 1]
                     q2, q3 = isc[s * b + i + 2], isc[s * b + i + 3]
                     d0, d1, d2, d3 = xj[q0 * k + s], xj[q1 * k + s], xj[q2 * k + s], xj[q3 * k + s]
@@ -966,7 +970,7 @@ def _make_member_epoch(act, loss, solver, one_row, many_rows):
                 if li == 0 and binned:
                     _first_forward_binned(
                         p, w0, b0, fo, X, rows, start, b, src, kv, bin_row, n_bins, flo, finv,
-                        acts, aoff[1], sa, act, xj, tab, isc, nc,
+                        acts, aoff[1], sa, act, xj, tab, isc, nc, True,
                     )
                     continue
                 q = np.int64(0)
@@ -1145,8 +1149,13 @@ def _make_member_forward(act):
     """
 
     @njit(**_HOT)
-    def member_forward(p, X, rows, first, offs, sizes, aoff, out, acts, xj, vec, isc, bsz):
-        """Raw outputs ``out (n, O)`` of the member ``p (P,)`` on the rows ``rows (n,)``."""
+    def member_forward(p, X, rows, first, offs, sizes, aoff, out, acts, xj, vec, isc, bsz,
+                       blocked):
+        """Raw outputs ``out (n, O)`` of the member ``p (P,)`` on the rows ``rows (n,)``.
+
+        ``blocked``: rows four at a time (validation); otherwise one by one, every row's
+        result independent of the other rows (prediction).
+        """
         n = rows.shape[0]
         L = offs.shape[0]
         F = sizes[0]
@@ -1163,11 +1172,11 @@ def _make_member_forward(act):
                 if li == 0:
                     _first_forward_binned(
                         p, w0, b0, fo, X, rows, start, b, src, kv, bin_row, n_bins, flo, finv,
-                        acts, aoff[1], sa, act if hidden else 0, xj, vec, isc, nc,
+                        acts, aoff[1], sa, act, xj, vec, isc, nc, blocked,
                     )
                     continue
                 q = np.int64(0)
-                if fo > 1:
+                if blocked and fo > 1:
                     while q + 4 <= b:
                         _forward_rows4(p, w0, b0, fi, fo, acts, aoff[li] + q * sa,
                                        aoff[li + 1] + q * sa, sa, act, hidden)
@@ -1184,7 +1193,8 @@ def _make_member_forward(act):
     return member_forward
 
 
-_FORWARD_ARGS = (_F1, _F2, _I1, _FIRST, _I2, _I1, _I1, _F2, _F1, _F1, _F1, _I1, types.int64)
+_FORWARD_ARGS = (_F1, _F2, _I1, _FIRST, _I2, _I1, _I1, _F2, _F1, _F1, _F1, _I1, types.int64,
+                 types.boolean)
 _FORWARD_RETURN = types.int64
 
 
@@ -1211,14 +1221,14 @@ def _call_forward(typingctx, address, args):
 
 @njit(parallel=True, cache=True)
 def _forward_kernel(member, flat, X, idx, src, flo, finv, flow, fhigh, bin_row, n_bins, offs,
-                    sizes, aoff, out, acts, xj, vec, isc, bsz):
+                    sizes, aoff, out, acts, xj, vec, isc, bsz, blocked):
     """Every member's forward pass on its own rows ``idx (E, n)``, members in parallel."""
     for e in prange(flat.shape[0]):
         tid = numba.get_thread_id()
         _call_forward(member, (
             flat[e], X, idx[e], (src[e], flo[e], finv[e], flow[e], fhigh[e], bin_row[e],
                                  n_bins[e]),
-            offs, sizes, aoff, out[e], acts[tid], xj[tid], vec[tid], isc[tid], bsz))
+            offs, sizes, aoff, out[e], acts[tid], xj[tid], vec[tid], isc[tid], bsz, blocked))
 
 
 _FORWARDS = {}
@@ -1239,12 +1249,14 @@ def _forward_address(act):
 FORWARD_ROWS = 128
 
 
-def forward_numba(flat, layout, X, idx, first, activation):
+def forward_numba(flat, layout, X, idx, first, activation, blocked=True):
     """Raw outputs ``(E, n, O)`` float32 of each member on its own rows, in compiled code.
 
-    For first layers that read bins (validation of the binned engine): the structure of
-    the bins as in training, never the encoded rows. ``flat (E, P)``, ``X (N, F)``, ``idx
-    (E, n)`` int64, ``first`` a :class:`~skensemble._inputs.FirstLayer` with bins; CPU.
+    For first layers that read bins (validation of the binned engine, predictions on the
+    CPU): the structure of the bins as in training, never the encoded rows. ``flat (E,
+    P)``, ``X (N, F)``, ``idx (E, n)`` int64, ``first`` a
+    :class:`~skensemble._inputs.FirstLayer` with bins; CPU. ``blocked=False``: each row
+    computed alike, whatever rows share its batch (predictions do not depend on them).
     """
     E, n = idx.shape
     W = layout.sizes[0]
@@ -1268,7 +1280,7 @@ def forward_numba(flat, layout, X, idx, first, activation):
             _as_array(X, np.float32), _as_array(idx, np.int64),
             _as_array(first.src, np.int64), *fmap, _as_array(first.bin_row, np.int64),
             _as_array(first.n_bins, np.int64), layout.offsets_array(), sizes, aoff, out, acts,
-            xj, vec, isc, bsz)
+            xj, vec, isc, bsz, bool(blocked))
     return torch.from_numpy(out)
 
 
