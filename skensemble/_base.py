@@ -22,12 +22,34 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_feature_names_in,
+    _check_sample_weight,
+    _check_y,
+    _num_samples,
+    check_consistent_length,
+    check_is_fitted,
+    validate_data,
+)
 
-from . import _dispatch, _engines, _hyperspace, _optim, _pipeline, _predict, _version
+from . import _dispatch, _engines, _hyperspace, _optim, _pipeline, _predict, _tabular, _version
 from ._attributes import FittedAttributes
 
 _FLOAT = (np.float64, np.float32)
+
+
+def _numeric(validate, *args, **kwargs):
+    """``validate(*args, **kwargs)`` for numeric matrices; strings get a hint to name them."""
+    try:
+        return validate(*args, **kwargs)
+    except ValueError as exc:
+        if "could not convert string to float" not in str(exc):
+            raise
+        raise ValueError(
+            f"{exc}. X holds strings: pass a pandas or polars DataFrame whose categorical "
+            "columns have a category or string dtype, or name them in "
+            "categorical_features (column indices, names or a boolean mask).") from exc
+
 def _all_or_nothing(fit):
     """``fit`` that leaves the estimator exactly as it was when it raises.
 
@@ -93,6 +115,9 @@ class BaseNeuralBagging(FittedAttributes, BaseEstimator, metaclass=ABCMeta):
         "input_scaling": [StrOptions({"standard", "robust"})],
         "numeric_encoding": [StrOptions({"none", "piecewise_linear"})],
         "n_bins": [Interval(Integral, 2, None, closed="left")],
+        "categorical_features": [None, StrOptions({"from_dtype"}), "array-like"],
+        "max_categories": [Interval(Integral, 1, None, closed="left")],
+        "min_frequency": [Interval(Real, 0, None, closed="left")],
         "oob_score": ["boolean"],
         "ensemble_selection": [None, Interval(Integral, 1, None, closed="left")],
         "warm_start": ["boolean"],
@@ -141,6 +166,9 @@ class BaseNeuralBagging(FittedAttributes, BaseEstimator, metaclass=ABCMeta):
         input_scaling="robust",
         numeric_encoding="piecewise_linear",
         n_bins=8,
+        categorical_features="from_dtype",
+        max_categories=64,
+        min_frequency=5,
         oob_score=False,
         ensemble_selection=None,
         member_params=None,
@@ -185,6 +213,9 @@ class BaseNeuralBagging(FittedAttributes, BaseEstimator, metaclass=ABCMeta):
         self.input_scaling = input_scaling
         self.numeric_encoding = numeric_encoding
         self.n_bins = n_bins
+        self.categorical_features = categorical_features
+        self.max_categories = max_categories
+        self.min_frequency = min_frequency
         self.oob_score = oob_score
         self.ensemble_selection = ensemble_selection
         self.member_params = member_params
@@ -204,12 +235,33 @@ class BaseNeuralBagging(FittedAttributes, BaseEstimator, metaclass=ABCMeta):
         """The task (:mod:`._tasks`): targets, loss, aggregation, scores."""
 
     # ------------------------------------------------------------- fit
-    def _validate_fit_data(self, X, y, sample_weight, reset):
+    def _validate_fit_data(self, X, y, sample_weight, reset, schema=None):
+        """Validated ``(X, y, sample_weight)``; ``X`` a float matrix, or a table as it came.
+
+        A table (a DataFrame with categorical columns, or any input with
+        ``categorical_features`` naming columns; ``schema``: the fitted one of a warm
+        start or a later ``partial_fit``) is read column by column (:mod:`._tabular`).
+        """
         task = self._task()
-        X, y = validate_data(
-            self, X, y, dtype=_FLOAT, multi_output=task.multi_output,
-            y_numeric=task.loss == "squared_error", reset=reset,
-        )
+        columns = (schema.categorical.size > 0 if schema is not None
+                   else _tabular.reads_columns(X, self.categorical_features))
+        if columns:
+            if not _tabular.is_dataframe(X):
+                X = np.asarray(X)
+                X = X.astype(object) if X.dtype.kind in "USO" else X
+                if X.ndim != 2:
+                    raise ValueError(f"Expected a 2-D X, got {X.ndim} dimension(s).")
+            validate_data(self, X, skip_check_array=True, reset=reset)  # names, counts
+            y = _check_y(y, multi_output=task.multi_output,
+                         y_numeric=task.loss == "squared_error")
+            if _num_samples(X) < 1:
+                raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a "
+                                 "minimum of 1 is required.")
+            check_consistent_length(X, y)
+        else:
+            X, y = _numeric(validate_data, self, X, y, dtype=_FLOAT,
+                            ensure_all_finite="allow-nan", multi_output=task.multi_output,
+                            y_numeric=task.loss == "squared_error", reset=reset)
         sw = None
         if sample_weight is not None:
             sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
@@ -253,10 +305,13 @@ class BaseNeuralBagging(FittedAttributes, BaseEstimator, metaclass=ABCMeta):
 
     def _fit(self, X, y, sample_weight, mode, previous, reset, classes=None):
         """Validate, then run the one fit pipeline in ``mode``; keep the new fitted state."""
-        X, y, sw = self._validate_fit_data(X, y, sample_weight, reset=reset)
+        keep = previous is not None and mode != "fresh"  # the fitted columns' reading
+        X, y, sw = self._validate_fit_data(X, y, sample_weight, reset=reset,
+                                           schema=previous.schema if keep else None)
         settings = _pipeline.Settings(self.get_params(deep=False))
         self._fitted = _pipeline.fit(settings, self._task(), X, y, sw, previous, mode,
-                                     classes=classes)
+                                     classes=classes,
+                                     names=getattr(self, "feature_names_in_", None))
         return self
 
     @_all_or_nothing
@@ -277,8 +332,14 @@ class BaseNeuralBagging(FittedAttributes, BaseEstimator, metaclass=ABCMeta):
         tensor on ``out``'s device), or None when every member runs with equal weight.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=_FLOAT, reset=False)
         fitted = self._fitted
+        if fitted.schema.categorical.size:  # a table: read column by column, in chunks
+            if not _tabular.is_dataframe(X):
+                X = np.asarray(X)
+            validate_data(self, X, skip_check_array=True, reset=False)
+        else:
+            X = _numeric(validate_data, self, X, dtype=_FLOAT, ensure_all_finite="allow-nan",
+                         reset=False)
         task = self._task()
         fn = task.transform_outputs if transform else (lambda out: out.double())
         if weighted:
@@ -316,9 +377,33 @@ class BaseNeuralBagging(FittedAttributes, BaseEstimator, metaclass=ABCMeta):
                 )
         super().__setstate__(state)
 
+    def get_feature_names_out(self, input_features=None):
+        """Names of the inputs the members' first layers read.
+
+        The numeric columns, a ``<column>_missing`` indicator for each numeric column that
+        had missing values in training, then one name per code of each categorical
+        column: ``<column>_<level>`` for the levels kept, ``<column>_infrequent`` (rare or
+        unseen levels) and ``<column>_missing``. A member's first-layer rows follow these
+        inputs (with ``numeric_encoding="piecewise_linear"``, each numeric input's bins
+        follow it; see :meth:`get_member_params`).
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Must equal ``feature_names_in_`` where it is defined (scikit-learn's rule).
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self)
+        _check_feature_names_in(self, input_features)
+        return self._fitted.schema.feature_names()
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
+        tags.input_tags.allow_nan = True  # imputed, with an indicator where fit saw them
+        tags.input_tags.categorical = True  # DataFrames' category/string columns
         tags.input_tags.sparse = False
         return tags
 

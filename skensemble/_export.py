@@ -4,6 +4,7 @@ Owns the module's buffers and its scaling/aggregation. Must not have a forward p
 its own: it calls :func:`skensemble._predict.forward_members`, as ``predict`` does.
 """
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -39,24 +40,36 @@ class EnsembleModule(nn.Module):
     weights : ndarray (E,) or None
         Each member's weight in the average (buffer ``weights``, float64); None: the
         plain mean.
+    fill : ndarray (F,) or None
+        The value a missing (NaN) input is replaced by: its column's training median.
+    indicator : ndarray (F,) bool or None
+        Columns that had missing values in training: a 0/1 missing indicator of each
+        follows the columns, as in the estimator.
     """
 
     def __init__(self, groups, activation, inputs, columns=None,
                  classification=False, y_mean=None, y_scale=None, squeeze=False,
-                 weights=None):
+                 weights=None, fill=None, indicator=None):
         super().__init__()
+        self.imputes = fill is not None
+        if self.imputes:  # NaN -> the training median, then the fit's missing indicators
+            self.register_buffer("fill", torch.as_tensor(fill, dtype=torch.float64))
+            flagged = np.flatnonzero(indicator)
+            self.flags = [int(i) for i in flagged]  # static: the exported graph's shape
         self.layouts = [g.layout for g in groups]
         self.activations = [g.settings.activation or activation for g in groups]  # own
         encoding = _inputs.Encoding.of(inputs)
-        self.first_k = []  # each group's number of value inputs, or None (reads X itself)
+        self.mapped = []  # whether each group's first layer reads a map (else X itself)
+        self.one_hot = []  # whether that map has one-hot inputs
         for k, g in enumerate(groups):
             self.register_buffer(f"g{k}_flat", torch.as_tensor(g.flat, dtype=torch.float32))
             cols = None if columns is None else columns[g.members, : g.sizes[0]]
             first = encoding.first_layer(cols, len(g.members), g.sizes[0])
-            self.first_k.append(None if first is None else first.k)
+            self.mapped.append(first is not None)
+            self.one_hot.append(first is not None and first.one_hot)
             if first is not None:
                 first = first.to("cpu", torch.float32)
-                for name in _FIRST_FIELDS:
+                for name in _inputs.FirstLayer._FIELDS:
                     self.register_buffer(f"g{k}_{name}", getattr(first, name))
         inverse = _predict.member_inverse(groups)
         self.reorder = inverse is not None
@@ -77,7 +90,12 @@ class EnsembleModule(nn.Module):
             self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float64))
 
     def forward(self, X):
-        """Ensemble output for ``X (n, F)``."""
+        """Ensemble output for ``X (n, F)`` (NaN: missing)."""
+        if self.imputes:
+            missing = torch.isnan(X)
+            X = torch.where(missing, self.fill.to(X.dtype), X)
+            if self.flags:
+                X = torch.cat([X, missing[:, self.flags].to(X.dtype)], dim=1)
         Xs = _scaling.transform(X, {n: getattr(self, f"x_{n}") for n in self.input_names})
         groups = [(getattr(self, f"g{k}_flat"), layout, self._first(k), self.activations[k])
                   for k, layout in enumerate(self.layouts)]
@@ -96,13 +114,11 @@ class EnsembleModule(nn.Module):
 
     def _first(self, k):
         """Group ``k``'s first-layer map, rebuilt from its buffers (None: it reads X)."""
-        if self.first_k[k] is None:
+        if not self.mapped[k]:
             return None
-        return _inputs.FirstLayer(k=self.first_k[k],
-                                  **{n: getattr(self, f"g{k}_{n}") for n in _FIRST_FIELDS})
-
-
-_FIRST_FIELDS = ("src", "lo", "inv", "low", "high", "bin_row", "n_bins")
+        return _inputs.FirstLayer(**{n: getattr(self, f"g{k}_{n}")
+                                     for n in _inputs.FirstLayer._FIELDS},
+                                  one_hot=self.one_hot[k])
 
 
 def to_torch(fitted):
@@ -113,6 +129,13 @@ def to_torch(fitted):
     """
     targets = fitted.targets
     classification = hasattr(targets, "classes")
+    schema = fitted.schema
+    if schema.categorical.size:
+        raise ValueError(
+            "to_torch() exports a module over numeric inputs; this ensemble reads "
+            f"categorical columns ({', '.join(map(str, schema.names[schema.categorical][:5]))}"
+            "), which a tensor cannot carry. Use predict, or encode them as numbers before "
+            "fit (e.g. a OneHotEncoder in a Pipeline) to export.")
     groups, columns, weights = fitted.selected()
     return EnsembleModule(
         groups, fitted.activation, fitted.inputs,
@@ -122,4 +145,6 @@ def to_torch(fitted):
         y_scale=None if classification else targets.scale,
         squeeze=False if classification else targets.one_d,
         weights=weights,
+        fill=schema.fill,
+        indicator=schema.indicator,
     ).eval()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from . import _engine, _history, _inputs, _sampling, _scaling
+from . import _engine, _history, _inputs, _sampling, _scaling, _tabular
 
 
 @dataclass
@@ -30,6 +30,9 @@ class FittedEnsemble:
 
     Attributes
     ----------
+    schema : skensemble._tabular.Schema
+        How raw columns become numeric values and categorical codes (missing values,
+        levels).
     inputs : skensemble._scaling.InputTransform
         The input transform fitted on the training rows.
     bin_counts : list of int
@@ -77,6 +80,7 @@ class FittedEnsemble:
         The hidden activation of groups without their own (the estimator's).
     """
 
+    schema: _tabular.Schema
     inputs: _scaling.InputTransform
     bin_counts: list
     targets: object
@@ -117,7 +121,8 @@ class FittedEnsemble:
         keys = self.input_keys
         if keys is not None and members is not None:
             keys = keys[members]
-        return self.inputs.columns(features, keys)
+        n = self.n_members if members is None else len(np.arange(self.n_members)[members])
+        return self.inputs.columns(features, keys, n)
 
     @property
     def encoding(self):
@@ -125,9 +130,13 @@ class FittedEnsemble:
         return _inputs.Encoding.of(self.inputs)
 
     def standardise(self, X):
-        """``X``'s scaled values, as the members' first layers read them: float32 ``(N, F)``."""
+        """Raw rows ``X`` (array or table) as the first layers read them: float32 ``(N, F)``."""
+        return self.scaled(*self.schema.split(X))
+
+    def scaled(self, A, codes=None):
+        """Numeric values ``A (N, Fn)`` and codes ``(N, Fc)`` (:meth:`Schema.split`), scaled."""
         with np.errstate(over="ignore", invalid="ignore"):
-            Xs = self.inputs.apply(X)
+            Xs = self.inputs.apply(A, codes)
         if not np.isfinite(Xs).all():
             raise ValueError(
                 "X has values too large for the network's float32 arithmetic after "

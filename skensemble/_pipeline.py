@@ -42,6 +42,7 @@ from . import (
     _parallel,
     _sampling,
     _scaling,
+    _tabular,
     _training,
     _warn,
 )
@@ -187,7 +188,7 @@ class Plan:
     order_seed: int
 
 
-def fit(p, task, X, y, sw, previous, mode, classes=None):
+def fit(p, task, X, y, sw, previous, mode, classes=None, names=None):
     """Plan and execute one fit; returns the new :class:`FittedEnsemble`.
 
     Parameters
@@ -203,16 +204,25 @@ def fit(p, task, X, y, sw, previous, mode, classes=None):
         ``"fresh"``, ``"more"``, ``"resume"`` or ``"partial"`` (see the module docstring).
     classes : array-like or None
         ``partial_fit``'s ``classes`` on its first call.
+    names : ndarray of str or None
+        The columns' names (``feature_names_in_``) where ``X`` is a validated matrix.
     """
-    plan = (_plan_partial(p, task, X, y, sw, previous, classes) if mode == "partial"
-            else _plan_fit(p, task, X, y, sw, previous, mode))
+    plan = (_plan_partial(p, task, X, y, sw, previous, classes, names) if mode == "partial"
+            else _plan_fit(p, task, X, y, sw, previous, mode, names))
     return _execute(p, task, plan, y)
 
 
-def _plan_fit(p, task, X, y, sw, previous, mode):
+def _plan_fit(p, task, X, y, sw, previous, mode, names=None):
     """The plan of ``fit`` (fresh, or a warm start with more or as many members)."""
     warm = mode != "fresh"
-    sampling = sampling_plan(p, *X.shape)
+    if warm:
+        schema, inputs, bin_counts = previous.schema, previous.inputs, previous.bin_counts
+        if _n_columns(X) != schema.n_columns:
+            raise ValueError("warm_start=True needs the same features as the first fit.")
+        A, codes = schema.split(X)
+    else:
+        schema, A, codes, inputs, bin_counts = _fit_inputs(p, X, sw, names)
+    sampling = sampling_plan(p, A.shape[0], inputs.n_features)
     if p.prune is not None and not early_stopping(p, sampling.n_samples):
         raise ValueError(
             f"prune={p.prune!r} stops members by their validation loss, but this fit "
@@ -228,12 +238,8 @@ def _plan_fit(p, task, X, y, sw, previous, mode):
         sampling = replace(sampling, n_draw=int(n_draws.max()))
     _heldout.check_selection(p.ensemble_selection, sampling, n_draws)
     archs = _architectures(p, params)
-    n_old = _check_warm_start(p, previous, archs, X, sampling) if warm else 0
-    if warm:
-        inputs, bin_counts, targets = previous.inputs, previous.bin_counts, previous.targets
-    else:
-        inputs, bin_counts = _fit_inputs(p, X, sw)
-        targets = task.fit_targets(y, sw)
+    n_old = _check_warm_start(p, previous, archs, sampling) if warm else 0
+    targets = previous.targets if warm else task.fit_targets(y, sw)
     keys = _input_keys(p, params, previous, bin_counts, n_old)
     Y = task.encode(y, targets)  # (N, O) float64
     if warm:
@@ -250,25 +256,27 @@ def _plan_fit(p, task, X, y, sw, previous, mode):
     if mode == "more" and feats is not None:
         features = np.concatenate([previous.features, feats])
     fitted = FittedEnsemble(
-        inputs=inputs, bin_counts=bin_counts, targets=targets, seeds=seeds, plan=sampling,
+        schema=schema, inputs=inputs, bin_counts=bin_counts, targets=targets, seeds=seeds,
+        plan=sampling,
         groups=previous.groups if warm else [], archs=archs,
         history=previous.history if warm else None, features=features, input_keys=keys,
         member_params=params, sample_weight=sw, stratify=stratify,
         early_stopping=early_stopping(p, sampling.n_samples), activation=p.activation,
         hatching=previous.hatching if warm else None)
-    Xs = fitted.standardise(X)  # (N, F') float32, the one copy the engines read
+    Xs = fitted.scaled(A, codes)  # (N, F) float32, the one copy the engines read
+    del A, codes
     if mode == "resume":  # same weights, new optimizer (a changed solver or rate takes effect)
         groups = [g.restarted() for g in previous.groups]
     else:
         groups = _new_groups(p, task, fitted, Xs, Y, sw, stratify, train)
     _groups.set_vectors(groups, _hyperspace.vectors(params))
-    columns = inputs.columns(feats, None if keys is None else keys[train])
+    columns = inputs.columns(feats, None if keys is None else keys[train], train.size)
     return Plan(mode=mode, fitted=fitted, Xs=Xs, Y=Y, sw=sw, sampling=sampling, train=train,
                 rows=rows, held=held, columns=columns, groups=groups,
                 config=config(p, p.max_iter), order_seed=order_seed)
 
 
-def _plan_partial(p, task, X, y, sw, previous, classes):
+def _plan_partial(p, task, X, y, sw, previous, classes, names=None):
     """The plan of one ``partial_fit`` call (the first initialises the members)."""
     if p.ensemble_selection is not None:
         raise ValueError(
@@ -278,15 +286,17 @@ def _plan_partial(p, task, X, y, sw, previous, classes):
             "the same, but those prune stopped)."
         )
     first = previous is None
-    N, F = X.shape
     if first:
-        inputs, bin_counts = _fit_inputs(p, X, sw)
+        schema, A, codes, inputs, bin_counts = _fit_inputs(p, X, sw, names)
         targets = task.fit_targets(y, sw, **({} if classes is None else {"classes": classes}))
     else:
-        if F != previous.inputs.mean.size:
-            raise ValueError(f"X has {F} features, but the ensemble was fitted with "
-                             f"{previous.inputs.mean.size}.")
-        inputs, bin_counts, targets = previous.inputs, previous.bin_counts, previous.targets
+        schema, inputs, bin_counts = previous.schema, previous.inputs, previous.bin_counts
+        if _n_columns(X) != schema.n_columns:
+            raise ValueError(f"X has {_n_columns(X)} features, but the ensemble was fitted "
+                             f"with {schema.n_columns}.")
+        A, codes = schema.split(X)
+        targets = previous.targets
+    N, F = A.shape[0], inputs.n_features
     Y = task.encode(y, targets)
     n_feat = _sampling.count(p.max_features, F, "max_features")
     if not first:
@@ -300,7 +310,7 @@ def _plan_partial(p, task, X, y, sw, previous, classes):
                                   classifier=task.loss == "log_loss")
         feats = _sampling.member_samples(seeds, sampling)[2]  # features: fixed now
         fitted = FittedEnsemble(
-            inputs=inputs, bin_counts=bin_counts, targets=targets, seeds=seeds,
+            schema=schema, inputs=inputs, bin_counts=bin_counts, targets=targets, seeds=seeds,
             plan=sampling, groups=[], archs=_architectures(p, params),
             history=_history.History(loss=np.empty((0, E)),
                                      n_iter=np.zeros(E, dtype=np.int64)),
@@ -309,7 +319,8 @@ def _plan_partial(p, task, X, y, sw, previous, classes):
             activation=p.activation)
     else:
         fitted = replace(previous, targets=targets)
-    Xs = fitted.standardise(X)
+    Xs = fitted.scaled(A, codes)
+    del A, codes
     E = fitted.n_members
     if first:
         groups = _new_groups(p, task, fitted, Xs, Y, sw, None, np.arange(E))
@@ -337,13 +348,29 @@ def _architectures(p, params):
     return _hetero.member_architectures(p.hidden_layer_sizes, p.n_estimators)
 
 
-def _fit_inputs(p, X, sw):
-    """The input transform fitted on ``X``, and every bin count it encodes."""
+def _fit_inputs(p, X, sw, names):
+    """Read ``X`` and fit its scaling: ``(schema, A, codes, inputs, bin_counts)``.
+
+    The schema (:mod:`._tabular`) of a table or a numeric matrix, the numeric values
+    ``A (N, Fn)`` and codes ``(N, Fc)`` (or None) it splits ``X`` into, the input
+    transform fitted on them, and every bin count it encodes.
+    """
+    if _tabular.reads_columns(X, p.categorical_features):
+        schema = _tabular.fit_schema(X, p.categorical_features, p.max_categories,
+                                     p.min_frequency, sw)
+    else:
+        schema = _tabular.numeric_schema(X, sw, names)
+    A, codes = schema.split(X)
     counts = _hyperspace.bin_counts(p.member_params, p.numeric_encoding, p.n_bins)
     inputs = _scaling.fit_input_transform(
-        X, sw, robust=p.input_scaling == "robust",
-        n_bins=(None if not counts else counts[0] if len(counts) == 1 else counts))
-    return inputs, counts  # counts: what members may read (a feature may get no bins)
+        A, sw, robust=p.input_scaling == "robust",
+        n_bins=(None if not counts else counts[0] if len(counts) == 1 else counts),
+        levels=schema.n_codes if schema.categorical.size else None)
+    return schema, A, codes, inputs, counts  # counts: what members may read
+
+
+def _n_columns(X):
+    return X.shape[1]
 
 
 def _input_keys(p, params, previous, bin_counts, n_old):
@@ -375,7 +402,7 @@ def _input_keys(p, params, previous, bin_counts, n_old):
     return keys
 
 
-def _check_warm_start(p, previous, archs, X, sampling):
+def _check_warm_start(p, previous, archs, sampling):
     """Number of fitted members a warm start keeps; raises on what it cannot change."""
     n_old = len(previous.archs)
     if p.n_estimators < n_old:
@@ -388,8 +415,6 @@ def _check_warm_start(p, previous, archs, X, sampling):
             "warm_start=True keeps the fitted members: hidden_layer_sizes must give "
             f"them the same architectures ({previous.archs[:3]}...)."
         )
-    if X.shape[1] != previous.inputs.mean.size:
-        raise ValueError("warm_start=True needs the same features as the first fit.")
     if (previous.features is None) != sampling.all_features:
         raise ValueError("warm_start=True cannot change max_features or bootstrap_features.")
     return n_old

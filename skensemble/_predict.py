@@ -52,7 +52,7 @@ def _binned(flat, layout, first):
     """Whether a group's forward pass can run compiled: CPU, hidden layers, bins read."""
     if first is None or flat.device.type != "cpu" or layout.n_layers < 2:
         return False
-    if not bool((first.n_bins > 0).any()) or not _dispatch.numba_usable():
+    if not first.has_runs or not _dispatch.numba_usable():
         return False
     return True
 
@@ -125,7 +125,7 @@ def run_chunked(groups, columns, encoding, activation, X, device, reduce, scale=
         Each member's columns of ``encoding``'s space.
     encoding : skensemble._inputs.Encoding
     X : ndarray (N, F), in host memory
-        Scaled values (float32), or raw rows with ``scale``.
+        Scaled values (float32), or raw rows with ``scale`` (also a DataFrame).
     scale : callable or None
         ``scale(rows) -> float32 (n, F)``: applied to each chunk of raw rows, so that no
         scaled copy of the whole input is made.
@@ -142,7 +142,8 @@ def run_chunked(groups, columns, encoding, activation, X, device, reduce, scale=
         parts = []
         for s in range(0, X.shape[0], chunk):
             rows = slice(s, min(s + chunk, X.shape[0]))
-            Xs = X[rows] if scale is None else scale(X[rows])
+            Xs = X[rows] if scale is None else scale(X.iloc[rows] if hasattr(X, "iloc")
+                                                     else X[rows])
             Xt = torch.from_numpy(Xs).to(device, PREDICT_DTYPE, non_blocking=True)
             parts.append(reduce(forward_members(dev_groups, Xt, activation, inverse,
                                                 compiled=True), rows))

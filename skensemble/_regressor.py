@@ -200,6 +200,30 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         Quantile bins per feature for ``numeric_encoding="piecewise_linear"`` (fewer
         where a feature has fewer distinct values).
 
+    categorical_features : "from_dtype", array-like of int, str or bool, or None, \
+            default="from_dtype"
+        Which columns are categorical. ``"from_dtype"``: the columns of a pandas or polars
+        DataFrame whose dtype is ``category``, ``object`` or a string dtype (as
+        :class:`~sklearn.ensemble.HistGradientBoostingRegressor`); a list of column indices
+        or names, or a boolean mask, names them (the only way for an array, whose columns
+        are otherwise numbers); None: none. Boolean columns are numbers (0/1).
+        Categorical columns need no
+        preprocessing: each reaches the first layer as one input per level (a one-hot), so
+        each member learns a row of weights per level, its embedding of that level. A
+        level unseen in training, or kept by neither ``max_categories`` nor
+        ``min_frequency``, shares one "infrequent" row; a missing value has its own. Numeric
+        columns may hold missing values (NaN, None): they are imputed with the column's
+        training median and flagged by an extra input (for the columns that had missing
+        values in training). A column with no value at all, or mixing strings and numbers,
+        raises a ``ValueError`` that names it.
+
+    max_categories : int, default=64
+        Most levels a categorical column keeps (the most frequent ones).
+
+    min_frequency : int, default=5
+        Fewest rows (total ``sample_weight``, in units of its mean) a level needs to keep
+        its own row; rarer levels share the "infrequent" one.
+
     oob_score : bool, default=False
         Whether to score the ensemble on out-of-bag rows: each training row predicted
         only by the members that did not draw it (nor, with ``early_stopping``, hold

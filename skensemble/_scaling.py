@@ -114,11 +114,20 @@ class InputTransform:
     their own ``n_bins``): each count's bins form one set, and a member reads the bins
     of its own set only (its *input key*: its bin count, or 0 for no encoding).
 
+    Categorical features (``levels``: :mod:`._tabular`) follow the ``Fn`` numeric ones;
+    their values are codes, which no first layer reads as numbers: each level is one
+    column of the encoded space (a one-hot), after the bins.
+
+    The encoded space (:attr:`n_columns`) is virtual: :meth:`apply` gives the scaled
+    values and codes only, and each first layer computes what it reads of them
+    (:class:`skensemble._inputs.FirstLayer`); :func:`encoded` materializes it for
+    inspection.
+
     Attributes
     ----------
-    mean, scale, unit : ndarray (F,)
-        Standardisation.
-    center, spread : ndarray (F,) or None
+    mean, scale, unit : ndarray (Fn,)
+        Standardisation of the numeric features.
+    center, spread : ndarray (Fn,) or None
         Robust scaling of the standardised values.
     lo, inv_width : ndarray (nb,) or None
         Start and inverse width of each bin column.
@@ -129,6 +138,8 @@ class InputTransform:
         (not clamped above).
     bin_set : ndarray (nb,) int64 or None
         The bin count (``n_bins``) of the set each bin column belongs to; None: one set.
+    levels : ndarray (Fc,) int64 or None
+        The codes (one-hot columns) of each categorical feature.
     """
 
     mean: np.ndarray
@@ -142,22 +153,57 @@ class InputTransform:
     first: np.ndarray = None
     last: np.ndarray = None
     bin_set: np.ndarray = None
+    levels: np.ndarray = None
+
+    @property
+    def n_numeric(self):
+        """Fn: numeric features (scaled values)."""
+        return self.mean.size
+
+    @property
+    def n_features(self):
+        """F: features, numeric then categorical (columns of :meth:`apply`)."""
+        return self.mean.size + (0 if self.levels is None else self.levels.size)
+
+    @property
+    def n_bins_total(self):
+        """Bin columns of the encoded space (every set)."""
+        return 0 if self.lo is None else self.lo.size
 
     @property
     def n_columns(self):
-        """Columns of the encoded space members read: values, then bins and the zero column.
+        """Columns of the encoded space: values, bins, levels, then the zero column."""
+        F = self.n_features
+        if self.lo is None and self.levels is None:
+            return F
+        return F + self.n_bins_total + int(self.levels.sum() if self.levels is not None
+                                          else 0) + 1
 
-        The space is virtual: :meth:`apply` gives the values only, and each first layer
-        computes the bins it reads (:class:`skensemble._inputs.FirstLayer`).
+    def _runs_of(self, key=None):
+        """Per feature, the columns after its value: a list of arrays.
+
+        A numeric feature's bins (of the set of bin count ``key``; none with ``key == 0``),
+        a categorical feature's levels.
         """
-        F = self.mean.size
-        return F if self.lo is None else F + self.lo.size + 1
+        Fn, F = self.n_numeric, self.n_features
+        out = []
+        for f in range(Fn):
+            if key == 0 or self.lo is None:
+                out.append(np.zeros(0, np.int64))
+                continue
+            mine = True if key is None or self.bin_set is None else self.bin_set == key
+            out.append(F + np.flatnonzero((self.bin_feature == f) & mine))
+        start = F + self.n_bins_total
+        for m in ([] if self.levels is None else self.levels):
+            out.append(start + np.arange(m, dtype=np.int64))
+            start += int(m)
+        return out
 
-    def _bins_of(self, key=None):
-        """Per feature, its bin columns (of the set of bin count ``key``): list of arrays."""
-        F = self.mean.size
-        mine = True if key is None or self.bin_set is None else self.bin_set == key
-        return [F + np.flatnonzero((self.bin_feature == f) & mine) for f in range(F)]
+    def _widths(self, key=None):
+        """First-layer inputs each feature brings: its value and its run (levels only)."""
+        runs = self._runs_of(key)
+        return np.array([(1 if f < self.n_numeric else 0) + r.size
+                         for f, r in enumerate(runs)], dtype=np.int64)
 
     def n_inputs(self, k, key=None):
         """First-layer inputs of a member reading ``k`` features (all: ``k=None``).
@@ -165,38 +211,42 @@ class InputTransform:
         ``key``: the member's input key (its bin count, or 0 for no encoding); None reads
         every bin column there is (one set).
         """
-        if key == 0:  # the values alone
-            return self.mean.size if k is None else k
-        if self.lo is None:
-            return self.n_columns if k is None else k
-        if k is None:  # the values, the bins and the zero column, as one set reads them
-            return self.mean.size + sum(b.size for b in self._bins_of(key)) + 1
-        counts = np.sort([b.size for b in self._bins_of(key)])[::-1]
-        return int(k + counts[:k].sum())  # room for the k features with the most bins
+        plain = self.lo is None and self.levels is None
+        if k is None:
+            if plain:
+                return self.n_columns
+            if key == 0 and self.levels is None:  # the values alone
+                return self.n_numeric
+            return int(self._widths(key).sum()) + 1  # ... and the zero column
+        if plain or key == 0 and self.levels is None:
+            return k
+        return int(np.sort(self._widths(key))[::-1][:k].sum())  # the k widest features
 
-    def columns(self, features, keys=None):
+    def columns(self, features, keys=None, n_members=1):
         """Columns ``(E, width)`` read by members that see ``features (E, k)``.
 
-        Each member reads its features' values, then their bins (of its own set, with
-        ``keys (E,)``, each member's input key), then the zero column as padding up to
-        the widest member. None (every member reads every column, in order) stays None.
+        Each member reads its numeric features' values, then each feature's run: its
+        bins (of its own set, with ``keys (E,)``, each member's input key) or its levels,
+        then the zero column as padding up to the widest member. None (every member reads
+        every column, in order) stays None. ``n_members``: E where neither says it.
         """
         if keys is None:
-            if features is None or self.lo is None:
+            if self.levels is None and (features is None or self.lo is None):
                 return features
-            keys = [None] * features.shape[0]
-        F = self.mean.size
+            keys = [None] * (len(features) if features is not None else n_members)
+        F, Fn = self.n_features, self.n_numeric
         k = None if features is None else features.shape[1]
         feats = np.tile(np.arange(F), (len(keys), 1)) if features is None else features
         width = max(self.n_inputs(k, key) for key in keys)
         zero = self.n_columns - 1
         out = np.full((len(keys), width), zero, dtype=np.int64)
         for e, key in enumerate(keys):  # set-up: one short list per member
-            if key == 0 or self.lo is None:
+            if key == 0 and self.levels is None or self.n_columns == F:
                 cols = feats[e]
             else:
-                bins = self._bins_of(key)
-                cols = np.concatenate([feats[e], *[bins[f] for f in feats[e]]])
+                runs = self._runs_of(key)
+                cols = np.concatenate([feats[e][feats[e] < Fn],
+                                       *[runs[f] for f in feats[e]]]).astype(np.int64)
             out[e, : cols.size] = cols
         if features is None and width == self.n_columns and (
                 out == np.arange(width)).all():
@@ -209,36 +259,46 @@ class InputTransform:
                 for k in ("mean", "scale", "unit", "center", "spread")
                 if getattr(self, k) is not None}
 
-    def apply(self, X):
-        """The scaled values of ``X (N, F)`` as a new float32 array ``(N, F)``, in row chunks.
+    def apply(self, X, codes=None):
+        """The scaled values of ``X (N, Fn)`` (then ``codes (N, Fc)``), as float32 ``(N, F)``.
 
-        This is the one copy of the training data a fit makes; the engines read it in place.
+        In row chunks. This is the one copy of the training data a fit makes; the engines
+        read it in place.
         """
-        out = np.empty((X.shape[0], self.mean.size), dtype=np.float32)
+        out = np.empty((X.shape[0], self.n_features), dtype=np.float32)
+        Fn = self.n_numeric
         t = self.tensors()  # once, not per chunk
         for s in range(0, X.shape[0], CHUNK):
             chunk = np.ascontiguousarray(X[s : s + CHUNK])  # any strides or dtype in
             if not chunk.flags.writeable:  # read-only input (memmap): torch wants writable
                 chunk = chunk.copy()
-            out[s : s + CHUNK] = transform(torch.from_numpy(chunk), t)
+            out[s : s + CHUNK, :Fn] = transform(torch.from_numpy(chunk), t)
+        if codes is not None:
+            out[:, Fn:] = codes
         return out
 
 
-def encoded(transform_, X):
-    """The encoded space as a matrix ``(N, n_columns)`` float32: values, bins, zero column.
+def encoded(transform_, X, codes=None):
+    """The encoded space as a matrix ``(N, n_columns)`` float32: values, bins, levels, zeros.
 
     For inspection and tests only (``get_member_params``' first-layer rows follow these
-    columns): a fit never makes it, its first layers compute the bins they read from the
+    columns): a fit never makes it, its first layers compute what they read from the
     values (:mod:`._inputs`). Computed in float64 from the scaled values.
     """
-    Z = transform_.apply(X).astype(np.float64)
-    if transform_.lo is None:
+    Z = transform_.apply(X, codes).astype(np.float64)
+    if transform_.n_columns == Z.shape[1]:
         return Z.astype(np.float32)
-    enc = (Z[:, transform_.bin_feature] - transform_.lo) * transform_.inv_width  # (N, T)
-    # inner bins clamp to [0, 1]; a feature's first bin extends below, its last above
-    enc = np.where(transform_.first > 0, enc, np.maximum(enc, 0.0))
-    enc = np.where(transform_.last > 0, enc, np.minimum(enc, 1.0))
-    return np.concatenate([Z, enc, np.zeros((Z.shape[0], 1))], 1).astype(np.float32)
+    parts = [Z]
+    if transform_.lo is not None:
+        enc = (Z[:, transform_.bin_feature] - transform_.lo) * transform_.inv_width  # (N, T)
+        # inner bins clamp to [0, 1]; a feature's first bin extends below, its last above
+        enc = np.where(transform_.first > 0, enc, np.maximum(enc, 0.0))
+        parts.append(np.where(transform_.last > 0, enc, np.minimum(enc, 1.0)))
+    for i, m in enumerate([] if transform_.levels is None else transform_.levels):
+        code = Z[:, transform_.n_numeric + i]
+        parts.append((code[:, None] == np.arange(m)).astype(np.float64))
+    parts.append(np.zeros((Z.shape[0], 1)))
+    return np.concatenate(parts, 1).astype(np.float32)
 
 
 def transform(X, t):
@@ -255,16 +315,19 @@ def transform(X, t):
     return Z.to(torch.float32)
 
 
-def fit_input_transform(X, weight, robust=False, n_bins=None):
-    """Fit an :class:`InputTransform` on ``X (N, F)`` under row weights (None: equal).
+def fit_input_transform(X, weight, robust=False, n_bins=None, levels=None):
+    """Fit an :class:`InputTransform` on ``X (N, Fn)`` under row weights (None: equal).
 
     ``robust``: median/IQR scaling with smooth clipping; ``n_bins``: piecewise-linear
     encoding over that many quantile bins per feature (fewer where a feature has fewer
-    distinct values); a sequence of counts encodes one set of bins per count.
+    distinct values); a sequence of counts encodes one set of bins per count. ``levels
+    (Fc,)``: the codes of categorical features that follow the numeric ones.
     """
     mean, scale, unit, _ = weighted_standardisation(X, weight)
     tr = InputTransform(mean, scale, unit)
+    categorical = None if levels is None else np.asarray(levels, np.int64)
     if not robust and not n_bins:
+        tr.levels = categorical
         return tr
     if X.shape[0] > QUANTILE_ROWS:  # quantiles from a fixed random subset of rows
         keep = np.sort(np.random.default_rng(0).choice(X.shape[0], QUANTILE_ROWS, replace=False))
@@ -305,4 +368,5 @@ def fit_input_transform(X, weight, robust=False, n_bins=None):
 
         tr.lo, tr.inv_width, tr.first, tr.last = cat(lo), cat(inv), cat(first), cat(last)
         tr.bin_feature, tr.bin_set = cat(feat, np.int64), cat(sets, np.int64)
+    tr.levels = categorical  # after the numeric features' statistics: they follow them
     return tr

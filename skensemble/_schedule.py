@@ -124,9 +124,8 @@ class _ChunkRunner:
             if value is not None:
                 getattr(self.member, f.name)[:n] = value
         if first is not None:
-            for f in fields(first):
-                if f.name != "k":
-                    getattr(self.data.first, f.name)[:n] = getattr(first, f.name)
+            for name in FirstLayer._FIELDS:
+                getattr(self.data.first, name)[:n] = getattr(first, name)
         self.total.zero_()
         per_chunk = self.chunk * B
         n_chunks = M // per_chunk if self.graph is not None else 0
@@ -147,12 +146,8 @@ class _ChunkRunner:
 
 def _static_first(first, C):
     """Zeroed buffers for ``C`` members' first layers, shaped as ``first``'s."""
-    def zeros(t):
-        return torch.zeros((C, *t.shape[1:]), dtype=t.dtype, device=t.device)
-
-    return FirstLayer(src=zeros(first.src), lo=zeros(first.lo), inv=zeros(first.inv),
-                      low=zeros(first.low), high=zeros(first.high), k=first.k,
-                      bin_row=zeros(first.bin_row), n_bins=zeros(first.n_bins))
+    return first._map(lambda name, t: torch.zeros((C, *t.shape[1:]), dtype=t.dtype,
+                                                  device=t.device))
 
 
 # One capture at a time in the process (see _ChunkRunner._capture), and the side stream
@@ -200,7 +195,8 @@ def epoch_graphed(params, data, order, member, hyper, chunk=64, capture=None):
     X, Y, sw, first = data.X, data.Y, data.sw, data.first
     capture = (flat.is_cuda and CAPTURE_GRAPHS) if capture is None else capture
     key = (_bucket(E), X.data_ptr(), Y.data_ptr(), None if sw is None else sw.data_ptr(),
-           None if first is None else (first.width, first.k), member.present(), hyper,
+           None if first is None else (first.width, first.slot_src.shape[1]), member.present(),
+           hyper,
            layout, capture, flat.device)
     runner = getattr(_RUNNERS, "runner", None)
     # Streaming hands in views of one staging buffer, the first chunk of an epoch the

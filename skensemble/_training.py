@@ -464,7 +464,7 @@ class _Loop:
         first = t.first
         self.compiled_forward = (
             engine == "numba" and first is not None and params.layout.n_layers > 1
-            and bool((first.n_bins > 0).any()))
+            and first.has_runs)
         self.plateau = (_optim.PlateauDecay(config.plateau_decays, config.plateau_factor)
                         if config.plateau_decays and self.schedule.name != "adaptive" else None)
 

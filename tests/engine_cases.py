@@ -110,7 +110,7 @@ def call(epoch, flat, state, steps, X, Y, sw, order, lr, hyper, layout, features
                  member, hyper, **kwargs)
 
 
-def binned(n_columns=4, n_bins=(3, 0, 2, 4), seed=0):
+def binned(n_columns=4, n_bins=(3, 0, 2, 4), seed=0, levels=()):
     """An :class:`~skensemble._inputs.Encoding` of ``n_columns`` values and some bins each.
 
     Bins of feature f cover [-1.5, 1.5] in ``n_bins[f]`` equal widths (0: a value without
@@ -126,5 +126,9 @@ def binned(n_columns=4, n_bins=(3, 0, 2, 4), seed=0):
         feature += [f] * n
         first += [True] + [False] * (n - 1)
         last += [False] * (n - 1) + [True]
-    return Encoding(n_columns, n_columns + len(lo) + 1, np.array(lo), np.array(inv),
-                    np.array(feature, np.int64), np.array(first), np.array(last))
+    F = n_columns + len(levels)
+    lf = np.repeat(np.arange(n_columns, F), levels).astype(np.int64)
+    lc = np.concatenate([np.arange(m) for m in levels] or [[]]).astype(np.int64)
+    return Encoding(F, F + len(lo) + lf.size + 1, np.array(lo), np.array(inv),
+                    np.array(feature, np.int64), np.array(first), np.array(last), n_columns,
+                    lf, lc)

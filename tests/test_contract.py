@@ -152,18 +152,20 @@ def test_members_read_their_own_columns(engine, batch):
 
 
 def _materialized(X, encoding):
-    """The piecewise-linear encoding as a matrix (values, bins, a zero column), in float64.
+    """The encoded space as a matrix (values, bins, one-hot levels, a zero column), float64.
 
     What the first layers read before they computed it from the values: the definition
     the first-layer maps are bound to.
     """
     X = np.asarray(X, dtype=np.float64)
-    F = encoding.n_features
     enc = (X[:, encoding.feature] - encoding.lo) * encoding.inv  # (N, T)
     enc = np.where(encoding.first, enc, np.maximum(enc, 0.0))
     enc = np.where(encoding.last, enc, np.minimum(enc, 1.0))
-    zero = np.zeros((X.shape[0], encoding.n_columns - F - enc.shape[1]))
-    return torch.from_numpy(np.concatenate([X, enc, zero], 1).astype(np.float32))
+    parts = [X, enc]
+    if encoding.level_feature is not None and encoding.level_feature.size:
+        parts.append(X[:, encoding.level_feature] == encoding.level_code)  # one-hot (N, L)
+    zero = np.zeros((X.shape[0], encoding.n_columns - sum(p.shape[1] for p in parts)))
+    return torch.from_numpy(np.concatenate([*parts, zero], 1).astype(np.float32))
 
 
 # each member's columns of the encoded space: values, then their bins, then padding
@@ -198,6 +200,38 @@ def test_first_layer_map_equals_the_materialized_encoding(engine, which, batch):
                     features=(np.tile(np.arange(width), (3, 1)) if columns is None
                               else columns))
     dense.data.X = _materialized(case.data.X.cpu(), encoding).to(_device(engine))
+    dense.data.Y, dense.data.sw, dense.orders = case.data.Y, case.data.sw, case.orders
+    assert_same(run(_engine.epoch_reference, dense, hyper), run(fn, case, hyper),
+                rtol=2e-5, atol=2e-5)
+
+
+# 3 numeric values (3, 0 and 2 bins) and a categorical feature of 4 codes: columns 0-2
+# values, 3 codes; bins of 0: 4-6, of 2: 7-8; levels 9-12; 13: the zero column
+_CATEGORICAL = np.array([[0, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12],  # all of it
+                         [1, 0, 4, 5, 6, 9, 10, 11, 12, 13, 13],  # padded
+                         [2, 7, 8, 9, 10, 11, 12, 9, 10, 11, 12]])  # the levels twice
+
+
+@pytest.mark.parametrize("engine", [pytest.param(n, id=n) for n in ENGINES])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_one_hot_levels_equal_the_materialized_encoding(engine, batch):
+    # A categorical feature's codes reach the first layer as one-hot inputs (its learned
+    # embedding, a row per level); every engine computes them from the codes.
+    _, fn, _ = ENGINES[engine]
+    encoding = binned(3, (3, 0, 2), levels=(4,))
+    hyper = Hyper(activation="relu", solver="adam", alpha=1e-3, batch_size=batch)
+    width = _CATEGORICAL.shape[1]
+    tiny = engine == "triton"
+    N = 7 if tiny else 17
+    case = problem((width, 6, 2), hyper, N=N, epochs=1 if tiny else 2, n_columns=4,
+                   encoding=encoding, columns=_CATEGORICAL, device=_device(engine))
+    codes = torch.arange(N) % 4  # every level, on rows of every batch
+    case.data.X[:, 3] = codes.to(case.data.X)
+    dense = problem((width, 6, 2), hyper, N=N, epochs=1 if tiny else 2,
+                    n_columns=encoding.n_columns, features=_CATEGORICAL,
+                    device=_device(engine))
+    dense.data.X = _materialized(case.data.X.cpu(), encoding).to(_device(engine))
+    assert dense.data.X[:, 9:13].sum(1).eq(1).all()  # one level per row
     dense.data.Y, dense.data.sw, dense.orders = case.data.Y, case.data.sw, case.orders
     assert_same(run(_engine.epoch_reference, dense, hyper), run(fn, case, hyper),
                 rtol=2e-5, atol=2e-5)

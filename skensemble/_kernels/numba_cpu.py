@@ -633,10 +633,14 @@ def _backward_rows4(p, gr, w0, b0, fi, fo, acts, ai, sa, dbuf, cur, nxt, sw, act
 @njit(**_CALLEE)
 def _first_inputs(X, r, first, W, acts, base):
     """``acts[base:base+W]``: the first-layer inputs of row ``r`` (see member_epoch's ``first``)."""
-    src, lo, inv, low, high, _, _ = first
+    src, lo, inv, low, high, code, _, _, _, _ = first
     base = _U(base)
     for f in range(_U(W)):
-        v = (X[r, src[f]] - lo[f]) * inv[f]
+        x = X[r, src[f]]
+        if code[f] >= _ZERO:  # a categorical feature's level: a one-hot
+            acts[base + f] = _ONE if x == code[f] else _ZERO
+            continue
+        v = (x - lo[f]) * inv[f]
         v = high[f] if v > high[f] else v
         v = low[f] if v < low[f] else v
         acts[base + f] = v
@@ -645,7 +649,7 @@ def _first_inputs(X, r, first, W, acts, base):
 # Batches of more than one row, when the first layer reads bins (the piecewise-linear
 # encoding): its product with a value's ramps is computed from the bins' structure, never
 # from the ramps themselves. For a value x of slot s in its bin j (of the run of n bin rows
-# from r0 = bin_row[s], edges lo_j = lo[r0 + j], inverse widths inv_j = inv[r0 + j]):
+# from r0 = run_row[s], edges lo_j = lo[r0 + j], inverse widths inv_j = inv[r0 + j]):
 #
 #   x W[s] + sum_i ramp_i(x) W[r0 + i] = P_j + (x - lo_j) V_j,
 #   P_j = C_j + lo_j W[s],   C_j = sum_{i < j} W[r0 + i],   V_j = W[s] + inv_j W[r0 + j]:
@@ -663,29 +667,36 @@ def _first_inputs(X, r, first, W, acts, base):
 # ``xj`` keeps each batch row's x - lo_j (or x), ``isc`` each slot's rows sorted by bin
 # (a counting sort), both made by the forward pass for the backward pass.
 @njit(**_CALLEE)
-def _bin_rows(X, rows, start, b, src, k, bin_row, n_bins, lo, xj, isc, nc):
-    """Each batch row's value per slot (``xj``), and per slot its rows sorted by bin.
+def _bin_rows(X, rows, start, b, slots, lo, xj, isc, nc):
+    """Each batch row's value per slot (``xj``), and per slot its rows sorted by bin or level.
 
-    ``xj[q*k + s]``: x, or x - lo_j where the slot has bins; ``isc[s*b:]`` the rows in bin
-    order, ``isc[k*b + s*nc:]`` each bin's first position among them.
+    ``slots``: ``(column, value row, run row, run length)`` arrays of the member's features;
+    ``xj[q*k + s]``: x, or x - lo_j where the slot has bins (0 for a level); ``isc[s*b:]``
+    the rows in bin order, ``isc[k*b + s*nc:]`` each bin's first position among them.
     """
+    slot_src, value_row, run_row, run_n = slots
+    k = slot_src.shape[0]
     kb = k * b
     for q in range(b):  # row-major: each row of X read once
         r = rows[start + q]
         for s in range(k):
-            x = X[r, src[s]]
-            n = n_bins[s]
+            x = X[r, slot_src[s]]
+            n = run_n[s]
             if n == 0:
                 xj[q * k + s] = x
                 continue
-            r0 = bin_row[s]
-            j = 0
-            for t in range(1, n):  # its bin: the edges at or below it (no branch)
-                j += lo[r0 + t] <= x
-            xj[q * k + s] = x - lo[r0 + j]
+            r0 = run_row[s]
+            if value_row[s] < 0:  # categorical: the code is the level
+                j = min(max(np.int64(x), 0), n - 1)
+                xj[q * k + s] = _ZERO
+            else:
+                j = 0
+                for t in range(1, n):  # its bin: the edges at or below it (no branch)
+                    j += lo[r0 + t] <= x
+                xj[q * k + s] = x - lo[r0 + j]
             isc[s * b + q] = j  # the bin, for now; sorted below
     for s in range(k):  # a counting sort of the batch's rows by bin, per slot
-        n = n_bins[s]
+        n = run_n[s]
         if n == 0:
             continue
         c = kb + s * nc
@@ -708,22 +719,24 @@ def _bin_rows(X, rows, start, b, src, k, bin_row, n_bins, lo, xj, isc, nc):
 
 
 @njit(**_CALLEE)
-def _first_forward_binned(p, w0, b0, fo, X, rows, start, b, src, k, bin_row, n_bins, lo, inv,
-                          acts, a1, sa, act, xj, vec, isc, nc, blocked):
+def _first_forward_binned(p, w0, b0, fo, X, rows, start, b, slots, lo, inv, acts, a1, sa,
+                          act, xj, vec, isc, nc, blocked):
     """First layer of the batch's ``b`` rows, bin-major (see above), into ``acts[a1 + q*sa:]``.
 
     ``blocked``: four rows per pass where a bin has them (training); otherwise every row
     alike, so a row's result does not depend on the others in its batch (prediction).
     """
+    slot_src, value_row, run_row, run_n = slots
+    k = slot_src.shape[0]
     fo_, sa_, a1_ = _U(fo), _U(sa), _U(a1)
     pc, pp, pv = _U(0), _U(fo), _U(2) * _U(fo)
-    _bin_rows(X, rows, start, b, src, k, bin_row, n_bins, lo, xj, isc, nc)
+    _bin_rows(X, rows, start, b, slots, lo, xj, isc, nc)
     for q in range(b):
         for h in range(fo_):
             acts[a1_ + _U(q) * sa_ + h] = p[_U(b0) + h]
     for s in range(k):
-        n = n_bins[s]
-        ws = _U(w0) + _U(s) * fo_
+        n = run_n[s]
+        ws = _U(w0) + _U(max(value_row[s], 0)) * fo_
         if n == 0:
             for q in range(b):
                 x = xj[q * k + s]
@@ -731,8 +744,17 @@ def _first_forward_binned(p, w0, b0, fo, X, rows, start, b, src, k, bin_row, n_b
                 for h in range(fo_):
                     acts[hq + h] += x * p[ws + h]
             continue
-        r0 = bin_row[s]
+        r0 = run_row[s]
         c = k * b + s * nc
+        if value_row[s] < 0:  # categorical: each row adds its level's row
+            for j in range(n):
+                wr = _U(w0) + _U(r0 + j) * fo_
+                stop = isc[c + j + 1] if j + 1 < n else b
+                for i in range(isc[c + j], stop):
+                    hq = a1_ + _U(isc[s * b + i]) * sa_
+                    for h in range(fo_):
+                        acts[hq + h] += p[wr + h]
+            continue
         for h in range(fo_):
             vec[pc + h] = _ZERO
         for j in range(n):
@@ -773,13 +795,15 @@ def _first_forward_binned(p, w0, b0, fo, X, rows, start, b, src, k, bin_row, n_b
 
 
 @njit(**_CALLEE)
-def _first_backward_binned(gr, w0, b0, fo, k, bin_row, n_bins, lo, inv, b, dbuf, cur, swd,
-                           xj, vec, isc, nc):
+def _first_backward_binned(gr, w0, b0, fo, slots, lo, inv, b, dbuf, cur, swd, xj, vec, isc,
+                           nc):
     """Add the batch's first-layer gradient to ``gr`` (see above).
 
     From its rows' errors ``dbuf[cur + q*swd:]``; the rows' bins and order are the forward
     pass's.
     """
+    slot_src, value_row, run_row, run_n = slots
+    k = slot_src.shape[0]
     fo_, cur_, swd_ = _U(fo), _U(cur), _U(swd)
     pa, pb, ps = _U(3) * fo_, _U(4) * fo_, _U(5) * fo_
     for q in range(b):
@@ -787,8 +811,8 @@ def _first_backward_binned(gr, w0, b0, fo, k, bin_row, n_bins, lo, inv, b, dbuf,
         for h in range(fo_):
             gr[_U(b0) + h] += dbuf[dq + h]
     for s in range(k):
-        n = n_bins[s]
-        ws = _U(w0) + _U(s) * fo_
+        n = run_n[s]
+        ws = _U(w0) + _U(max(value_row[s], 0)) * fo_
         if n == 0:
             for q in range(b):
                 x = xj[q * k + s]
@@ -796,8 +820,17 @@ def _first_backward_binned(gr, w0, b0, fo, k, bin_row, n_bins, lo, inv, b, dbuf,
                 for h in range(fo_):
                     gr[ws + h] += x * dbuf[dq + h]
             continue
-        r0 = bin_row[s]
+        r0 = run_row[s]
         c = k * b + s * nc
+        if value_row[s] < 0:  # categorical: each row's error to its level's row
+            for j in range(n):
+                wr = _U(w0) + _U(r0 + j) * fo_
+                stop = isc[c + j + 1] if j + 1 < n else b
+                for i in range(isc[c + j], stop):
+                    dq = cur_ + _U(isc[s * b + i]) * swd_
+                    for h in range(fo_):
+                        gr[wr + h] += dbuf[dq + h]
+            continue
         for h in range(fo_):
             vec[ps + h] = _ZERO  # the errors of the rows in the bins above
         for i in range(n):
@@ -864,8 +897,10 @@ def _make_member_epoch(act, loss, solver, one_row, many_rows):
         first : the member's first-layer map (read only if has_first): ``src (W,)`` int64,
             the column of X each input reads, and ``lo, inv, low, high (W,)`` float32:
             input ``f`` is ``clamp((X[r, src[f]] - lo[f]) * inv[f], low[f], high[f])``
-            (:class:`skensemble._inputs.FirstLayer`), and ``bin_row, n_bins (k,)`` int64: the
-            run of bin rows of each of its ``k`` values
+            (:class:`skensemble._inputs.FirstLayer`); ``code (W,)``: a level's one-hot
+            where ``>= 0``; and per feature it reads (slot), ``slot_src, value_row, run_row,
+            run_n (k,)`` int64: its column, its value's row (-1: categorical), its run of
+            bin or level rows
         binned : whether batches of more rows compute the first layer from the bins'
             structure (it reads bins); steps of one row compute its inputs (dense)
         alpha, wd : float32, the member's L2 strength and the decoupled weight decay
@@ -891,8 +926,8 @@ def _make_member_epoch(act, loss, solver, one_row, many_rows):
         sa = acts.shape[0] // rb  # stride of a row's activations in acts
         sw_ = half // rb  # stride of a row's errors in each half of dbuf
         act_code, nesterov, mu, b1, b2, eps = hyper
-        src, flo, finv, _, _, bin_row, n_bins = first
-        kv = bin_row.shape[0]  # values of the first layer (binned)
+        _, flo, finv, _, _, _, slot_src, value_row, run_row, run_n = first
+        slots = (slot_src, value_row, run_row, run_n)  # the features read (binned)
         nc = F + 2 + max(1, min(bsz, M))  # per slot: bins' firsts, and the rows' bins
         for k in range(P):
             gr[k] = _ZERO
@@ -969,8 +1004,8 @@ def _make_member_epoch(act, loss, solver, one_row, many_rows):
                 hidden = li < L - 1
                 if li == 0 and binned:
                     _first_forward_binned(
-                        p, w0, b0, fo, X, rows, start, b, src, kv, bin_row, n_bins, flo, finv,
-                        acts, aoff[1], sa, act, xj, tab, isc, nc, True,
+                        p, w0, b0, fo, X, rows, start, b, slots, flo, finv, acts, aoff[1], sa,
+                        act, xj, tab, isc, nc, True,
                     )
                     continue
                 q = np.int64(0)
@@ -1000,8 +1035,8 @@ def _make_member_epoch(act, loss, solver, one_row, many_rows):
                 nxt = half - cur
                 w0, b0, fi, fo = offs[li, 0], offs[li, 1], sizes[li], sizes[li + 1]
                 if li == 0 and binned:
-                    _first_backward_binned(gr, w0, b0, fo, kv, bin_row, n_bins, flo, finv, b,
-                                           dbuf, cur, sw_, xj, tab, isc, nc)
+                    _first_backward_binned(gr, w0, b0, fo, slots, flo, finv, b, dbuf, cur, sw_,
+                                           xj, tab, isc, nc)
                     continue
                 q = np.int64(0)
                 if fo > 1:
@@ -1045,8 +1080,8 @@ def _pad(n):
 # for exactly these, and the kernel calls it with exactly these (_call_member checks).
 _F1, _F2 = types.float32[::1], types.float32[:, ::1]
 _I1, _I2 = types.int64[::1], types.int64[:, ::1]
-_FIRST = types.Tuple((_I1, _F1, _F1, _F1, _F1, _I1, _I1))  # src, lo, inv, low, high,
-#                                                             bin_row, n_bins
+# src, lo, inv, low, high, code, slot_src, value_row, run_row, run_n
+_FIRST = types.Tuple((_I1, _F1, _F1, _F1, _F1, _F1, _I1, _I1, _I1, _I1))
 _MEMBER_ARGS = (
     _F1, _F1, _F1, types.int64, _F2, _F2, _F1, types.boolean, _I1, _FIRST, types.boolean,
     types.boolean, _I2, _I1, _I1, types.float32, types.float32, types.int64, types.float32,
@@ -1089,8 +1124,8 @@ def _call_member(typingctx, address, args):
 
 @njit(parallel=True, cache=True)
 def _epoch_kernel(
-    member, flat, state, steps, X, Y, sw, has_sw, order, src, flo, finv, flow, fhigh, bin_row,
-    n_bins, has_first, binned, offs, sizes, aoff,
+    member, flat, state, steps, X, Y, sw, has_sw, order, src, flo, finv, flow, fhigh, fcode,
+    slot_src, value_row, run_row, run_n, has_first, binned, offs, sizes, aoff,
     alphas, lrs, wd, bsz, hyper, acts, dbuf, gr, tab, xj, isc, losses,
 ):
     """Run one epoch of every member, members in parallel (see :func:`epoch_numba`).
@@ -1110,7 +1145,8 @@ def _epoch_kernel(
             member,
             (
                 flat[e], state[0, e], state[S - 1, e], steps[e], X, Y, sw, has_sw, order[e],
-                (src[e], flo[e], finv[e], flow[e], fhigh[e], bin_row[e], n_bins[e]),
+                (src[e], flo[e], finv[e], flow[e], fhigh[e], fcode[e], slot_src[e],
+                 value_row[e], run_row[e], run_n[e]),
                 has_first, binned, offs, sizes, aoff, alphas[e], wd, bsz, lrs[e], hyper,
                 acts[tid], dbuf[tid], gr[tid], tab[tid], xj[tid], isc[tid],
             ),
@@ -1160,8 +1196,8 @@ def _make_member_forward(act):
         L = offs.shape[0]
         F = sizes[0]
         n_out = sizes[L]
-        src, flo, finv, _, _, bin_row, n_bins = first
-        kv = bin_row.shape[0]
+        _, flo, finv, _, _, _, slot_src, value_row, run_row, run_n = first
+        slots = (slot_src, value_row, run_row, run_n)
         nc = F + 2 + bsz
         sa = acts.shape[0] // bsz
         for start in range(0, n, bsz):
@@ -1171,8 +1207,8 @@ def _make_member_forward(act):
                 hidden = li < L - 1
                 if li == 0:
                     _first_forward_binned(
-                        p, w0, b0, fo, X, rows, start, b, src, kv, bin_row, n_bins, flo, finv,
-                        acts, aoff[1], sa, act, xj, vec, isc, nc, blocked,
+                        p, w0, b0, fo, X, rows, start, b, slots, flo, finv, acts, aoff[1], sa,
+                        act, xj, vec, isc, nc, blocked,
                     )
                     continue
                 q = np.int64(0)
@@ -1220,14 +1256,15 @@ def _call_forward(typingctx, address, args):
 
 
 @njit(parallel=True, cache=True)
-def _forward_kernel(member, flat, X, idx, src, flo, finv, flow, fhigh, bin_row, n_bins, offs,
-                    sizes, aoff, out, acts, xj, vec, isc, bsz, blocked):
+def _forward_kernel(member, flat, X, idx, src, flo, finv, flow, fhigh, fcode, slot_src,
+                    value_row, run_row, run_n, offs, sizes, aoff, out, acts, xj, vec, isc, bsz,
+                    blocked):
     """Every member's forward pass on its own rows ``idx (E, n)``, members in parallel."""
     for e in prange(flat.shape[0]):
         tid = numba.get_thread_id()
         _call_forward(member, (
-            flat[e], X, idx[e], (src[e], flo[e], finv[e], flow[e], fhigh[e], bin_row[e],
-                                 n_bins[e]),
+            flat[e], X, idx[e], (src[e], flo[e], finv[e], flow[e], fhigh[e], fcode[e],
+                                 slot_src[e], value_row[e], run_row[e], run_n[e]),
             offs, sizes, aoff, out[e], acts[tid], xj[tid], vec[tid], isc[tid], bsz, blocked))
 
 
@@ -1267,20 +1304,17 @@ def forward_numba(flat, layout, X, idx, first, activation, blocked=True):
     aoff = np.concatenate([[0], np.cumsum(sizes)])
     n_threads = numba.get_num_threads()
     bsz = max(1, min(FORWARD_ROWS, n))
-    kv = first.k
+    kv = first.slot_src.shape[1]
     acts = np.zeros((n_threads, bsz * _pad(aoff[-1])), np.float32)
     xj = np.zeros((n_threads, bsz * kv), np.float32)
     vec = np.zeros((n_threads, 6 * layout.sizes[1]), np.float32)
     isc = np.zeros((n_threads, kv * (bsz + W + 2 + bsz)), np.int64)
     out = np.zeros((E, n, layout.sizes[-1]), np.float32)
-    fmap = [_as_array(getattr(first, f), np.float32) for f in ("lo", "inv", "low", "high")]
     with KERNEL_LOCK:
         _forward_kernel(
             _forward_address(_ACT[activation]), _as_array(flat, np.float32),
-            _as_array(X, np.float32), _as_array(idx, np.int64),
-            _as_array(first.src, np.int64), *fmap, _as_array(first.bin_row, np.int64),
-            _as_array(first.n_bins, np.int64), layout.offsets_array(), sizes, aoff, out, acts,
-            xj, vec, isc, bsz, bool(blocked))
+            _as_array(X, np.float32), _as_array(idx, np.int64), *_first_arrays(first, None),
+            layout.offsets_array(), sizes, aoff, out, acts, xj, vec, isc, bsz, bool(blocked))
     return torch.from_numpy(out)
 
 
@@ -1290,6 +1324,15 @@ def _per_member(value, E):
     out[:] = np.asarray(value.cpu() if torch.is_tensor(value) else value,
                         dtype=np.float64).astype(np.float32)
     return out
+
+
+def _first_arrays(first, E):
+    """A first-layer map as the kernels' arrays (empty ones for none, ``E`` members)."""
+    if first is None:
+        ints, floats = np.zeros((E, 0), np.int64), np.zeros((E, 0), np.float32)
+        return [ints, floats, floats, floats, floats, floats, ints, ints, ints, ints]
+    return [_as_array(getattr(first, name), np.int64 if name in first._INT else np.float32)
+            for name in first._FIELDS]
 
 
 def _as_array(t, dtype):
@@ -1363,17 +1406,10 @@ def epoch_numba(params, data, order, member, hyper):
     sw_np = _as_array(sw, np.float32) if has_sw else np.zeros(0, np.float32)  # (N,) or (0,)
     has_first = first is not None
     W = layout.sizes[0]
-    if has_first:
-        src = _as_array(first.src, np.int64)  # (E, W)
-        fmap = [_as_array(getattr(first, n), np.float32) for n in ("lo", "inv", "low", "high")]
-        runs = [_as_array(first.bin_row, np.int64), _as_array(first.n_bins, np.int64)]
-    else:
-        src = np.zeros((E, 0), np.int64)
-        fmap = [np.zeros((E, 0), np.float32)] * 4
-        runs = [np.zeros((E, 0), np.int64)] * 2
+    fmap = _first_arrays(first, E)
     # batches of more rows compute a first layer that reads bins from their structure
-    binned = bool(has_first and int(hyper.batch_size) > 1 and runs[1].size
-                  and runs[1].max() > 0 and layout.n_layers > 1)
+    binned = bool(has_first and int(hyper.batch_size) > 1 and first.has_runs
+                  and layout.n_layers > 1)
     sizes = np.asarray(layout.sizes, dtype=np.int64)  # (L + 1,)
     aoff = np.concatenate([[0], np.cumsum(sizes)])  # (L + 2,): layer starts in an acts row
     # Per-thread scratch, once per epoch; the kernel indexes it by numba.get_thread_id().
@@ -1384,7 +1420,7 @@ def epoch_numba(params, data, order, member, hyper):
     gr = np.zeros((n_threads, _pad(layout.n_params)), np.float32)
     fo1 = layout.sizes[1]
     tab = np.zeros((n_threads, 6 * fo1 if binned else 0), np.float32)
-    kv = runs[0].shape[1]
+    kv = fmap[6].shape[1]  # the features each member reads
     xj = np.zeros((n_threads, rb * kv if binned else 0), np.float32)
     isc = np.zeros((n_threads, kv * (rb + W + 2 + rb) if binned else 0), np.int64)
     if not usable():
@@ -1418,9 +1454,7 @@ def epoch_numba(params, data, order, member, hyper):
             sw_np,
             has_sw,
             _as_array(order, np.int64),  # (E, M)
-            src,
             *fmap,
-            *runs,
             has_first,
             binned,
             layout.offsets_array(),  # (L, 3)

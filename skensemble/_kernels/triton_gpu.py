@@ -319,7 +319,7 @@ def _jit_runtime(fn):
 def _epoch_kernel(
     flat_ptr, state_ptr, steps_ptr, grad_ptr, scratch_ptr, wmask_ptr, loss_ptr,
     x_ptr, y_ptr, sw_ptr, order_ptr, lr_ptr, alpha_ptr, sq_ptr, den_ptr,
-    src_ptr, flo_ptr, finv_ptr, flow_ptr, fhigh_ptr,
+    src_ptr, flo_ptr, finv_ptr, flow_ptr, fhigh_ptr, fcode_ptr,
     t_lo, E, M, P, n_steps,
     beta_1, one_m_beta_1, beta_2, one_m_beta_2, eps, mu, wd,
     # widths (F: first-layer inputs; XC: columns of X; HL: last hidden layer; unused
@@ -345,8 +345,9 @@ def _epoch_kernel(
     ``i = t - 1 - t_lo``, with ``sq = sqrt(1 - beta_2^t)`` and ``den = 1 - beta_1^t``.
     FUSED: batch size 1 (each gradient block applied at once). HAS_FIRST: each row's
     first-layer inputs are computed into the scratch row at ``A0`` from the member's
-    first-layer map (``src``, ``lo``, ``inv``, ``low``, ``high``, each ``(E, F)``:
-    ``clamp((X[row, src] - lo) * inv, low, high)``, :class:`skensemble._inputs.FirstLayer`);
+    first-layer map (``src``, ``lo``, ``inv``, ``low``, ``high``, ``code``, each ``(E, F)``:
+    ``clamp((X[row, src] - lo) * inv, low, high)``, or the one-hot ``X[row, src] == code``
+    where ``code >= 0``, :class:`skensemble._inputs.FirstLayer`);
     otherwise the first layer reads ``X``'s row itself.
     """
     e = tl.program_id(0).to(tl.int64)
@@ -390,6 +391,9 @@ def _epoch_kernel(
                         finv_ptr + m_off, mask=cmask, other=0.0)
                     v = tl.minimum(v, tl.load(fhigh_ptr + m_off, mask=cmask, other=0.0))
                     v = tl.maximum(v, tl.load(flow_ptr + m_off, mask=cmask, other=0.0))
+                    lvl = tl.load(fcode_ptr + m_off, mask=cmask, other=-1.0)  # a level
+                    x = tl.load(x_ptr + row * XC + c, mask=cmask, other=0.0)
+                    v = tl.where(lvl >= 0.0, tl.where(x == lvl, 1.0, 0.0), v)
                     tl.store(s_row + A0 + cols, v, mask=cmask)
                 tl.debug_barrier()  # the first layer reads these in blocks of other threads
                 x_row = s_row + A0
@@ -611,12 +615,12 @@ def epoch_triton(params, data, order, member, hyper, *, _block_k=None):
             raise ValueError(f"epoch_triton: the first-layer map must be (E, {F}) inputs")
         fmap = [first.src.to(dev, torch.int64).contiguous()] + [
             getattr(first, n).to(dev, torch.float32).contiguous()
-            for n in ("lo", "inv", "low", "high")]
+            for n in ("lo", "inv", "low", "high", "code")]
     else:
         if X.shape[1] != F:
             raise ValueError(f"epoch_triton: X has {X.shape[1]} columns, the first layer "
                              f"takes {F}")
-        fmap = [X] * 5  # not read
+        fmap = [X] * 6  # not read
 
     batch = int(hyper.batch_size)
     n_steps = -(-M // batch)
