@@ -109,6 +109,48 @@ def predict_device(device):
     return resolve_device(device)
 
 
+def device_scope(device):
+    """A block with ``device`` made the current CUDA device (nothing on the CPU).
+
+    CUDA graph capture records the current device's stream only, and Triton launches on
+    the current device: for ``cuda:1`` while ``cuda:0`` is current, a capture records an
+    empty graph (torch only warns) and a Triton launch fails. Every capture, replay and
+    launch runs inside this.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.cuda.device(device)
+
+
+def is_oom(exc):
+    """Whether ``exc`` is a device out-of-memory error, however it surfaced.
+
+    Allocations raise ``torch.cuda.OutOfMemoryError``; during a CUDA graph capture, cuBLAS
+    and the capture itself report it as a ``RuntimeError`` naming ``out of memory``.
+    """
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+@contextlib.contextmanager
+def oom_as_oom():
+    """Re-raise any device out-of-memory error (:func:`is_oom`) as ``OutOfMemoryError``.
+
+    So that the single translation into a ``MemoryError`` with advice (the training loop,
+    prediction) sees every form of it.
+    """
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except RuntimeError as exc:
+        if not is_oom(exc):
+            raise
+        raise torch.cuda.OutOfMemoryError(str(exc)) from exc
+
+
 def _has(module):
     return importlib.util.find_spec(module) is not None
 

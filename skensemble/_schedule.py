@@ -6,8 +6,13 @@ per-member losses out) and the same result:
 
 * :func:`epoch_graphed` captures ``chunk`` batched steps once in a CUDA graph on static
   buffers and replays it, so an epoch of small batches costs one launch per chunk
-  instead of one per kernel. On the CPU (``capture=False``) the identical static-buffer
-  schedule runs eagerly; that is how the tests check it without a GPU.
+  instead of one per kernel; the steps left over after the last whole chunk are
+  captured too, as a second graph. Capture and replay run with the parameters' device
+  made current (``torch.cuda.device``): a capture for ``cuda:1`` while ``cuda:0`` is
+  current records an empty graph (torch only warns) and replays would train nothing.
+  On the CPU (``capture=False``) the identical static-buffer schedule runs eagerly;
+  that is how the tests check it without a GPU (and ``tests/fake_cuda.py`` simulates
+  capture and replay).
 * :func:`epoch_streamed` leaves the training data in host memory and copies, chunk by
   chunk, the rows the members visit next into one reused device buffer.
 
@@ -23,17 +28,22 @@ from dataclasses import fields
 
 import torch
 
+from . import _dispatch
 from ._engine import Data, Params, _batched_step, _batches
 from ._inputs import FirstLayer
 
+# A runner captured for C members serves n <= C active members while C <= n * SLACK:
+# members stop one by one, and a new capture for each count would cost more than the
+# padding. The first capture is for exactly the members that train (E=513 computes 513,
+# not the next power of two, 1024); later ones happen when the active count falls
+# below C / SLACK, so a fit captures at most about log(E) / log(SLACK) + 1 times
+# (E=1,000: 31) and computes at most 25% more members than it trains.
+SLACK = 1.25
 
-def _bucket(n):
-    """Members a graph is captured for: ``n`` rounded up to a power of two.
 
-    As members stop, the active count falls; rounding it up means at most
-    ``log2(E) + 1`` captures per fit instead of one per distinct count.
-    """
-    return 1 << max(0, int(n) - 1).bit_length()
+def _serves(C, n):
+    """Whether a runner captured for ``C`` members serves ``n`` active ones."""
+    return n <= C <= n * SLACK
 
 
 class _ChunkRunner:
@@ -42,12 +52,14 @@ class _ChunkRunner:
     A CUDA graph replays fixed kernels on fixed addresses, so the runner owns the tensors
     its steps read and write: parameters ``(C, P)``, optimizer state ``(S, C, P)``, step
     counts ``(C,)``, each member's values (rates, drawn values) ``(C,)``, first-layer maps
-    and a window of the sample order ``(C, chunk * B)``. An epoch copies the members it trains into
-    the first rows, replays the graph once per whole chunk of steps (a device-to-device
-    copy of the next slice of the order, no launch per kernel, no host synchronisation),
-    runs the remaining steps eagerly on the same buffers and copies the members back.
-    Rows past the members trained run on stale rows of the order and are never read
-    back: members are independent in every operation, so they cannot affect the others.
+    and a window of the sample order ``(C, chunk * B)``. An epoch copies the members it
+    trains into the first rows, replays the graph once per whole chunk of steps (a
+    device-to-device copy of the next slice of the order, no launch per kernel, no host
+    synchronisation), replays a second graph of the leftover steps (captured once per
+    leftover length: an epoch of M rows has one, a streamed epoch two) and copies the
+    members back. Rows past the members trained run on stale rows of the order and are
+    never read back: members are independent in every operation, so they cannot affect
+    the others.
 
     The data ``X``, ``Y`` and ``sw`` are read in place; the runner is reused while they
     stay at the same addresses (the whole fit, also when streaming: see
@@ -69,21 +81,25 @@ class _ChunkRunner:
         first = None if data.first is None else _static_first(data.first, C)
         self.data = Data(data.X, data.Y, data.sw, first)  # X, Y, sw read in place
         self.hyper = hyper
+        self.device, self.capture = device, capture
         self.graph = None
+        self.tails = {}  # leftover rows -> graph of their steps
         if capture:
-            self._capture(device)
+            self.graph = self._capture(self.chunk * B)
 
     def step(self, idx):
         """One eager batched step of all ``C`` rows on the rows ``idx (C, b)``."""
         _batched_step(self.params, self.grad, self.data, idx, self.member, self.hyper,
                       self.total)
 
-    def _chunk(self):
-        B = self.hyper.batch_size
-        for s in range(self.chunk):
-            self.step(self.order[:, s * B : (s + 1) * B])
+    def _steps(self, rows):
+        """The steps over the first ``rows`` columns of the static order (batches of B)."""
+        for start, stop in _batches(rows, self.hyper.batch_size):
+            self.step(self.order[:, start:stop])
 
-    def _capture(self, device):
+    def _capture(self, rows):
+        """A CUDA graph of the steps over the first ``rows`` columns of the static order."""
+        device = self.device
         # Fits in other threads (a threaded Dask worker, a user's thread pool) keep using
         # CUDA while this one captures. "thread_local" lets their calls through (the
         # default mode fails them), and the lock keeps whole captures apart, warm-up
@@ -105,16 +121,22 @@ class _ChunkRunner:
             side.wait_stream(torch.cuda.current_stream(device))
             with torch.cuda.stream(side):
                 for _ in range(2):
-                    self.step(self.order[:, : self.hyper.batch_size])
+                    self.step(self.order[:, : min(rows, self.hyper.batch_size)])
             torch.cuda.current_stream(device).wait_stream(side)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
-                self._chunk()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                self._steps(rows)
+        return graph
 
     def epoch(self, params, order, member, first):
         """Train ``params``' members for one epoch on ``order (n, M)``; their losses summed."""
         n, M = order.shape
         B = self.hyper.batch_size
+        per_chunk = self.chunk * B
+        tail = M % per_chunk
+        if self.capture and tail and tail not in self.tails:
+            # before the members are copied in: warming up runs steps on the buffers
+            self.tails[tail] = self._capture(tail)
         mine = self.params
         mine.flat[:n] = params.flat
         mine.state[:, :n] = params.state
@@ -127,21 +149,26 @@ class _ChunkRunner:
             for name in FirstLayer._FIELDS:
                 getattr(self.data.first, name)[:n] = getattr(first, name)
         self.total.zero_()
-        per_chunk = self.chunk * B
-        n_chunks = M // per_chunk if self.graph is not None else 0
+        n_chunks = M // per_chunk
         for c in range(n_chunks):
             self.order[:n] = order[:, c * per_chunk : (c + 1) * per_chunk]
-            self.graph.replay()
+            self._run(per_chunk)
         done = n_chunks * per_chunk
-        if done < M:
-            rest = torch.zeros(self.C, M - done, dtype=torch.int64, device=mine.flat.device)
-            rest[:n] = order[:, done:]
-            for start, stop in _batches(M - done, B):
-                self.step(rest[:, start:stop])
+        if done < M:  # leftover steps, fewer than a chunk: their own graph
+            self.order[:n, : M - done] = order[:, done:]
+            self._run(M - done)
         params.flat.copy_(mine.flat[:n])
         params.state.copy_(mine.state[:, :n])
         params.steps.copy_(mine.steps[:n])
         return self.total[:n]
+
+    def _run(self, rows):
+        """The steps over the first ``rows`` columns of the static order: replayed, or eager."""
+        if not self.capture:
+            self._steps(rows)
+            return
+        graph = self.graph if rows == self.chunk * self.hyper.batch_size else self.tails[rows]
+        graph.replay()
 
 
 def _static_first(first, C):
@@ -182,31 +209,34 @@ def epoch_graphed(params, data, order, member, hyper, chunk=64, capture=None):
 
     Same contract as :func:`skensemble._engine.epoch_reference`.
     ``capture=None`` captures on CUDA; with ``capture=False`` the identical static-buffer
-    schedule runs eagerly (how the CPU tests check it). Steps that do not fill a whole
-    chunk run eagerly.
+    schedule runs eagerly (how the CPU tests check it). The steps that do not fill a
+    whole chunk replay a graph of their own.
 
-    One runner (graph and static buffers) is kept per thread and reused while the data,
-    the mathematics and the member bucket (:func:`_bucket`) stay the same: stopping
-    members cause at most ``log2(E) + 1`` captures per fit, streaming none per chunk.
+    One runner (graphs and static buffers) is kept per thread and reused while the data
+    and the mathematics stay the same and the active members number between ``C /
+    SLACK`` and the ``C`` it was captured for (:data:`SLACK`). Capture and replay run
+    with ``params``' device current; device out-of-memory during capture raises
+    ``torch.cuda.OutOfMemoryError`` (some surface as other errors while capturing).
     """
     flat, layout = params.flat, params.layout
     E, M = order.shape
     B = hyper.batch_size
     X, Y, sw, first = data.X, data.Y, data.sw, data.first
     capture = (flat.is_cuda and CAPTURE_GRAPHS) if capture is None else capture
-    key = (_bucket(E), X.data_ptr(), Y.data_ptr(), None if sw is None else sw.data_ptr(),
+    key = (X.data_ptr(), Y.data_ptr(), None if sw is None else sw.data_ptr(),
            None if first is None else (first.width, first.slot_src.shape[1]), member.present(),
-           hyper,
-           layout, capture, flat.device)
-    runner = getattr(_RUNNERS, "runner", None)
-    # Streaming hands in views of one staging buffer, the first chunk of an epoch the
-    # longest: a runner made on a longer view serves the shorter ones.
-    if runner is None or _RUNNERS.key != key or runner.data.X.shape[0] < X.shape[0]:
-        _RUNNERS.runner = None  # free the old graph's memory before capturing a new one
-        runner = _ChunkRunner(_bucket(E), data, hyper, layout, max(1, min(chunk, M // B)),
-                              capture, flat.device, member)
-        _RUNNERS.runner, _RUNNERS.key = runner, key
-    return runner.epoch(params, order, member, first) / M
+           hyper, layout, capture, flat.device)
+    with _dispatch.device_scope(flat.device), _dispatch.oom_as_oom():
+        runner = getattr(_RUNNERS, "runner", None)
+        # Streaming hands in views of one staging buffer, the first chunk of an epoch the
+        # longest: a runner made on a longer view serves the shorter ones.
+        if (runner is None or _RUNNERS.key != key or not _serves(runner.C, E)
+                or runner.data.X.shape[0] < X.shape[0]):
+            _RUNNERS.runner = None  # free the old graph's memory before capturing a new one
+            runner = _ChunkRunner(E, data, hyper, layout, max(1, min(chunk, M // B)),
+                                  capture, flat.device, member)
+            _RUNNERS.runner, _RUNNERS.key = runner, key
+        return runner.epoch(params, order, member, first) / M
 
 
 # ---------------------------------------------------------------------- streaming

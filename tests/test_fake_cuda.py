@@ -8,7 +8,7 @@ import pytest
 import torch
 from fake_cuda import DEVICE, fake_cuda, on_device
 
-from skensemble import NeuralBaggingRegressor, _schedule, _training
+from skensemble import NeuralBaggingRegressor, _engine, _schedule, _training
 
 MISMATCH = "Expected all tensors to be on the same device"
 HOST_INDEX = r"indices should be either on cpu or on the same device as the indexed tensor \(cpu\)"
@@ -305,3 +305,161 @@ def test_members_of_other_input_widths_on_device(noise_data, monkeypatch, stream
     np.testing.assert_array_equal(est.n_iter_per_member_, cpu.n_iter_per_member_)
     np.testing.assert_allclose(est.ensemble_weights_, cpu.ensemble_weights_, atol=1e-12)
     np.testing.assert_allclose(pred, cpu.predict(X), rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------- issue 25: devices, graphs, faults, launches
+def test_the_harness_simulates_several_devices_and_the_current_one():
+    with fake_cuda(n_devices=2) as fake:
+        assert torch.cuda.device_count() == 2 and fake.devices[1] == torch.device("cuda", 1)
+        a, b = torch.ones(2, device="cuda:1"), torch.ones(2, device="cuda")
+        assert a.device == torch.device("cuda", 1) and b.device == DEVICE  # "cuda": current
+        assert (a * 2).get_device() == 1 and a.cuda().device == DEVICE and a.cuda(1) is a
+        with pytest.raises(RuntimeError, match="cuda:0 and cuda:1"):
+            a + b
+        with torch.cuda.device(1):
+            assert torch.cuda.current_device() == 1 == fake.current
+            assert torch.zeros(1, device="cuda").get_device() == 1
+        assert torch.cuda.current_device() == 0
+        torch.cuda.set_device(1)
+        assert torch.ones(1).cuda().get_device() == 1
+        with pytest.raises(RuntimeError, match="invalid device ordinal"):
+            torch.zeros(1, device="cuda:2")
+
+
+def test_the_harness_captures_and_replays_graphs_on_the_current_device_only():
+    with fake_cuda(n_devices=2, graphs=True) as fake:
+        for index in (0, 1):
+            x = torch.zeros(3, device=f"cuda:{index}")
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.device(index), torch.cuda.graph(g):
+                y = x + 1  # a fresh tensor at a fixed address
+                x.copy_(y * 2)
+                with pytest.raises(RuntimeError, match="stream is capturing"):
+                    x.sum().item()  # no host synchronisation while capturing
+                assert torch.cuda.is_current_stream_capturing()
+            assert g.device == index and not g.empty
+            launches = fake.launches
+            g.replay()
+            g.replay()
+            assert fake.launches == launches and fake.replays == 2 * (index + 1)
+            np.testing.assert_array_equal(x.cpu().numpy(), [14.0] * 3)  # 0 -> 2 -> 6 -> 14
+        # captured with cuda:0 current, the work on cuda:1 is not captured: an empty graph
+        x = torch.zeros(3, device="cuda:1")
+        g = torch.cuda.CUDAGraph()
+        with pytest.warns(UserWarning, match="CUDA Graph is empty"):
+            with torch.cuda.graph(g):
+                x.add_(1)
+        g.replay()
+        assert g.empty and x.sum().item() == 3.0  # ran once at capture, never again
+
+
+def test_the_harness_raises_a_fault_at_the_next_synchronisation():
+    with fake_cuda() as fake:
+        x = torch.ones(2, device="cuda")
+        fake.fault(RuntimeError("CUDA error: an illegal memory access was encountered"))
+        y = x * 2  # launches are asynchronous: the error waits
+        with pytest.raises(RuntimeError, match="illegal memory access"):
+            y.cpu()
+        assert y.sum().item() == 4.0  # raised once
+
+
+GRAPHED = dict(SETTINGS, engine="graphed", early_stopping=False, max_iter=4, batch_size=16)
+
+
+@pytest.mark.parametrize("device", ["cuda:0", "cuda:1"])
+def test_graphed_fit_captures_on_the_parameters_device(noise_data, device):
+    # Issue 25, defect 1: capture ran without a device guard, so on cuda:1 (with cuda:0
+    # current) torch captured an empty graph and every replay did nothing: members
+    # stayed untrained.
+    X, y = noise_data
+    captured = []
+    with fake_cuda(n_devices=2, graphs=True) as fake:
+        real = torch.cuda.graph
+
+        def spy(graph, *args, **kwargs):
+            captured.append(torch.cuda.current_device())
+            return real(graph, *args, **kwargs)
+
+        torch.cuda.graph = spy  # restored by fake_cuda on exit
+        est = NeuralBaggingRegressor(**GRAPHED, device=device).fit(X, y)
+        pred = est.predict(X)
+        assert fake.replays > 0 and fake.current == 0
+    assert est.device_ == device and est.engine_ == "graphed"
+    assert captured and set(captured) == {int(device[-1])}
+    cpu = NeuralBaggingRegressor(**dict(GRAPHED, engine="batched"), device="cpu").fit(X, y)
+    np.testing.assert_allclose(pred, cpu.predict(X), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("stream", [None, 3])
+def test_graphed_epochs_launch_no_eager_step_after_capture(noise_data, monkeypatch, stream):
+    # Issue 25, defect 3: the steps left over after the last whole captured chunk ran
+    # eagerly every epoch (up to 63 steps of ~40 kernels). 120 rows, batch 16, chunk 4:
+    # each epoch is one chunk of 4 steps and a leftover of 4 steps (the last one of 8
+    # rows); streamed in chunks of 3 batches: chunks of 3, 3 and 2 steps.
+    X, y = noise_data
+    monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", stream)
+    eager = []
+    real = _schedule._batched_step
+
+    def counted(*args):
+        if not torch.cuda.is_current_stream_capturing():
+            eager.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(_schedule, "_batched_step", counted)
+    real_graphed = _schedule.epoch_graphed
+    monkeypatch.setattr(_schedule, "epoch_graphed",
+                        lambda *a, **k: real_graphed(*a, **k, chunk=4))
+    epochs = []
+    with fake_cuda(graphs=True) as fake:
+        est = NeuralBaggingRegressor(**dict(GRAPHED, max_iter=5), device="cuda")
+        real_epoch = _training._Loop._epoch
+
+        def per_epoch(self, *args):
+            before = len(eager)
+            out = real_epoch(self, *args)
+            epochs.append(len(eager) - before)
+            return out
+
+        monkeypatch.setattr(_training._Loop, "_epoch", per_epoch)
+        pred = est.fit(X, y).predict(X)
+        assert fake.replays > 0
+    # eager steps only warm up a capture (two per graph), in the first epoch
+    assert epochs[0] > 0 and epochs[1:] == [0] * 4
+    monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", None)
+    cpu = NeuralBaggingRegressor(**dict(GRAPHED, max_iter=5, engine="batched"),
+                                 device="cpu").fit(X, y)
+    np.testing.assert_allclose(pred, cpu.predict(X), rtol=1e-5, atol=1e-6)
+
+
+def test_triton_launches_on_the_parameters_device(monkeypatch):
+    # Issue 25, defect 1: Triton launches on the current device; the launch for members
+    # on cuda:1 had no device guard and failed there.
+    pytest.importorskip("triton")
+    from skensemble._kernels import triton_gpu
+
+    seen = []
+
+    class Kernel:
+        def __getitem__(self, grid):
+            def launch(flat, *args, **kwargs):
+                seen.append((torch.cuda.current_device(), flat.get_device(), grid))
+            return launch
+
+    monkeypatch.setattr(triton_gpu, "_epoch_kernel", Kernel())
+    monkeypatch.setattr(triton_gpu, "build_mode", lambda device: "compiled")
+    layout = _engine.Layout((4, 6, 1))
+    hyper = _engine.Hyper(activation="relu", solver="adam", batch_size=1)
+    with fake_cuda(n_devices=2):
+        for index in (1, 0):
+            dev = torch.device("cuda", index)
+            flat = _engine.init_parameters(layout, [0, 1, 2], "relu").to(dev)
+            state, steps = _engine.init_state(flat, hyper)
+            params = _engine.Params(flat, state, steps, layout)
+            data = _engine.Data(torch.ones(5, 4, device=dev), torch.ones(5, 1, device=dev),
+                                None, None)
+            order = torch.arange(5, device=dev).expand(3, 5).contiguous()
+            member = _engine.Member.of(np.full(3, 1e-3), dev)
+            triton_gpu.epoch_triton(params, data, order, member, hyper)
+        assert torch.cuda.current_device() == 0
+    assert seen == [(1, 1, (3,)), (0, 0, (3,))]

@@ -79,6 +79,8 @@ def test_streamed_epoch_equals_resident(inner, chunk_steps):
     assert _schedule.cached_runner_count() == 0
 
 
-def test_bucket_rounds_members_up_to_a_power_of_two():
-    assert [_schedule._bucket(n) for n in (0, 1, 2, 3, 4, 5, 64, 65)] == [1, 1, 2, 4, 4, 8,
-                                                                          64, 128]
+def test_a_runner_serves_up_to_a_quarter_more_members_than_train():
+    # Issue 25: members were padded to a power of two (E=513 computed 1,024).
+    assert _schedule._serves(513, 513) and not _schedule._serves(1024, 513)
+    assert _schedule._serves(10, 8) and not _schedule._serves(11, 8)
+    assert not _schedule._serves(4, 5)

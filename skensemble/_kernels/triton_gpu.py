@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import _engines
+from .. import _dispatch, _engines
 
 try:  # optional dependency: without triton this module imports and supports() says no
     import triton
@@ -548,7 +548,9 @@ def _require(t, name, dtype):
 def epoch_triton(params, data, order, member, hyper, *, _block_k=None):
     """Run one epoch for all members, one persistent Triton program per member.
 
-    Same contract as :func:`skensemble._engine.epoch_reference`.
+    Same contract as :func:`skensemble._engine.epoch_reference`. Its allocations and the
+    launch run with the parameters' device current (Triton launches on the current
+    device: on ``cuda:1`` an unguarded launch fails).
 
     Parameters
     ----------
@@ -569,6 +571,12 @@ def epoch_triton(params, data, order, member, hyper, *, _block_k=None):
     -------
     Tensor (E,): per-member mean training loss over the epoch (data term only).
     """
+    with _dispatch.device_scope(params.flat.device):
+        return _epoch(params, data, order, member, hyper, _block_k)
+
+
+def _epoch(params, data, order, member, hyper, _block_k):
+    """:func:`epoch_triton` on the current device (the parameters')."""
     flat, state, steps, layout = params.flat, params.state, params.steps, params.layout
     X, Y, sw, first = data.X, data.Y, data.sw, data.first
     why = CAPABILITIES.refusal(_engines.Request(hyper, tuple(layout.sizes)))
