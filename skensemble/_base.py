@@ -235,12 +235,24 @@ class BaseNeuralBagging(FittedAttributes, BaseEstimator, metaclass=ABCMeta):
         """The task (:mod:`._tasks`): targets, loss, aggregation, scores."""
 
     # ------------------------------------------------------------- fit
-    def _validate_fit_data(self, X, y, sample_weight, reset, schema=None):
+    def _row_weights(self, y, classes, previous):
+        """Weights ``(N,)`` the task multiplies into ``sample_weight`` (None: none).
+
+        The classifier's ``class_weight``; ``classes`` and ``previous`` (the fitted state
+        a ``partial_fit`` continues) say which labels it knows.
+        """
+        return None
+
+    def _validate_fit_data(self, X, y, sample_weight, reset, schema=None, classes=None,
+                           previous=None):
         """Validated ``(X, y, sample_weight)``; ``X`` a float matrix, or a table as it came.
 
         A table (a DataFrame with categorical columns, or any input with
         ``categorical_features`` naming columns; ``schema``: the fitted one of a warm
         start or a later ``partial_fit``) is read column by column (:mod:`._tabular`).
+        ``sample_weight`` is multiplied by :meth:`_row_weights` (``class_weight``) before
+        it is scaled to mean 1, so that both give what their product passed as
+        ``sample_weight`` gives.
         """
         task = self._task()
         columns = (schema.categorical.size > 0 if schema is not None
@@ -253,7 +265,7 @@ class BaseNeuralBagging(FittedAttributes, BaseEstimator, metaclass=ABCMeta):
                     raise ValueError(f"Expected a 2-D X, got {X.ndim} dimension(s).")
             validate_data(self, X, skip_check_array=True, reset=reset)  # names, counts
             y = _check_y(y, multi_output=task.multi_output,
-                         y_numeric=task.loss == "squared_error")
+                         y_numeric=task.loss != "log_loss")
             if _num_samples(X) < 1:
                 raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a "
                                  "minimum of 1 is required.")
@@ -261,12 +273,17 @@ class BaseNeuralBagging(FittedAttributes, BaseEstimator, metaclass=ABCMeta):
         else:
             X, y = _numeric(validate_data, self, X, y, dtype=_FLOAT,
                             ensure_all_finite="allow-nan", multi_output=task.multi_output,
-                            y_numeric=task.loss == "squared_error", reset=reset)
+                            y_numeric=task.loss != "log_loss", reset=reset)
         sw = None
-        if sample_weight is not None:
+        extra = self._row_weights(y, classes, previous)  # (N,) or None
+        if sample_weight is not None or extra is not None:
             sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            if extra is not None:
+                sw = sw * extra
             if not np.any(sw > 0):
-                raise ValueError("sample_weight has no positive entry; nothing to fit.")
+                raise ValueError("sample_weight has no positive entry"
+                                 f"{'' if extra is None else ' (times class_weight)'}; "
+                                 "nothing to fit.")
             sw = sw / sw.mean()  # mean 1: the learning rate keeps its meaning
         return X, y, sw
 
@@ -307,7 +324,9 @@ class BaseNeuralBagging(FittedAttributes, BaseEstimator, metaclass=ABCMeta):
         """Validate, then run the one fit pipeline in ``mode``; keep the new fitted state."""
         keep = previous is not None and mode != "fresh"  # the fitted columns' reading
         X, y, sw = self._validate_fit_data(X, y, sample_weight, reset=reset,
-                                           schema=previous.schema if keep else None)
+                                           schema=previous.schema if keep else None,
+                                           classes=classes,
+                                           previous=previous if mode == "partial" else None)
         settings = _pipeline.Settings(self.get_params(deep=False))
         self._fitted = _pipeline.fit(settings, self._task(), X, y, sw, previous, mode,
                                      classes=classes,

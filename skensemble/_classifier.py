@@ -1,10 +1,11 @@
 """NeuralBaggingClassifier: the classification facade (its documentation and its predictions).
 
-Owns the estimator's numpydoc, ``label_smoothing``, soft voting (``predict_proba``,
-``predict_log_proba``) and ``oob_decision_function_``. What classification means for
-training (labels, cross-entropy, stratified hold-outs, the members' accuracy on their
-validation rows) is :class:`._tasks.Classification`; everything else is inherited from
-:mod:`._base`. This module must not grow training or prediction mechanics.
+Owns the estimator's numpydoc, ``label_smoothing``, ``class_weight`` (each row's weight),
+soft voting (``predict_proba``, ``predict_log_proba``) and ``oob_decision_function_``.
+What classification means for training (labels, cross-entropy, stratified hold-outs,
+the members' accuracy on their validation rows) is :class:`._tasks.Classification`;
+everything else is inherited from :mod:`._base`. This module must not grow training or
+prediction mechanics.
 """
 
 from numbers import Real
@@ -12,7 +13,8 @@ from numbers import Real
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import check_is_fitted
 
 from ._attributes import FittedAttribute
@@ -337,6 +339,21 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         instead of the one-hot labels; early stopping and every score still use the true
         labels. Smoothing keeps members from pushing their probabilities to 0 and 1.
 
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes, as in scikit-learn
+        (:func:`~sklearn.utils.class_weight.compute_sample_weight`): a dict
+        ``{class_label: weight}`` (classes it does not name weigh 1), or ``"balanced"``,
+        ``n_samples / (n_classes * np.bincount(y))`` over the rows passed to ``fit``;
+        None: every class weighs 1. Each row's weight is multiplied into its
+        ``sample_weight``, and everything then reads the product as it reads
+        ``sample_weight`` (see Notes): fitting with ``class_weight`` gives the
+        predictions that passing the product as ``sample_weight`` gives. A dict that
+        names a label the data does not have, or a weight that is negative or not
+        finite, raises a ``ValueError``. ``partial_fit`` takes a dict (each call's rows
+        weighed by it) but refuses ``"balanced"``, as
+        :class:`~sklearn.linear_model.SGDClassifier` does: a batch's class counts are
+        not the data's.
+
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
@@ -479,6 +496,18 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     rarely beats the uniform average on new data; it pays off when some members are
     clearly worse than others (other architectures or hyperparameters).
 
+    ``class_weight`` acts through the rows' weights, ``class_weight[y_i] *
+    sample_weight_i`` (scaled to mean 1). They weigh the rows in the input scaling's
+    statistics, in each member's training loss and, with ``early_stopping``, in its
+    validation loss and validation accuracy (``validation_scores_``, the rows the
+    members stop on weighed like the training rows), and in ``ensemble_selection``'s
+    loss. With ``bootstrap=True`` members draw their rows with probabilities
+    proportional to them instead of weighing the loss (scikit-learn's bagging reads
+    ``sample_weight`` so), so rare classes are drawn more often. ``"balanced"`` is
+    computed once, over all the rows passed to ``fit``, before any member draws or holds
+    out its rows. ``oob_score_`` and :meth:`score` are plain accuracies, unweighted unless
+    ``score`` is given ``sample_weight``.
+
     With ``n_jobs``, each member trains as it would in one process: its rows, features,
     hold-out rows, initial weights and visiting orders come from its own seed and
     position, and the OOB score and ensemble selection are computed after the merge,
@@ -518,6 +547,7 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     _parameter_constraints = {
         **BaseNeuralBagging._parameter_constraints,
         "label_smoothing": [Interval(Real, 0.0, 1.0, closed="left")],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
     }
 
     def __init__(
@@ -570,6 +600,7 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         engine="auto",
         verbose=0,
         label_smoothing=0.0,
+        class_weight=None,
     ):
         super().__init__(
             n_estimators=n_estimators,
@@ -620,9 +651,49 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
             verbose=verbose,
         )
         self.label_smoothing = label_smoothing
+        self.class_weight = class_weight
 
     def _task(self):
         return Classification(self.label_smoothing)
+
+    def _row_weights(self, y, classes, previous):
+        """``class_weight`` of each row's class ``(N,)`` float64, or None without one.
+
+        The labels a dict may name: ``classes`` (``partial_fit``'s first call), the
+        fitted ``classes_`` (later calls), or those of ``y``.
+        """
+        cw = self.class_weight
+        if cw is None:
+            return None
+        if isinstance(cw, dict):
+            if classes is not None:
+                known = np.unique(classes)
+            elif previous is not None:
+                known = previous.targets.classes
+            else:
+                known = np.unique(y)
+            known_set = set(known.tolist())
+            unknown = [k for k in cw if k not in known_set]
+            if unknown:
+                raise ValueError(
+                    f"class_weight names {unknown}, which are not classes of the data; "
+                    f"the classes are {known.tolist()}. Name only these (a class left out "
+                    "weighs 1).")
+            bad = {k: v for k, v in cw.items()
+                   if isinstance(v, (bool, np.bool_)) or not isinstance(v, (Real, np.number))
+                   or not np.isfinite(v) or v < 0}
+            if bad:
+                raise ValueError(
+                    f"class_weight must map classes to finite non-negative numbers; got "
+                    f"{bad}.")
+            # scikit-learn's mapping; compute_sample_weight would also refuse a dict that
+            # names a class a partial_fit batch lacks
+            y = np.asarray(y)
+            weights = np.ones(y.shape[0])
+            for label, weight in cw.items():
+                weights[y == label] = float(weight)
+            return weights
+        return compute_sample_weight("balanced", y)
 
     classes_ = FittedAttribute(lambda f: f.targets.classes)
     oob_decision_function_ = FittedAttribute(
@@ -651,6 +722,12 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         self : object
             The updated estimator.
         """
+        if self.class_weight == "balanced":  # as SGDClassifier
+            raise ValueError(
+                "class_weight='balanced' is computed from the class counts of all the "
+                "training rows, which partial_fit never sees at once. Pass a dict, e.g. "
+                "dict(zip(classes, sklearn.utils.class_weight.compute_class_weight("
+                "'balanced', classes=classes, y=y_all))), or use fit.")
         if "_fitted" not in self.__dict__:
             self._validate_params()
             if classes is None:  # as MLPClassifier: a batch may not show every label
