@@ -51,7 +51,7 @@ from . import _optim
 from ._inputs import member_inputs, shared_inputs
 
 ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
-LOSSES = ("squared_error", "log_loss")
+LOSSES = ("squared_error", "log_loss", "quantile")
 
 
 # --------------------------------------------------------------------------- layout
@@ -129,6 +129,8 @@ class Hyper:
     beta_2: float = 0.999
     epsilon: float = 1e-8
     weight_decay: float = 0.0
+    # loss="quantile": the quantile level of each output, (O,) floats in (0, 1)
+    quantiles: tuple = ()
 
     @property
     def n_state(self):
@@ -363,21 +365,47 @@ def forward(flat, layout, X, activation, first=None):
     return h
 
 
-def per_row_loss(out, Y, loss):
+def per_row_loss(out, Y, loss, quantiles=()):
     """Per-row loss ``(E, B)`` from raw outputs ``out (E, B, O)`` and targets ``Y (E, B, O)``.
 
     squared_error: ``0.5 * sum_o (out - y)^2``; log_loss: ``-sum_k y_k log softmax(out)_k``
-    (``Y`` one-hot).
+    (``Y`` one-hot); quantile: the pinball loss ``sum_o (out_o - y_o) * g_o`` with
+    ``g_o = [out_o > y_o] - quantiles[o]`` (:func:`_pinball_slope`), i.e.
+    ``tau * (y - out)`` below the target and ``(1 - tau) * (out - y)`` above it.
     """
     if loss == "squared_error":
         return 0.5 * ((out - Y) ** 2).sum(-1)
+    if loss == "quantile":
+        return ((out - Y) * _pinball_slope(out, Y, quantiles)).sum(-1)
     return -(Y * torch.log_softmax(out, dim=-1)).sum(-1)
 
 
-def output_delta(out, Y, loss):
-    """d(per-row loss)/d(out), ``(E, B, O)``: residual for both losses (canonical links)."""
+def _pinball_slope(out, Y, quantiles):
+    """``[out > Y] - tau`` per output ``(E, B, O)``: the pinball loss's slope in ``out``.
+
+    At ``out == Y`` the slope is ``-tau`` (one subgradient, the same in every engine).
+    Built from Python floats, one output at a time: no tensor is made from host values,
+    so a CUDA graph can capture it.
+    """
+    if len(quantiles) != out.shape[-1]:
+        raise ValueError(f"loss='quantile' needs one quantile per output: got "
+                         f"{len(quantiles)} for {out.shape[-1]} outputs")
+    above = (out > Y).to(out.dtype)  # (E, B, O), no gradient
+    if len(set(quantiles)) == 1:
+        return above - quantiles[0]
+    return torch.stack([above[..., o] - q for o, q in enumerate(quantiles)], dim=-1)
+
+
+def output_delta(out, Y, loss, quantiles=()):
+    """d(per-row loss)/d(out), ``(E, B, O)``.
+
+    The residual for squared error and log-loss (canonical links), the pinball slope for
+    the quantile loss.
+    """
     if loss == "squared_error":
         return out - Y
+    if loss == "quantile":
+        return _pinball_slope(out, Y, quantiles)
     return torch.softmax(out, dim=-1) - Y
 
 
@@ -455,7 +483,7 @@ def epoch_reference(params, data, order, member, hyper):
             p = flat.detach().requires_grad_(True)
             out = forward(p, layout, member_inputs(data.X, idx, data.first),
                           hyper.activation)
-            rows = per_row_loss(out, data.Y[idx], hyper.loss)  # (E, b)
+            rows = per_row_loss(out, data.Y[idx], hyper.loss, hyper.quantiles)  # (E, b)
             if data.sw is not None:
                 rows = rows * data.sw[idx]
             loss = rows.sum(1) / b  # (E,)
@@ -508,8 +536,8 @@ def _batched_step(params, grad, data, idx, member, hyper, total):
         z = torch.baddbmm(bias, acts[-1], W)  # (E, b, fan_out)
         acts.append(activate(z, hyper.activation) if i < n_layers - 1 else z)
     Yb = data.Y[idx]  # (E, b, O)
-    rows = per_row_loss(acts[-1], Yb, hyper.loss)  # (E, b)
-    delta = output_delta(acts[-1], Yb, hyper.loss)  # (E, b, O)
+    rows = per_row_loss(acts[-1], Yb, hyper.loss, hyper.quantiles)  # (E, b)
+    delta = output_delta(acts[-1], Yb, hyper.loss, hyper.quantiles)  # (E, b, O)
     if data.sw is not None:
         w = data.sw[idx]  # (E, b)
         rows = rows * w

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from . import _optim
 
 ACTIVATIONS = frozenset({"identity", "logistic", "tanh", "relu"})
-LOSSES = frozenset({"squared_error", "log_loss"})
+LOSSES = frozenset({"squared_error", "log_loss", "quantile"})
 
 
 @dataclass(frozen=True)
@@ -137,9 +137,10 @@ ENGINES = {
                           requires="numba"),
     # member-major persistent Triton kernel (skensemble._kernels.triton_gpu): scalars
     # and blocks sized for small members
+    # (no pinball loss: loss="quantile" trains on CUDA with the graphed engine)
     "triton": Capabilities(devices=frozenset({"cuda"}), solvers=frozenset({"adam", "sgd"}),
-                           max_batch=64, hidden_layers=(1, 3), max_width=1024,
-                           requires="triton"),
+                           losses=frozenset({"squared_error", "log_loss"}), max_batch=64,
+                           hidden_layers=(1, 3), max_width=1024, requires="triton"),
 }
 
 #: The engines' names, in the order they are listed to users.

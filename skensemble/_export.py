@@ -15,7 +15,8 @@ class EnsembleModule(nn.Module):
     """The fitted ensemble as one module: scaling, its members, and the aggregation.
 
     ``forward(X)`` takes a float tensor ``(n, n_features)`` in the original units and
-    returns the mean prediction ``(n,)`` / ``(n, n_outputs)`` in float64 (regression;
+    returns the mean prediction ``(n,)`` / ``(n, n_outputs)`` (or ``(n, n_quantiles)``,
+    sorted per row) in float64 (regression;
     targets may exceed float32's range) or the averaged class probabilities
     ``(n, n_classes)`` in float32 (classification); weighted means with ``weights``. All
     state is registered as buffers, so ``state_dict``, ``.to(device)``,
@@ -36,7 +37,10 @@ class EnsembleModule(nn.Module):
     y_mean, y_scale : ndarray (O,) or None
         The regressor's target standardisation, undone at the end.
     squeeze : bool
-        Return ``(n,)`` for a single-output regressor fitted on a 1-D ``y``.
+        Return ``(n,)`` for a single-output regressor fitted on a 1-D ``y`` (or on one
+        ``quantile`` float).
+    sort_outputs : bool
+        Sort each row's outputs (a regressor's quantiles, ascending, as ``predict``).
     weights : ndarray (E,) or None
         Each member's weight in the average (buffer ``weights``, float64); None: the
         plain mean.
@@ -49,8 +53,9 @@ class EnsembleModule(nn.Module):
 
     def __init__(self, groups, activation, inputs, columns=None,
                  classification=False, y_mean=None, y_scale=None, squeeze=False,
-                 weights=None, fill=None, indicator=None):
+                 weights=None, fill=None, indicator=None, sort_outputs=False):
         super().__init__()
+        self.sort_outputs = bool(sort_outputs)
         self.imputes = fill is not None
         if self.imputes:  # NaN -> the training median, then the fit's missing indicators
             self.register_buffer("fill", torch.as_tensor(fill, dtype=torch.float64))
@@ -110,6 +115,8 @@ class EnsembleModule(nn.Module):
         out = out.double()  # (E, n, O)
         mean = (out * self.weights[:, None, None]).sum(0) if self.weighted else out.mean(0)
         out = mean * self.y_scale + self.y_mean  # (n, O) float64
+        if self.sort_outputs:  # quantiles never cross (the estimator's rearrangement)
+            out = torch.sort(out, dim=-1).values
         return out[:, 0] if self.squeeze else out
 
     def _first(self, k):
@@ -147,4 +154,5 @@ def to_torch(fitted):
         weights=weights,
         fill=schema.fill,
         indicator=schema.indicator,
+        sort_outputs=bool(getattr(targets, "quantiles", ())),
     ).eval()

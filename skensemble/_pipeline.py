@@ -116,6 +116,7 @@ def hyper(p, task, n_rows, warn=False):
         batch_size=max(1, min(batch, n_rows)),
         momentum=float(p.momentum), nesterovs_momentum=bool(p.nesterovs_momentum),
         beta_1=float(p.beta_1), beta_2=float(p.beta_2), epsilon=float(p.epsilon),
+        quantiles=tuple(task.quantiles),
     )
 
 

@@ -1,26 +1,32 @@
 """NeuralBaggingRegressor: the regression facade (its documentation and its predictions).
 
-Owns the estimator's numpydoc, the mean and spread of the members' predictions, R² and
-``oob_prediction_``. What regression means for training (standardised targets, squared
-error, the members' R² on their validation rows) is :class:`._tasks.Regression`;
+Owns the estimator's numpydoc, the mean and spread of the members' predictions, R² (D²
+pinball for quantiles), ``loss``/``quantile`` and ``oob_prediction_``. What regression
+means for training (standardised targets, squared error or the pinball loss, the
+members' R² on their validation rows) is :class:`._tasks.Regression` (and
+:class:`._tasks.QuantileRegression`);
 everything else is inherited from :mod:`._base`. This module must not grow training or
 prediction mechanics.
 """
+
+from numbers import Real
 
 import numpy as np
 import torch
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._attributes import FittedAttribute
 from ._base import BaseNeuralBagging
-from ._tasks import Regression
+from ._tasks import QuantileRegression, Regression, d2_pinball
 
 
 class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     """Bagged ensemble of small MLP regressors, all trained at once as one computation.
 
-    Every member is a multi-layer perceptron trained on squared error from its own
+    Every member is a multi-layer perceptron trained on squared error (or on the pinball
+    loss of one or more quantiles: ``loss="quantile"``) from its own
     random initialisation and, with ``bootstrap=True`` or ``max_samples < 1``, on its
     own random rows. The members' parameters are stacked along an ensemble dimension,
     so one training step is one batched matrix product per layer for all members (or,
@@ -330,6 +336,20 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     verbose : int, default=0
         Print the mean loss and the number of members still training every epoch.
 
+    loss : {"squared_error", "quantile"}, default="squared_error"
+        What the members minimise. ``"quantile"``: the pinball loss of ``quantile``
+        (Koenker and Bassett, 1978), on one target; each member then predicts the
+        quantiles of ``y`` given ``X``, and so does their mean (see Notes). Every engine
+        but ``"triton"`` runs it (``engine="auto"`` picks the graphed engine on CUDA; a
+        named ``engine="triton"`` raises a ``ValueError``).
+
+    quantile : float in (0, 1), list of float, or None, default=None
+        With ``loss="quantile"`` (and only then; it must be given): the quantile level
+        to predict, e.g. 0.5 for the median, or a list of levels, one member output
+        each (all trained by the same members, in one network). A float makes
+        :meth:`predict` return ``(n_samples,)``, a list ``(n_samples, n_quantiles)`` with
+        its columns in ascending order (``quantiles_``). Levels must be distinct.
+
     Attributes
     ----------
     n_features_in_ : int
@@ -342,7 +362,10 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         Names of the features, when ``X`` has string column names.
 
     n_outputs_ : int
-        Number of regression targets.
+        Number of regression targets (1 with ``loss="quantile"``).
+
+    quantiles_ : ndarray of shape (n_quantiles,)
+        With ``loss="quantile"``: the levels of the prediction's columns, ascending.
 
     coefs_ : list of ndarray
         ``coefs_[i]`` has shape ``(n_estimators, fan_in, fan_out)``: layer ``i``'s weights of
@@ -359,7 +382,8 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         Features each member sees.
 
     oob_score_ : float
-        R^2 of ``oob_prediction_`` over the rows that have one (with ``oob_score=True``).
+        R^2 of ``oob_prediction_`` over the rows that have one (with ``oob_score=True``);
+        with ``loss="quantile"`` its D^2 pinball score, as :meth:`score`.
 
     ensemble_weights_ : ndarray of shape (n_estimators,)
         Each member's weight in the prediction; sums to 1. Without
@@ -416,14 +440,17 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         Rows seen by the longest-training member (``n_iter_`` epochs of its rows).
 
     loss_curve_ : ndarray of shape (``n_iter_``, n_estimators)
-        Each member's mean training loss per epoch (data term ``0.5 * squared error``
-        in standardised units, without the L2 penalty); NaN after a member stopped.
+        Each member's mean training loss per epoch (data term ``0.5 * squared error``,
+        or the pinball loss summed over the quantiles, in standardised units, without
+        the L2 penalty); NaN after a member stopped.
 
     validation_loss_curve_ : ndarray of shape (``n_iter_``, n_estimators)
         With ``early_stopping``: each member's validation loss per epoch.
 
     validation_scores_ : ndarray of shape (``n_iter_``, n_estimators)
-        With ``early_stopping``: each member's validation R^2 per epoch.
+        With ``early_stopping``: each member's validation R^2 per epoch (with
+        ``loss="quantile"``, the D^2 of its pinball loss against the weighted empirical
+        quantile of its validation rows, averaged over the quantiles).
 
     best_validation_loss_ : ndarray of shape (n_estimators,)
         With ``early_stopping``: the loss of the weights each member kept.
@@ -471,6 +498,22 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     rarely beats the uniform average on new data; it pays off when some members are
     clearly worse than others (other architectures or hyperparameters).
 
+    With ``loss="quantile"`` every member has one output per level of ``quantile`` and
+    fits them all at once, on the pinball loss ``sum_q rho_q(y - f_q(x))`` of the
+    standardised target, ``rho_q(r) = r * (q - [r < 0])``. The ensemble's quantile is
+    the mean of the members' quantiles (weighted by ``ensemble_weights_``), as for the
+    squared error: on a simulated heteroscedastic set the median of the members
+    covered no better (``examples/quantile_coverage.py`` prints both), and the mean is
+    what ``ensemble_selection``, the out-of-bag prediction and ``to_torch()`` can
+    weigh. Where the averaged quantiles cross, each row is sorted (rearrangement), so
+    the columns of :meth:`predict` never decrease; ``predict_members`` sorts each
+    member's rows alike. Early stopping stops each member on its validation pinball
+    loss (``validation_loss_curve_``); ``ensemble_selection`` minimises the pinball
+    loss of the weighted mean, averaged over the quantiles; ``oob_score_`` and
+    :meth:`score` are the D^2 pinball score. ``return_std`` gives the members' spread
+    around each quantile: the ensemble's uncertainty about the quantile, not a
+    prediction interval (the quantiles are that).
+
     With ``n_jobs``, each member trains as it would in one process: its rows, features,
     hold-out rows, initial weights and visiting orders come from its own seed and
     position, and the OOB score and ensemble selection are computed after the merge,
@@ -494,6 +537,9 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
        uncertainty estimation using deep ensembles", NeurIPS 2017.
     .. [3] R. Caruana, A. Niculescu-Mizil, G. Crew, A. Ksikes, "Ensemble selection from
        libraries of models", ICML 2004.
+    .. [4] R. Koenker, G. Bassett, "Regression quantiles", Econometrica 46(1), 1978.
+    .. [5] V. Chernozhukov, I. Fernandez-Val, A. Galichon, "Quantile and probability
+       curves without crossing", Econometrica 78(3), 2010.
 
     Examples
     --------
@@ -505,22 +551,177 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     (3,)
     >>> bool(reg.score(X, y) > 0.95)
     True
+    >>> q = NeuralBaggingRegressor(n_estimators=5, loss="quantile", quantile=[0.1, 0.9],
+    ...                            random_state=0).fit(X, y)
+    >>> q.predict(X[:3]).shape
+    (3, 2)
     """
 
+    _parameter_constraints = {
+        **BaseNeuralBagging._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "quantile"})],
+        "quantile": [None, Interval(Real, 0, 1, closed="neither"), "array-like"],
+    }
+
+    def __init__(
+        self,
+        n_estimators=10,
+        *,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        solver="adam",
+        alpha=1e-4,
+        weight_decay=0.0,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=2e-3,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        tol=1e-4,
+        n_iter_no_change=10,
+        plateau_decays=0,
+        prune=None,
+        prune_keep=0.5,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        bootstrap=False,
+        max_samples=1.0,
+        max_features=1.0,
+        bootstrap_features=False,
+        input_scaling="robust",
+        numeric_encoding="piecewise_linear",
+        n_bins=8,
+        categorical_features="from_dtype",
+        max_categories=64,
+        min_frequency=5,
+        oob_score=False,
+        ensemble_selection=None,
+        member_params=None,
+        warm_start=False,
+        init="random",
+        n_mothernets=1,
+        mothernet_noise=0.01,
+        n_jobs=None,
+        random_state=None,
+        device="auto",
+        engine="auto",
+        verbose=0,
+        loss="squared_error",
+        quantile=None,
+    ):
+        super().__init__(
+            n_estimators=n_estimators,
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            solver=solver,
+            alpha=alpha,
+            weight_decay=weight_decay,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            tol=tol,
+            n_iter_no_change=n_iter_no_change,
+            plateau_decays=plateau_decays,
+            prune=prune,
+            prune_keep=prune_keep,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            bootstrap=bootstrap,
+            max_samples=max_samples,
+            max_features=max_features,
+            bootstrap_features=bootstrap_features,
+            input_scaling=input_scaling,
+            numeric_encoding=numeric_encoding,
+            n_bins=n_bins,
+            categorical_features=categorical_features,
+            max_categories=max_categories,
+            min_frequency=min_frequency,
+            oob_score=oob_score,
+            ensemble_selection=ensemble_selection,
+            member_params=member_params,
+            warm_start=warm_start,
+            init=init,
+            n_mothernets=n_mothernets,
+            mothernet_noise=mothernet_noise,
+            n_jobs=n_jobs,
+            random_state=random_state,
+            device=device,
+            engine=engine,
+            verbose=verbose,
+        )
+        self.loss = loss
+        self.quantile = quantile
+
     def _task(self):
-        return Regression()
+        if self.loss != "quantile":
+            return Regression()
+        levels, single = self._quantile_levels()
+        return QuantileRegression(levels, single)
+
+    def _quantile_levels(self):
+        """``quantile`` checked: (ascending tuple of levels, whether it was one float)."""
+        q = self.quantile
+        if q is None:
+            raise ValueError("loss='quantile' needs quantile=: a float in (0, 1), e.g. 0.5 "
+                             "for the median, or a list of them (one output each).")
+        single = np.ndim(q) == 0
+        try:
+            levels = np.asarray(q, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            levels = None
+        if (levels is None or np.ndim(q) > 1 or levels.size == 0
+                or not np.all((levels > 0) & (levels < 1))
+                or (not single and any(isinstance(v, (bool, np.bool_)) for v in q))):
+            raise ValueError(f"quantile must be a float in (0, 1) or a non-empty list of "
+                             f"them; got {q!r}.")
+        if np.unique(levels).size != levels.size:
+            raise ValueError(f"quantile lists a level twice: {levels.tolist()}; each output "
+                             "needs its own level.")
+        return tuple(np.sort(levels).tolist()), single
+
+    def _fit(self, X, y, sample_weight, mode, previous, reset, classes=None):
+        if self.loss != "quantile" and self.quantile is not None:
+            raise ValueError(f"quantile={self.quantile!r} is read only with loss='quantile', "
+                             f"but loss={self.loss!r}. Set loss='quantile', or quantile=None.")
+        self._task()  # checks quantile
+        return super()._fit(X, y, sample_weight, mode, previous, reset, classes)
 
     n_outputs_ = FittedAttribute(lambda f: f.targets.n_outputs)
+    quantiles_ = FittedAttribute(
+        lambda f: np.asarray(f.targets.quantiles) if getattr(f.targets, "quantiles", ())
+        else None, "it is set by fit with loss='quantile'")
     oob_prediction_ = FittedAttribute(
         lambda f: None if f.oob is None else f.oob["oob_prediction_"],
         "it is set by fit with oob_score=True")
 
     def score(self, X, y, sample_weight=None):
-        """Coefficient of determination R^2 of :meth:`predict`.
+        """Coefficient of determination R^2 of :meth:`predict`; with quantiles, the D^2 pinball.
 
         Computed in units of the largest magnitude among ``y`` and the predictions, per
         output (R^2 does not depend on units), so targets of any magnitude, also far
         from the training targets', score without overflow or underflow.
+
+        With ``loss="quantile"`` it is :func:`~sklearn.metrics.d2_pinball_score` of each
+        quantile's predictions, averaged over the quantiles: the share of the pinball
+        loss of the empirical quantile of ``y`` that the predictions remove (1 perfect, 0
+        no better than that constant). scikit-learn's
+        :class:`~sklearn.linear_model.QuantileRegressor` keeps R^2, which rewards
+        predictions near the mean rather than near the quantile: a grid search on it
+        would prefer the worse quantile model.
 
         Parameters
         ----------
@@ -534,10 +735,17 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         Returns
         -------
         float
-            R^2 (uniform average over outputs).
+            R^2 (uniform average over outputs), or the D^2 pinball score (mean over the
+            quantiles).
         """
         pred = self.predict(X)
         y = np.asarray(y, dtype=np.float64)
+        quantiles = getattr(self._fitted.targets, "quantiles", ())
+        if quantiles:
+            if y.ndim > 1 and y.shape[1] != 1 or y.shape[0] != pred.shape[0]:
+                raise ValueError(f"y has shape {y.shape}; the quantile regressor predicts "
+                                 f"{pred.shape[0]} rows of one target.")
+            return d2_pinball(y, pred, quantiles, sample_weight)
         if y.shape[0] < 2:
             raise ValueError("R^2 is not defined for fewer than 2 samples; score more rows.")
         y, pred = y.reshape(y.shape[0], -1), pred.reshape(pred.shape[0], -1)  # (n, O)
@@ -574,6 +782,10 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     def predict(self, X, return_std=False):
         """Mean prediction of the members, weighted by ``ensemble_weights_``.
 
+        With ``loss="quantile"``: the mean of the members' quantiles, one column per
+        level of ``quantiles_`` (ascending), each row sorted so that the quantiles never
+        cross (see Notes).
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
@@ -584,11 +796,14 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
 
         Returns
         -------
-        y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs)
-            Mean of the members, float64.
+        y_pred : ndarray of shape (n_samples,), (n_samples, n_outputs) or \
+                (n_samples, n_quantiles)
+            Mean of the members, float64; ``(n_samples,)`` for one target, or one
+            ``quantile`` float.
         y_std : ndarray of the same shape
             Standard deviation over members, with the same weights (only with
-            ``return_std=True``).
+            ``return_std=True``); with quantiles, that of the members' values of each
+            quantile, following its column.
         """
 
         def reduce(out, w):  # (E, n, O) -> (n, O, 2): mean and std over members in float64
@@ -603,6 +818,10 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         targets = self._fitted.targets
         mean = targets.decode(res[..., 0])
         std = res[..., 1] * targets.scale
+        if getattr(targets, "quantiles", ()):  # quantiles ascending per row, std with them
+            rank = np.argsort(mean, axis=-1, kind="stable")
+            mean = np.take_along_axis(mean, rank, -1)
+            std = np.take_along_axis(std, rank, -1)
         if targets.one_d:
             mean, std = mean[:, 0], std[:, 0]
         self._check_finite(mean)
@@ -623,11 +842,12 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         Returns
         -------
         ndarray of shape (n_estimators, n_samples) or (n_estimators, n_samples, n_outputs)
-            Float64 predictions of each member.
+            Float64 predictions of each member (with a list of quantiles,
+            ``(n_estimators, n_samples, n_quantiles)``, each member's row sorted).
         """
         res = self._member_outputs(X, lambda out: out.transpose(0, 1))  # (n, E, O)
         targets = self._fitted.targets
-        res = targets.decode(res.transpose(1, 0, 2))  # (E, n, O)
+        res = targets.order(targets.decode(res.transpose(1, 0, 2)))  # (E, n, O)
         self._check_finite(res)
         return res[..., 0] if targets.one_d else res
 

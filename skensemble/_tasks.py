@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, r2_score
+from sklearn.metrics import accuracy_score, d2_pinball_score, r2_score
 from sklearn.utils.multiclass import check_classification_targets
 
 from ._scaling import weighted_standardisation
@@ -64,6 +64,39 @@ class RegressionTargets:
         """Standardised outputs ``(..., O)`` back in ``y``'s units."""
         return standardised * self.scale + self.mean
 
+    def order(self, pred):
+        """Predictions ``(..., O)`` as returned (:class:`QuantileTargets` sorts them)."""
+        return pred
+
+
+@dataclass
+class QuantileTargets(RegressionTargets):
+    """The coding of a quantile regressor's one target, fitted as one output per quantile.
+
+    Attributes
+    ----------
+    quantiles : tuple of float
+        The quantile levels, ascending: one member output each.
+
+    ``one_d`` here says whether ``quantile`` was one float (predictions ``(n,)``) rather
+    than a list (``(n, q)``); ``n_outputs`` is 1 (the target), and the members' targets
+    are its standardised column repeated once per quantile.
+    """
+
+    quantiles: tuple = ()
+
+    def encode(self, y):
+        return np.repeat(super().encode(y), len(self.quantiles), axis=1)  # (N, q)
+
+    def order(self, pred):
+        """``pred (..., q)`` sorted along the quantiles: quantile predictions never cross.
+
+        Averaged member quantiles can cross where members disagree; sorting each row
+        (the rearrangement of Chernozhukov, Fernandez-Val and Galichon, 2010) never moves
+        a prediction further from the true quantiles. Rows of NaN stay NaN.
+        """
+        return np.sort(pred, axis=-1)
+
 
 @dataclass
 class ClassLabels:
@@ -84,12 +117,26 @@ class ClassLabels:
         return np.eye(self.classes.size)[codes]  # (N, K) one-hot
 
 
+def d2_pinball(y, pred, quantiles, sample_weight=None):
+    """Mean over the quantiles of :func:`sklearn.metrics.d2_pinball_score`.
+
+    ``y (n,)``, ``pred (n, q)`` (columns in the order of ``quantiles``): the fraction of
+    the pinball loss of the best constant (the empirical quantile) that the predictions
+    remove; 1 is perfect, 0 the constant's loss.
+    """
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    pred = np.asarray(pred, dtype=np.float64).reshape(y.shape[0], -1)
+    return float(np.mean([d2_pinball_score(y, pred[:, j], alpha=q, sample_weight=sample_weight)
+                          for j, q in enumerate(quantiles)]))
+
+
 class Regression:
     """Squared error on standardised targets; members averaged; R^2 to score them."""
 
     loss = "squared_error"
     multi_output = True
     label_smoothing = 0.0
+    quantiles = ()
 
     def fit_targets(self, y, sample_weight):
         """The target coding fitted on ``y`` (:class:`RegressionTargets`)."""
@@ -103,6 +150,7 @@ class Regression:
 
     def encode(self, y, targets):
         """``Y (N, O)`` float64 the members fit, under the fitted coding ``targets``."""
+        _same_loss(targets, self.quantiles)
         return targets.encode(y)
 
     def stratify(self, y):
@@ -143,6 +191,80 @@ class Regression:
                 "oob_prediction_": pred[:, 0] if targets.one_d else pred}
 
 
+def _same_loss(targets, quantiles):
+    """Raise unless the fitted ``targets`` were coded for this loss and these quantiles."""
+    fitted = getattr(targets, "quantiles", ())
+    if tuple(fitted) != tuple(quantiles):
+        def what(q):
+            return f"loss='quantile' with quantiles {list(q)}" if q else "loss='squared_error'"
+        raise ValueError(
+            f"The ensemble was fitted with {what(fitted)}; warm_start and partial_fit keep "
+            f"its outputs and cannot train it with {what(quantiles)}. Restore loss and "
+            "quantile, or refit with warm_start=False.")
+
+
+class QuantileRegression(Regression):
+    """The pinball loss on standardised targets, one output per quantile.
+
+    ``quantiles``: tuple of floats in (0, 1), ascending; ``single``: ``quantile`` was one
+    float (predictions ``(n,)``). The members' quantiles are averaged (weighted by
+    ``ensemble_weights_``), as the squared error's means are, then sorted per row
+    (:meth:`QuantileTargets.order`); members are scored by the D^2 of their pinball loss.
+    """
+
+    loss = "quantile"
+
+    def __init__(self, quantiles, single):
+        self.quantiles = tuple(float(q) for q in quantiles)
+        self.single = bool(single)
+
+    def fit_targets(self, y, sample_weight):
+        """The one target's coding, one output per quantile (:class:`QuantileTargets`)."""
+        base = super().fit_targets(y, sample_weight)
+        if base.n_outputs != 1:
+            raise ValueError(
+                f"loss='quantile' fits the quantiles of one target; y has {base.n_outputs} "
+                "columns. Fit one estimator per target column.")
+        fields = {**vars(base), "one_d": self.single}
+        return QuantileTargets(**fields, quantiles=self.quantiles)
+
+    def member_scores(self, out, Y, weight):
+        """Per-member D^2 of the pinball loss on the validation rows ``(E,)``.
+
+        ``1 - pinball(member) / pinball(c)`` per output, averaged over outputs, with ``c``
+        the weighted empirical quantile of the member's validation targets (the constant
+        of least weighted pinball loss); sums in order over the rows (:func:`member_sum`).
+        """
+        taus = torch.tensor(self.quantiles, dtype=out.dtype, device=out.device)  # (O,)
+        Yt = Y.transpose(1, 2)  # (E, O, Nv)
+        w = weight.unsqueeze(1).expand_as(Yt)  # (E, O, Nv)
+        sorted_y, idx = torch.sort(Yt, dim=-1, stable=True)
+        cum = torch.gather(w, -1, idx).cumsum(-1)  # (E, O, Nv)
+        # first sorted row whose cumulative weight reaches tau of the total
+        below = (cum < taus[None, :, None] * cum[..., -1:]).sum(-1, keepdim=True)
+        const = torch.gather(sorted_y, -1, below.clamp(max=Yt.shape[-1] - 1))  # (E, O, 1)
+
+        def pinball(pred):  # (E, O, Nv) or broadcast -> (E, O)
+            r = pred - Yt
+            return member_sum(w * r * ((r > 0).to(r.dtype) - taus[None, :, None]))
+
+        num, den = pinball(out.transpose(1, 2)), pinball(const)
+        return member_sum(1 - num / den) / num.shape[-1]
+
+    def selection_loss(self, mean, Y):
+        """Pinball loss ``(n,)`` of averaged quantiles ``mean (n, q)``, mean over quantiles."""
+        r = mean - Y
+        return (r * ((r > 0) - np.asarray(self.quantiles))).mean(-1)
+
+    def oob(self, mean, has_oob, y, targets):
+        """``oob_score_`` (D^2 of the pinball loss) and ``oob_prediction_`` (sorted rows)."""
+        pred = targets.order(targets.decode(mean))  # (N, q)
+        score = (d2_pinball(np.asarray(y)[has_oob], pred[has_oob], self.quantiles)
+                 if has_oob.sum() > 1 else np.nan)
+        return {"oob_score_": score,
+                "oob_prediction_": pred[:, 0] if targets.one_d else pred}
+
+
 class Classification:
     """Cross-entropy over softmax outputs; soft voting; accuracy to score members.
 
@@ -151,6 +273,7 @@ class Classification:
 
     loss = "log_loss"
     multi_output = False
+    quantiles = ()
 
     def __init__(self, label_smoothing=0.0):
         self.label_smoothing = float(label_smoothing)

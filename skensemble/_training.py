@@ -673,7 +673,7 @@ def _validate(flat, val, hyper, layout, first, member_score, compiled=False):
     else:
         out = _engine.predict_rows(flat, layout, val.X, val.idx, hyper.activation, first)
         Y = val.Y  # (E, n, O)
-    rows = _engine.per_row_loss(out, Y, hyper.loss)  # (E, Nv)
+    rows = _engine.per_row_loss(out, Y, hyper.loss, hyper.quantiles)  # (E, Nv)
     # nan where a member has no validation rows
     loss = member_sum(rows * val.w) / member_sum(val.w)
     if member_score is None:

@@ -93,8 +93,10 @@ def _device(name):
 def test_engine_equals_reference(engine, solver, activation, loss, weighted, hidden, batch):
     _, fn, _ = ENGINES[engine]
     n_out = 3 if loss == "log_loss" else len(hidden)  # one output: the single-column paths
+    # the pinball loss: one quantile (one output), or one per output
+    quantiles = tuple(np.linspace(0.2, 0.7, n_out).tolist()) if loss == "quantile" else ()
     hyper = Hyper(activation=activation, loss=loss, alpha=1e-2, batch_size=batch,
-                  **SOLVERS[solver])
+                  quantiles=quantiles, **SOLVERS[solver])
     # A small rate keeps training stable: diverging runs amplify rounding without bound.
     lr = 0.001 if solver == "lion" else 0.01
     tiny = engine == "triton"  # the interpreter runs every program op by op

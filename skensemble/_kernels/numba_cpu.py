@@ -180,10 +180,11 @@ def usable():
 # Integer codes for the string hyper-parameters. Each (activation, loss, solver) compiles
 # its own member epoch, with its codes as constants: see Compiling in the module docstring.
 _ACT = {"identity": 0, "logistic": 1, "tanh": 2, "relu": 3}
-_LOSS = {"squared_error": 0, "log_loss": 1}
+_LOSS = {"squared_error": 0, "log_loss": 1, "quantile": 2}
 _SOLVER = {"adam": 0, "sgd": 1}
 _IDENTITY, _LOGISTIC, _TANH, _RELU = 0, 1, 2, 3
 _LOG_LOSS = 1
+_QUANTILE = 2
 _ADAM = 0
 
 # Reassociation lets LLVM vectorise the reductions (sum_j W_ij d_j, dot products);
@@ -381,8 +382,20 @@ def _forward_layer(p, w0, b0, fi, fo, acts, ai, hi, act, hidden):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False, no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _loss_delta(acts, oi, Y, r, n_out, loss, scale, d, di):
-    """Loss of outputs ``acts[oi:oi+O]`` against ``Y[r]``; ``d[di:di+O] = scale * dl/dout``."""
+def _loss_delta(acts, oi, Y, r, n_out, loss, scale, d, di, taus):
+    """Loss of outputs ``acts[oi:oi+O]`` against ``Y[r]``; ``d[di:di+O] = scale * dl/dout``.
+
+    ``taus (O,)``: the quantile of each output (``loss="quantile"``; empty otherwise).
+    """
+    if loss == _QUANTILE:
+        # pinball: (out - y) * g, g = [out > y] - tau (the reference's _pinball_slope)
+        val = _ZERO
+        for k in range(n_out):
+            res = acts[oi + k] - Y[r, k]
+            g = (_ONE if res > _ZERO else _ZERO) - taus[k]
+            val += res * g
+            d[di + k] = g * scale
+        return val
     if loss == _LOG_LOSS:
         # Stable softmax / log-softmax: shift by the max so that exp never overflows.
         mx = acts[oi]
@@ -887,7 +900,7 @@ def _make_member_epoch(act, loss, solver, one_row, many_rows):
     @njit(**_HOT)
     def member_epoch(
         p, st0, st1, t0, X, Y, sw, has_sw, rows, first, has_first, binned, offs, sizes, aoff,
-        alpha, wd, bsz, lr, hyper, acts, dbuf, gr, tab, xj, isc,
+        alpha, wd, bsz, lr, hyper, acts, dbuf, gr, tab, xj, isc, taus,
     ):
         """All steps of one member's epoch; returns (sum_i sw_i l_i over the epoch, new step count).
 
@@ -915,6 +928,7 @@ def _make_member_epoch(act, loss, solver, one_row, many_rows):
         xj : scratch: each batch row's values (``k`` per row; binned)
         isc : int64 scratch: per slot, the batch's rows sorted by bin, then (``W + 2 + b``
             each) its bins' first positions and the rows' bins (binned)
+        taus : (O,) float32, each output's quantile (loss="quantile"; empty otherwise)
         """
         M = rows.shape[0]
         L = offs.shape[0]
@@ -965,7 +979,7 @@ def _make_member_epoch(act, loss, solver, one_row, many_rows):
                 wr = sw[r] if has_sw else _ONE
                 # di not a literal 0: one compiled signature of _loss_delta
                 total += wr * _loss_delta(
-                    acts, aoff[L], Y, r, n_out, loss, _f32(wr), dbuf, np.int64(0)
+                    acts, aoff[L], Y, r, n_out, loss, _f32(wr), dbuf, np.int64(0), taus
                 )
                 # ---- backward, top layer first; dbuf[cur:] holds dl/d(output of layer li)
                 cur = np.int64(0)
@@ -1027,7 +1041,8 @@ def _make_member_epoch(act, loss, solver, one_row, many_rows):
                 r = rows[start + q]
                 wr = sw[r] if has_sw else _ONE
                 total += wr * _loss_delta(
-                    acts, q * sa + aoff[L], Y, r, n_out, loss, _f32(wr / b), dbuf, q * sw_
+                    acts, q * sa + aoff[L], Y, r, n_out, loss, _f32(wr / b), dbuf, q * sw_,
+                    taus,
                 )
             # ---- backward, top layer first, accumulating the batch gradient in gr
             cur = np.int64(0)
@@ -1086,9 +1101,9 @@ _MEMBER_ARGS = (
     _F1, _F1, _F1, types.int64, _F2, _F2, _F1, types.boolean, _I1, _FIRST, types.boolean,
     types.boolean, _I2, _I1, _I1, types.float32, types.float32, types.int64, types.float32,
     types.Tuple((types.int64, types.boolean, *[types.float32] * 4)), _F1, _F1, _F1, _F1, _F1,
-    _I1,
+    _I1, _F1,
 )  # p, st0, st1, t0, X, Y, sw, has_sw, rows, first, has_first, binned, offs, sizes, aoff,
-#    alpha, wd, bsz, lr, hyper, acts, dbuf, gr, tab, xj, isc
+#    alpha, wd, bsz, lr, hyper, acts, dbuf, gr, tab, xj, isc, taus
 _MEMBER_RETURN = types.Tuple((types.float64, types.int64))  # (loss sum, step count)
 
 
@@ -1126,7 +1141,7 @@ def _call_member(typingctx, address, args):
 def _epoch_kernel(
     member, flat, state, steps, X, Y, sw, has_sw, order, src, flo, finv, flow, fhigh, fcode,
     slot_src, value_row, run_row, run_n, has_first, binned, offs, sizes, aoff,
-    alphas, lrs, wd, bsz, hyper, acts, dbuf, gr, tab, xj, isc, losses,
+    alphas, lrs, wd, bsz, hyper, acts, dbuf, gr, tab, xj, isc, taus, losses,
 ):
     """Run one epoch of every member, members in parallel (see :func:`epoch_numba`).
 
@@ -1148,7 +1163,7 @@ def _epoch_kernel(
                 (src[e], flo[e], finv[e], flow[e], fhigh[e], fcode[e], slot_src[e],
                  value_row[e], run_row[e], run_n[e]),
                 has_first, binned, offs, sizes, aoff, alphas[e], wd, bsz, lrs[e], hyper,
-                acts[tid], dbuf[tid], gr[tid], tab[tid], xj[tid], isc[tid],
+                acts[tid], dbuf[tid], gr[tid], tab[tid], xj[tid], isc[tid], taus,
             ),
         )
         losses[e] = total / M
@@ -1471,6 +1486,7 @@ def epoch_numba(params, data, order, member, hyper):
             tab,
             xj,
             isc,
+            np.asarray(hyper.quantiles, dtype=np.float32).reshape(-1),  # (O,) or (0,)
             losses,
         )
     return torch.from_numpy(losses.astype(np.float32))
