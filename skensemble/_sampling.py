@@ -7,14 +7,17 @@ and do not depend on which engine or device trains, nor on the other members (wa
 start adds members without disturbing the old ones).
 
 Owns: member seeds, each member's rows, hold-out rows and features, and the masks derived
-from them. Must not train or shuffle per epoch (per-epoch orders belong to the training
-loop, :func:`skensemble._training.epoch_order`).
+from them; the keyed per-member permutation (:func:`keyed_order`) that the training loop
+draws each epoch's visiting order with on a CUDA device. Must not train or decide when
+to shuffle (per-epoch orders belong to the training loop,
+:func:`skensemble._training.epoch_order`).
 """
 
 from dataclasses import dataclass, replace
 from numbers import Integral
 
 import numpy as np
+import torch
 from sklearn.model_selection import train_test_split
 
 MAX_SEED = np.iinfo(np.int32).max
@@ -186,3 +189,70 @@ def call_seeds(seeds, call):
     """Per-member seeds of the ``call``-th partial_fit: independent streams, no ``hash()``."""
     return np.array([np.random.SeedSequence([int(s), int(call)]).generate_state(1)[0]
                      % MAX_SEED for s in seeds], dtype=np.int64)
+
+
+# ------------------------------------------------------------- keyed visiting orders
+def _signed(c):
+    """A 64-bit constant as the int64 with the same bits."""
+    return c - (1 << 64) if c >= 1 << 63 else c
+
+
+_GOLDEN = _signed(0x9E3779B97F4A7C15)
+_M1, _M2 = _signed(0xBF58476D1CE4E5B9), _signed(0x94D049BB133111EB)
+
+
+def _shr(z, k):
+    """Logical right shift of int64 ``z`` by ``k`` (torch's ``>>`` is arithmetic)."""
+    return (z >> k) & ((1 << (64 - k)) - 1)
+
+
+def _mix(z):
+    """SplitMix64's finalizer on an int64 tensor: a bijection of 64-bit words.
+
+    Integer products wrap modulo 2**64 on the CPU and on CUDA alike, so it gives the same
+    bits on every device.
+    """
+    z = (z ^ _shr(z, 30)) * _M1
+    z = (z ^ _shr(z, 27)) * _M2
+    return z ^ _shr(z, 31)
+
+
+def order_keys(seed, members):
+    """Each member's key for :func:`keyed_order`: int64 ``(E,)``.
+
+    Seeded by ``(seed, members[e])`` alone (``members``: positions in the ensemble), so a
+    member's orders do not depend on which others train beside it (``n_jobs`` chunks).
+    """
+    return np.array([np.random.SeedSequence([int(seed), int(m), 1]).generate_state(
+        1, dtype=np.uint64)[0] for m in members], dtype=np.uint64).view(np.int64)
+
+
+def keyed_order(rows, keys, epoch):
+    """Epoch ``epoch``'s visiting order of every member, drawn where ``rows`` lives.
+
+    Member e's stream is SplitMix64 keyed by ``keys[e]`` and the epoch: visit j gets the
+    random 64-bit word ``mix(mix(keys[e] ^ mix(epoch)) + (j + 1) * golden)`` and the
+    visits are sorted by their words (stably). Every permutation of a member's visits is
+    equally likely (up to ties of 64-bit words), as with the CPU's order, and a member's
+    order depends on its key, the epoch and its rows only. It is a pure function of
+    integers, so the order drawn on a CUDA device equals the order drawn by this
+    function on the CPU bit for bit; it is *not* the CPU engines' order
+    (:func:`skensemble._training.epoch_order`, from each member's ``torch.Generator``),
+    which a device cannot draw without a host sort per epoch, so a fit on CUDA visits
+    the rows in another order than the same fit on the CPU.
+
+    Parameters
+    ----------
+    rows : Tensor (E, M) int64
+    keys : Tensor (E,) int64 on ``rows``' device (:func:`order_keys`)
+    epoch : int
+
+    Returns
+    -------
+    Tensor (E, M) int64 on ``rows``' device: ``rows`` permuted within each member.
+    """
+    E, M = rows.shape
+    stream = _mix(keys ^ _mix(torch.tensor(int(epoch), dtype=torch.int64))).view(E, 1)  # (E, 1)
+    visit = torch.arange(1, M + 1, dtype=torch.int64, device=rows.device) * _GOLDEN  # (M,)
+    words = _mix(stream + visit)  # (E, M) one random word per visit
+    return torch.gather(rows, 1, torch.argsort(words, dim=1, stable=True))  # (E, M)

@@ -27,6 +27,7 @@ one member, S optimizer state slots, T epochs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from . import _dispatch, _engine, _engines, _inputs, _optim, _schedule, _warn
+from . import _dispatch, _engine, _engines, _inputs, _optim, _sampling, _schedule, _warn
 from ._history import History
 from ._progress import progress
 
@@ -136,7 +137,10 @@ def order_generators(seed, members):
 
 
 def epoch_order(rows, generator, shuffle):
-    """Visiting order of every member for one epoch, on the CPU.
+    """Visiting order of every member for one epoch, on the CPU (the CPU engines').
+
+    On a CUDA device the training loop draws the orders there instead, with
+    :func:`._sampling.keyed_order` (equal in distribution, not bit-identical to this).
 
     Parameters
     ----------
@@ -159,26 +163,36 @@ def epoch_order(rows, generator, shuffle):
     return torch.gather(rows, 1, torch.argsort(keys, dim=1, stable=True))  # (E, M)
 
 
+# Where the visiting orders are drawn: None draws them on the device on CUDA
+# (:func:`._sampling.keyed_order`) and with each member's CPU generator on the CPU
+# (:func:`epoch_order`); True draws keyed orders everywhere (tests compare a CPU fit
+# with a fit on the fake device by it).
+KEYED_ORDER = None
+
 # Batches per streamed chunk, forced; None decides from the device's free memory. Tests
 # set it to exercise streaming on the CPU.
 STREAM_CHUNK_STEPS = None
 
 
-def stream_chunk_steps(X, Y, device, hyper, n_members):
+def stream_chunk_steps(X, Y, device, hyper, n_members, n_visits=0):
     """Batches per chunk when the training data must stream from host memory, else None.
 
-    On CUDA the data stays on the device when it takes at most half its free memory;
-    otherwise it streams in chunks sized to a quarter of the free memory.
+    On CUDA the data stays on the device when it and the visiting orders take at most
+    half its free memory; otherwise it streams in chunks sized to a quarter of the free
+    memory. The orders count three times ``n_members * n_visits`` int64 words: the order,
+    the random words it is sorted by and the sort's indices live at once while an epoch's
+    order is drawn (E=1,000 members of 1M rows: 24 GB).
     """
     if STREAM_CHUNK_STEPS is not None:
         return int(STREAM_CHUNK_STEPS)
     if device.type != "cuda":
         return None
     free, _ = torch.cuda.mem_get_info(device)
-    data_bytes = X.nbytes + 4 * Y.size * 2
+    data_bytes = X.nbytes + 4 * Y.size * 2 + 3 * 8 * n_members * n_visits
     if data_bytes <= free // 2:
         return None
-    row_bytes = 4 * (X.shape[1] + Y.shape[1] + 1)
+    # each row of a chunk: its values, targets, weight, and its local order entry
+    row_bytes = 4 * (X.shape[1] + Y.shape[1] + 1) + 8
     return max(1, int(free // 4 // (n_members * hyper.batch_size * row_bytes)))
 
 
@@ -304,7 +318,8 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
     device : torch.device
     seed : int
         Seed of the per-epoch visiting orders; each member's stream is seeded by ``seed``
-        and its position in the ensemble (:func:`order_generators`).
+        and its position in the ensemble (:func:`order_generators` on the CPU; on CUDA
+        :func:`._sampling.order_keys`, the orders drawn on the device).
     member_score : callable or None
         ``(out (E, Nv, O), Y (E, Nv, O), w (E, Nv)) -> (E,)`` validation score per member
         (higher is better), recorded in the history.
@@ -325,8 +340,38 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
     lr, values = _member_values(group, hyper, E, config)
     request = _engines.Request(hyper, layout.sizes, first is not None, frozenset(values))
     engine = _dispatch.select_engine(config.engine, request, device)
-    stream = stream_chunk_steps(data.X, Y_fit, device, hyper, E)
+    stream = stream_chunk_steps(data.X, Y_fit, device, hyper, E, data.rows.shape[1])
     home = _CPU if stream else device  # where the training data lives
+    with _device_memory(device, E, layout, hyper):
+        return _train_on(group, data, hyper, config, device, seed, member_score, engine,
+                         stream, home, Y_fit, Y_val, first, lr, values)
+
+
+@contextlib.contextmanager
+def _device_memory(device, E, layout, hyper):
+    """Turn device out-of-memory errors into a ``MemoryError`` that says what to change.
+
+    Covers the allocations, graph capture and training; releases the graph runner at
+    the end.
+    """
+    try:
+        with _dispatch.oom_as_oom():
+            yield
+    except torch.cuda.OutOfMemoryError as exc:
+        raise MemoryError(
+            f"{device} ran out of memory training {E} members of {layout.n_params} "
+            f"parameters with batch_size={hyper.batch_size}. Lower n_estimators or "
+            "batch_size, free memory held by other processes, or use device='cpu'."
+        ) from exc
+    finally:
+        _schedule.release_graphs()
+
+
+def _train_on(group, data, hyper, config, device, seed, member_score, engine, stream, home,
+              Y_fit, Y_val, first, lr, values):
+    """:func:`train_group` from the first allocation on the device (see there)."""
+    layout = group.layout
+    E = group.flat.shape[0]
     t = _engine.Data(
         X=torch.from_numpy(data.X).to(home),
         Y=torch.from_numpy(Y_fit).to(home),
@@ -356,19 +401,12 @@ def train_group(group, data, hyper, config, device, *, seed=0, member_score=None
         epoch_fn = _FallBack(epoch_fn, "graphed")
     rates = _optim.Rates.start(lr)
     start = time.perf_counter()
-    try:
-        with _dispatch.thread_limit(n_threads, engine):
-            history = _Loop(params, t, stream, val, values, rates, hyper, config,
-                            epoch_fn, member_score, engine).run(
-                torch.from_numpy(data.rows), order_generators(seed, group.members))
-    except torch.cuda.OutOfMemoryError as exc:
-        raise MemoryError(
-            f"{device} ran out of memory training {E} members of {layout.n_params} "
-            f"parameters with batch_size={hyper.batch_size}. Lower n_estimators or "
-            "batch_size, free memory held by other processes, or use device='cpu'."
-        ) from exc
-    finally:
-        _schedule.release_graphs()
+    keyed = device.type == "cuda" if KEYED_ORDER is None else bool(KEYED_ORDER)
+    gens = (_sampling.order_keys(seed, group.members) if keyed
+            else order_generators(seed, group.members))
+    with _dispatch.thread_limit(n_threads, engine):
+        history = _Loop(params, t, stream, val, values, rates, hyper, config,
+                        epoch_fn, member_score, engine).run(torch.from_numpy(data.rows), gens)
     history.seconds = time.perf_counter() - start
     engine = getattr(epoch_fn, "engine", None) or engine
     trained = replace(group, flat=params.flat.cpu().numpy().copy(),
@@ -382,9 +420,12 @@ class _FallBack:
     """An engine's epoch function that hands over to another if its first call fails.
 
     For a compiled kernel not yet measured on the device at hand (``engine="auto"``
-    choosing Triton): if compiling or launching it raises, the members' parameters,
-    optimizer state and step counts are put back as they were, a warning says why, and
-    this and later epochs run ``fallback``. :attr:`engine` names what ran.
+    choosing Triton): if compiling or launching it raises, or the device reports an
+    error when the first epoch is waited for (kernel faults are asynchronous: they
+    surface at the next synchronisation), the members' parameters, optimizer state and
+    step counts are put back from a host copy, a warning says why, and this and later
+    epochs run ``fallback``. A fault that leaves the device unusable (the restore fails
+    too) raises a ``RuntimeError`` that says so. :attr:`engine` names what ran.
     """
 
     def __init__(self, fn, fallback):
@@ -393,13 +434,29 @@ class _FallBack:
     def __call__(self, params, *args, **kwargs):
         if self.engine is not None:
             return self.fn(params, *args, **kwargs)
-        saved = params.clone()
+        device = params.flat.device
+        # on the host: a device fault may leave device memory unreadable
+        saved = _engine.Params(*(t.to(_CPU, copy=True) for t in (
+            params.flat, params.state, params.steps)), params.layout)
         try:
             out = self.fn(params, *args, **kwargs)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # an asynchronous fault surfaces here
         except (torch.cuda.OutOfMemoryError, MemoryError):
             raise  # the data or the ensemble are too big: no other engine helps
-        except Exception as exc:  # noqa: BLE001 - any compile or launch failure
-            params.copy_from(saved)
+        except Exception as exc:  # noqa: BLE001 - any compile, launch or kernel failure
+            if _dispatch.is_oom(exc):
+                raise
+            try:
+                params.copy_from(saved)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+            except Exception as fault:  # noqa: BLE001 - the device is unusable
+                raise RuntimeError(
+                    f"The Triton kernel failed on {device} ({type(exc).__name__}: "
+                    f"{str(exc).strip()[:200]}) and left the device unusable in this "
+                    "process. Refit in a new process with engine='graphed', or "
+                    "device='cpu'.") from fault
             first = str(exc).strip().splitlines()
             why = f"{type(exc).__name__}: {first[0][:200] if first else ''}"
             _warn.warn(
@@ -478,9 +535,16 @@ class _Loop:
         t_seen = config.t_start
         bar = progress(config.max_iter, config.verbose)
         interrupted = False
+        keyed = isinstance(gens, np.ndarray)  # member keys: orders drawn where they are used
+        if keyed:
+            rows = rows.to(self.order_device)
+            gens = torch.from_numpy(gens).to(self.order_device)
         for epoch in range(config.max_iter):
             try:
-                order = epoch_order(rows, gens, config.shuffle)  # (E, M) on the CPU
+                if keyed:  # (E, M) on the device (the CPU when streaming)
+                    order = _sampling.keyed_order(rows, gens, epoch) if config.shuffle else rows
+                else:
+                    order = epoch_order(rows, gens, config.shuffle)  # (E, M) on the CPU
                 self.schedule.before_epoch(self.rates, epoch, t_seen, config)
                 loss, vloss, vscore = self._epoch(order, st.active)
                 t_seen += M
@@ -615,8 +679,9 @@ def _halving(active, best, n_spare):
 def _epoch_subset(epoch_fn, members, params, t, order, order_device, lr, values, hyper):
     """Run one epoch for ``members`` only; returns their losses ``(len(members),)``.
 
-    ``order (E, M)`` is on the CPU and moves to ``order_device`` (the device, or the CPU
-    when streaming); each index tensor is made on the device of the tensor it indexes.
+    ``order (E, M)`` is on the CPU or already on ``order_device`` (the device, or the CPU
+    when streaming) and moves there; each index tensor is made on the device of the
+    tensor it indexes.
     ``lr (E,)`` and ``values`` (``{Member field: (E,)}``) are every member's numbers.
     """
     device = params.flat.device
@@ -624,10 +689,10 @@ def _epoch_subset(epoch_fn, members, params, t, order, order_device, lr, values,
                                **{k: v[members] for k, v in values.items()})
     if members.size == params.flat.shape[0]:
         return epoch_fn(params, t, order.to(order_device), member, hyper)
-    host_idx = torch.from_numpy(members)  # indexes the host order
-    idx = host_idx.to(device)  # indexes parameters, state and features
+    order_idx = torch.from_numpy(members).to(order.device)  # indexes the order
+    idx = order_idx.to(device)  # indexes parameters, state and features
     part = params.take(idx)
-    out = epoch_fn(part, t.for_members(idx), order[host_idx].to(order_device), member, hyper)
+    out = epoch_fn(part, t.for_members(idx), order[order_idx].to(order_device), member, hyper)
     params.put(idx, part)
     return out
 

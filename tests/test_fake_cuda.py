@@ -8,7 +8,7 @@ import pytest
 import torch
 from fake_cuda import DEVICE, fake_cuda, on_device
 
-from skensemble import NeuralBaggingRegressor, _engine, _schedule, _training
+from skensemble import NeuralBaggingRegressor, _dispatch, _engine, _schedule, _training
 
 MISMATCH = "Expected all tensors to be on the same device"
 HOST_INDEX = r"indices should be either on cpu or on the same device as the indexed tensor \(cpu\)"
@@ -170,6 +170,12 @@ def test_state_is_restored_after_the_block():
 
 
 # ------------------------------------------------------------- the library under it
+@pytest.fixture(autouse=True)
+def keyed_orders(monkeypatch):
+    """Fits on the CPU draw the keyed orders a CUDA device draws, so that they compare."""
+    monkeypatch.setattr(_training, "KEYED_ORDER", True)
+
+
 # The brief's settings. On pure-noise targets validation loss stops improving at once
 # for some members: with this data member 3 stops after 3 epochs, the others run all 15,
 # so epochs 4..15 train a member subset.
@@ -463,3 +469,138 @@ def test_triton_launches_on_the_parameters_device(monkeypatch):
             triton_gpu.epoch_triton(params, data, order, member, hyper)
         assert torch.cuda.current_device() == 0
     assert seen == [(1, 1, (3,)), (0, 0, (3,))]
+
+
+# ---------------------------------------------- issue 25: orders, memory, faults on device
+def test_keyed_orders_are_per_member_permutations_uniform_and_device_free():
+    from skensemble import _sampling
+
+    rows = torch.arange(6).repeat(40, 1) * 10  # (40, 6): every member visits rows 0..50
+    keys = torch.from_numpy(_sampling.order_keys(7, range(40)))
+    counts = np.zeros((6, 6))
+    for epoch in range(50):
+        order = _sampling.keyed_order(rows, keys, epoch)
+        assert torch.equal(order.sort(1).values, rows)  # a permutation of each member's rows
+        for e in range(40):
+            counts[np.arange(6), order[e].numpy() // 10] += 1
+        # a member's order depends on its own key only (n_jobs chunks draw the same)
+        assert torch.equal(_sampling.keyed_order(rows[5:9], keys[5:9], epoch), order[5:9])
+    # every row equally likely at every position: 2,000 draws per position, 333 expected
+    chi2 = ((counts - 2000 / 6) ** 2 / (2000 / 6)).sum()
+    assert chi2 < 70, chi2  # 25 degrees of freedom: p < 1e-5 beyond 70
+    assert not torch.equal(_sampling.keyed_order(rows, keys, 0), _sampling.keyed_order(rows, keys, 1))
+    with fake_cuda():  # drawn on the device: the same bits
+        dev = _sampling.keyed_order(rows.cuda(), keys.cuda(), 3)
+        assert on_device(dev)
+        assert torch.equal(dev.cpu(), _sampling.keyed_order(rows, keys, 3))
+
+
+def test_device_fits_draw_their_orders_on_the_device(noise_data, monkeypatch):
+    # Issue 25, defect 4: the order was drawn and sorted on the host every epoch (a
+    # serial stable argsort of E x M: 0.77 s at E=1000 and 9,000 rows).
+    X, y = noise_data
+    monkeypatch.setattr(_training, "KEYED_ORDER", None)  # the defaults
+    host = []
+    real = _training.epoch_order
+    monkeypatch.setattr(_training, "epoch_order", lambda *a: host.append(1) or real(*a))
+    kw = dict(SETTINGS, max_iter=4)
+    with fake_cuda():
+        pred = NeuralBaggingRegressor(**kw, device="cuda").fit(X, y).predict(X)
+    assert not host  # no host order
+    cpu_default = NeuralBaggingRegressor(**kw, device="cpu").fit(X, y)
+    assert host  # the CPU engines keep theirs (bit for bit: test_bitwise)
+    monkeypatch.setattr(_training, "KEYED_ORDER", True)
+    cpu_keyed = NeuralBaggingRegressor(**kw, device="cpu").fit(X, y).predict(X)
+    np.testing.assert_allclose(pred, cpu_keyed, rtol=1e-6, atol=1e-7)
+    assert np.abs(cpu_default.predict(X) - pred).max() > 1e-4  # another order
+
+
+def test_the_order_counts_in_the_resident_or_streamed_decision(noise_data, monkeypatch):
+    # Issue 25, defect 5: the E x M int64 order was left out (8 GB at E=1000, 1M rows).
+    # Here the data take 2,880 bytes and the orders 3 x 4 x 120 x 8 = 11,520.
+    X, y = noise_data
+    calls = []
+    streamed = _schedule.epoch_streamed
+    monkeypatch.setattr(_schedule, "epoch_streamed",
+                        lambda *a, **k: calls.append(k["chunk_steps"]) or streamed(*a, **k))
+    kw = dict(SETTINGS, early_stopping=False, max_iter=2)
+    assert _training.stream_chunk_steps(X.astype(np.float32), y[:, None].astype(np.float32),
+                                        torch.device("cpu"), None, 4, 120) is None
+    with fake_cuda(free=8192):
+        NeuralBaggingRegressor(**kw, device="cuda").fit(X, y)
+    assert calls
+    calls.clear()
+    with fake_cuda(free=2 * (2880 + 11520)):
+        NeuralBaggingRegressor(**kw, device="cuda").fit(X, y)
+    assert not calls
+
+
+def test_device_out_of_memory_anywhere_in_a_fit_says_what_to_change(noise_data, monkeypatch):
+    # Issue 25, defect 6: device allocations before the epoch loop (data, validation
+    # rows, parameters) and graph capture were outside the translation.
+    X, y = noise_data
+
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with monkeypatch.context() as m:
+        m.setattr(_training, "_validation", oom)
+        with fake_cuda(), pytest.raises(MemoryError, match="ran out of memory training 4"):
+            NeuralBaggingRegressor(**SETTINGS, device="cuda").fit(X, y)
+
+    def capture_oom(self, rows):
+        raise RuntimeError("CUDA error: out of memory\nCUDA kernel errors might be ...")
+
+    monkeypatch.setattr(_schedule._ChunkRunner, "_capture", capture_oom)
+    with fake_cuda(graphs=True), pytest.raises(MemoryError, match="Lower n_estimators"):
+        NeuralBaggingRegressor(**GRAPHED, device="cuda").fit(X, y)
+    assert _schedule.cached_runner_count() == 0
+
+
+def _faulting_triton(fake):
+    def epoch(params, *args, **kwargs):
+        params.flat.mul_(0.0).add_(123.0)  # ran, and left its mark
+        params.steps.add_(5)
+        fake.fault(RuntimeError("CUDA error: an illegal memory access was encountered"))
+        return torch.zeros(params.flat.shape[0], device=params.flat.device)
+    return epoch
+
+
+def test_auto_falls_back_from_an_asynchronous_triton_fault(noise_data, monkeypatch):
+    # Issue 25, defect 2: a kernel fault surfaces at the next synchronisation, after
+    # the fallback's first call returned: it escaped the fallback.
+    X, y = noise_data
+    kw = dict(GRAPHED, engine="auto")
+    monkeypatch.setattr(_schedule, "CAPTURE_GRAPHS", False)
+    with fake_cuda() as fake:
+        real_select, real_fn = _dispatch.select_engine, _dispatch.epoch_function
+        monkeypatch.setattr(_dispatch, "select_engine", lambda requested, *a, **k: "triton"
+                            if requested == "auto" else real_select(requested, *a, **k))
+        monkeypatch.setattr(_dispatch, "epoch_function", lambda name: _faulting_triton(fake)
+                            if name == "triton" else real_fn(name))
+        with pytest.warns(RuntimeWarning, match="illegal memory access"):
+            est = NeuralBaggingRegressor(**kw, device="cuda").fit(X, y)
+        pred = est.predict(X)
+    assert est.engine_ == "graphed (triton failed: RuntimeError)"
+    cpu = NeuralBaggingRegressor(**dict(kw, engine="batched"), device="cpu").fit(X, y)
+    np.testing.assert_allclose(pred, cpu.predict(X), rtol=1e-5, atol=1e-6)
+
+
+def test_a_fault_that_leaves_the_device_unusable_says_so(noise_data, monkeypatch):
+    X, y = noise_data
+    monkeypatch.setattr(_schedule, "CAPTURE_GRAPHS", False)
+    with fake_cuda():
+        def sticky(params, *args, **kwargs):
+            def broken(device=None):  # every synchronisation fails from now on
+                raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+            torch.cuda.synchronize = broken  # fake_cuda restores it on exit
+            return torch.zeros(params.flat.shape[0], device=params.flat.device)
+
+        real_select, real_fn = _dispatch.select_engine, _dispatch.epoch_function
+        monkeypatch.setattr(_dispatch, "select_engine", lambda requested, *a, **k: "triton"
+                            if requested == "auto" else real_select(requested, *a, **k))
+        monkeypatch.setattr(_dispatch, "epoch_function",
+                            lambda name: sticky if name == "triton" else real_fn(name))
+        with pytest.raises(RuntimeError, match="left the device unusable"):
+            NeuralBaggingRegressor(**dict(GRAPHED, engine="auto"), device="cuda").fit(X, y)

@@ -20,6 +20,12 @@ SETTINGS = dict(n_estimators=8, hidden_layer_sizes=(8,), max_iter=30, early_stop
                 n_iter_no_change=2, random_state=0, batch_size=8)
 
 
+@pytest.fixture(autouse=True)
+def keyed_orders(monkeypatch):
+    """Fits on the CPU draw the keyed orders a CUDA device draws, so that they compare."""
+    monkeypatch.setattr(_training, "KEYED_ORDER", True)
+
+
 @pytest.fixture
 def noise_data():
     rng = np.random.RandomState(0)
@@ -46,7 +52,7 @@ def test_graphs_are_made_per_member_bucket_not_per_epoch_or_chunk(
         noise_data, count_runners, monkeypatch, stream):
     # Before: the runner was keyed on the data pointers of the active members' gathered
     # parameters, so once members stopped every epoch captured a new graph, and every
-    # streamed chunk too. Now at most one per power-of-two bucket of active members.
+    # streamed chunk too. Now one per fall of the active members below C / SLACK.
     X, y = noise_data
     monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", stream)
     with fake_cuda():
@@ -54,8 +60,11 @@ def test_graphs_are_made_per_member_bucket_not_per_epoch_or_chunk(
         pred = est.predict(X)
     n_iter = est.n_iter_per_member_
     assert len(set(n_iter)) > 2 and n_iter.max() > 6  # many epochs on changing subsets
-    assert count_runners == sorted(count_runners, reverse=True)
-    assert len(count_runners) == len(set(count_runners)) <= 4  # buckets 8, 4, 2, 1
+    # the first runner for exactly the 8 members; a new one only once the active members
+    # are fewer than C / SLACK (issue 25: no padding to a power of two)
+    assert count_runners[0] == 8
+    assert all(b * _schedule.SLACK < a for a, b in zip(count_runners, count_runners[1:]))
+    assert len(count_runners) <= 1 + np.log(8) / np.log(_schedule.SLACK)
     assert _schedule.cached_runner_count() == 0  # released when the fit ended
     monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", None)
     cpu = NeuralBaggingRegressor(**SETTINGS, engine="batched", device="cpu").fit(X, y)
