@@ -17,11 +17,27 @@ from . import _dispatch, _engine
 
 ACTIVATION_BUDGET = 8 * 2**20  # float64 activations of all members for one chunk: 64 MB
 
-# Predictions compute in float64 from the float32 weights: a row's prediction then does
-# not depend on which other rows share its chunk (float32 matrix products round
-# differently for different row counts: scikit-learn's subset-invariance check saw
+# Predictions on the CPU compute in float64 from the float32 weights: a row's prediction
+# then does not depend on which other rows share its chunk (float32 matrix products
+# round differently for different row counts: scikit-learn's subset-invariance check saw
 # differences in the 7th digit), and outputs are float64 anyway.
 PREDICT_DTYPE = torch.float64
+
+# On CUDA they compute in float32, the dtype the members trained in, and the raw outputs
+# (E, n, O) become float64 before they are reduced: float64 runs at 1/64 of the float32
+# rate on consumer GPUs (1/2 on datacenter ones). A row's result may then depend on the
+# rows beside it in the 7th digit, as cuBLAS picks kernels by shape.
+DEVICE_PREDICT_DTYPE = torch.float32
+
+# Bytes of device memory one chunk's activations may take on CUDA: a quarter of the free
+# memory, at most 4 GiB (E=1,000 members of 271 inputs: 990 rows per chunk, where the
+# CPU's 64 MB budget of float64 gave 30).
+DEVICE_CHUNK_BYTES = 2**32
+
+
+def compute_dtype(device):
+    """The dtype predictions compute in on ``device``: float64 on the CPU, float32 on CUDA."""
+    return DEVICE_PREDICT_DTYPE if torch.device(device).type == "cuda" else PREDICT_DTYPE
 
 
 def forward_members(groups, X, activation, inverse=None, compiled=False):
@@ -81,12 +97,14 @@ def member_inverse(groups):
     return np.argsort(members)
 
 
-def on_device(groups, columns, encoding, device, dtype=PREDICT_DTYPE):
+def on_device(groups, columns, encoding, device, dtype=None):
     """Fitted groups as ``(flat, Layout, FirstLayer or None, activation)`` on ``device``.
 
     ``columns (E, w)``: every member's columns of ``encoding``'s space (None: all, in
-    order). Also returns the member-order inverse (or None).
+    order); ``dtype`` None: :func:`compute_dtype`. Also returns the member-order inverse
+    (or None).
     """
+    dtype = compute_dtype(device) if dtype is None else dtype
     out = []
     for g in groups:
         # each group reads as many columns as its first layer takes (members that drew
@@ -100,15 +118,17 @@ def on_device(groups, columns, encoding, device, dtype=PREDICT_DTYPE):
 
 
 def chunk_rows(groups, device):
-    """Rows per prediction chunk: all members' activations of a chunk stay ~64 MB.
+    """Rows per prediction chunk.
 
-    On CUDA the budget also stays under a quarter of the device's free memory, so
-    predictions fit next to whatever else holds the GPU.
+    On the CPU all members' float64 activations of a chunk stay ~64 MB. On CUDA their
+    float32 activations, a few live copies of them, take at most a quarter of the
+    device's free memory and :data:`DEVICE_CHUNK_BYTES`, so predictions fit next to
+    whatever else holds the GPU, in chunks large enough to keep it busy.
     """
     floats = ACTIVATION_BUDGET
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        floats = min(floats, free // 4 // 16)  # float64 activations, a few live copies
+        floats = min(DEVICE_CHUNK_BYTES, free // 4) // (4 * 4)  # float32, ~4 live copies
     n_members = sum(g.members.size for g in groups)
     widest = max(max(g.sizes) for g in groups)
     return max(1, int(floats) // max(1, n_members * widest))
@@ -137,6 +157,7 @@ def run_chunked(groups, columns, encoding, activation, X, device, reduce, scale=
     ndarray: the reduced chunks, concatenated along the first dimension.
     """
     try:
+        dtype = compute_dtype(device)
         dev_groups, inverse = on_device(groups, columns, encoding, device)
         chunk = chunk_rows(groups, device)
         parts = []
@@ -144,11 +165,14 @@ def run_chunked(groups, columns, encoding, activation, X, device, reduce, scale=
             rows = slice(s, min(s + chunk, X.shape[0]))
             Xs = X[rows] if scale is None else scale(X.iloc[rows] if hasattr(X, "iloc")
                                                      else X[rows])
-            Xt = torch.from_numpy(Xs).to(device, PREDICT_DTYPE, non_blocking=True)
-            parts.append(reduce(forward_members(dev_groups, Xt, activation, inverse,
-                                                compiled=True), rows))
+            Xt = torch.from_numpy(Xs).to(device, dtype, non_blocking=True)
+            out = forward_members(dev_groups, Xt, activation, inverse, compiled=True)
+            # float64 from here (no copy on the CPU, where it is already)
+            parts.append(reduce(out.to(torch.float64), rows))
         return torch.cat(parts, dim=0).cpu().numpy()
-    except torch.cuda.OutOfMemoryError as exc:
+    except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
+        if not _dispatch.is_oom(exc):
+            raise
         raise MemoryError(
             f"{device} ran out of memory predicting with {sum(g.members.size for g in groups)} "
             "members. Free memory held by other processes, predict on fewer rows per call, "
