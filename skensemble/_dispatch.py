@@ -94,6 +94,67 @@ def resolve_device(device):
     return dev
 
 
+# device="auto" takes the CPU where even a slow CPU trains an epoch faster than the GPU's
+# floor, from the first H200 run (benchmarks/results/gpu.json, b957051) and the 2-core
+# development machine (benchmarks/results/training_cpu.json), 10,000 rows, two layers:
+#
+# - GPU floor per row at batch <= 32: the Triton epoch took 0.027-0.035 s at every
+#   E <= 1,000 of width 10 and every batch 1-32 (launch- and latency-bound: one program
+#   per member walks the rows in order): GPU_ROW_S = 2.7 us.
+# - GPU floor per step at larger batches: the graphed engine replayed 39 steps of batch
+#   256 in 0.0038 s (E=5, width 10): GPU_STEP_S = 80 us (one step's kernels replayed).
+# - CPU rate: the slowest measured, numba at batch 1 on the smallest members (P=431):
+#   6.9 GFLOP/s for 6 * E * N * P flops per epoch: CPU_FLOPS = 7e9. Faster CPUs only make
+#   the CPU's case stronger, so the rule errs towards the GPU.
+#
+# The rule: the CPU when 6 * E * N * P / CPU_FLOPS < min(N * GPU_ROW_S, ceil(N / B) *
+# GPU_STEP_S), i.e. E * P < 3,150 at batch <= 32 and E * P * B < 93,000 beyond. The
+# crossover measured: E=5, width 10 (E * P = 2,155): the CPU 0.019 s per epoch at batch 1
+# and 0.008 s at 32 against the H200's 0.030 s and 0.027 s; E=50, width 10 (21,550): the
+# H200 0.031 s against 0.18 s. (E=5, width 100 is still faster on the CPU, 0.097 s
+# against 0.142 s at batch 1, but the rule leaves it to the GPU.)
+GPU_ROW_S = 2.7e-6
+GPU_STEP_S = 8e-5
+CPU_FLOPS = 7e9
+
+
+def cpu_is_faster(n_members, n_params, batch_size, n_rows):
+    """Tell whether an epoch of this fit is expected to run faster on the CPU than on CUDA.
+
+    Parameters
+    ----------
+    n_members : int
+    n_params : int
+        Parameters of one member.
+    batch_size : int
+    n_rows : int
+        Rows one member visits per epoch.
+
+    Returns
+    -------
+    bool
+        The rule and its measured figures are in the comment above :data:`GPU_ROW_S`.
+    """
+    n_rows = max(1, int(n_rows))
+    cpu_s = 6.0 * n_members * n_rows * n_params / CPU_FLOPS
+    gpu_s = min(n_rows * GPU_ROW_S, -(-n_rows // max(1, int(batch_size))) * GPU_STEP_S)
+    return cpu_s < gpu_s
+
+
+def fit_device(device, n_members, sizes, batch_size, n_rows):
+    """The ``device`` parameter for one fit: ``"auto"`` resolved by the fit's size.
+
+    ``"auto"`` becomes ``"cpu"`` where :func:`cpu_is_faster` (small ``E * P``, small
+    batches), and stays ``"auto"`` (CUDA where there is one) otherwise; any other value
+    is returned as is, so ``device="cuda"`` always trains on the GPU. ``sizes``: a
+    member's layer widths ``(inputs, hidden..., outputs)``.
+    """
+    if device != "auto" or not torch.cuda.is_available():
+        return device
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    return "cpu" if cpu_is_faster(n_members, n_params, batch_size, n_rows) else device
+
+
 def predict_device(device):
     """The device to predict on for the ``device`` parameter: it, or the CPU without CUDA.
 

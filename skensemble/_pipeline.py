@@ -208,9 +208,25 @@ def fit(p, task, X, y, sw, previous, mode, classes=None, names=None):
     names : ndarray of str or None
         The columns' names (``feature_names_in_``) where ``X`` is a validated matrix.
     """
+    p = Settings({**vars(p), "device": _fit_device(p, X)})
     plan = (_plan_partial(p, task, X, y, sw, previous, classes, names) if mode == "partial"
             else _plan_fit(p, task, X, y, sw, previous, mode, names))
     return _execute(p, task, plan, y)
+
+
+def _fit_device(p, X):
+    """``device="auto"`` resolved by the fit's size (:func:`._dispatch.fit_device`).
+
+    Estimated from the estimator's parameters before anything is encoded: each numeric
+    column read with its bins (``piecewise_linear``), one output.
+    """
+    n_rows, n_cols = X.shape[0], X.shape[1]
+    width = n_cols * (1 + int(p.n_bins)) if p.numeric_encoding != "none" else n_cols
+    hidden = p.hidden_layer_sizes
+    hidden = (hidden,) if isinstance(hidden, int) else tuple(hidden)
+    batch = min(AUTO_BATCH, n_rows) if p.batch_size == "auto" else int(p.batch_size)
+    return _dispatch.fit_device(p.device, int(p.n_estimators), (width, *hidden, 1), batch,
+                                n_rows)
 
 
 def _plan_fit(p, task, X, y, sw, previous, mode, names=None):

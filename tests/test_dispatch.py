@@ -545,3 +545,36 @@ def test_concurrent_batched_fits_each_run_under_their_own_limit(monkeypatch):
     wanted = [1, 2, 3, 4]
     counts = _concurrent_fits(monkeypatch, "batched", wanted)
     assert counts == [{(MAX_NUMBA, w)} for w in wanted]  # numba: left at its default
+
+
+# ------------------------------------------------- device="auto": the CPU where it is faster
+@pytest.mark.parametrize("E, P, B, cpu", [
+    (5, 431, 1, True), (5, 431, 32, True),  # measured: CPU 0.019 / 0.008 s, H200 0.030 / 0.027 s
+    (50, 431, 1, False), (50, 431, 32, False),  # H200 0.031 / 0.027 s, CPU 0.18 / 0.076 s
+    (5, 431, 256, False),  # the graphed engine: 0.0038 s per epoch
+    (1000, 13301, 1, False), (5, 13301, 1, False),
+])
+def test_cpu_is_faster_follows_the_measured_crossover(E, P, B, cpu):
+    assert _dispatch.cpu_is_faster(E, P, B, 10_000) is cpu
+
+
+def test_device_auto_picks_the_cpu_for_small_fits_and_records_it():
+    from fake_cuda import fake_cuda
+
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(120, 4)), rng.normal(size=120)
+    small = dict(n_estimators=3, hidden_layer_sizes=(4,), batch_size=1, max_iter=2,
+                 numeric_encoding="none", random_state=0)
+    with fake_cuda():
+        auto = NeuralBaggingRegressor(**small).fit(X, y)  # device="auto" by default
+        forced = NeuralBaggingRegressor(**small, device="cuda", engine="batched").fit(X, y)
+        big = NeuralBaggingRegressor(**dict(small, n_estimators=40, hidden_layer_sizes=(64,)),
+                                     engine="batched").fit(X, y)
+    assert auto.device_ == "cpu" and auto.engine_ in ("numba", "batched")
+    assert forced.device_ == "cuda" and big.device_ == "cuda"
+    assert _dispatch.fit_device("cuda:0", 1, (2, 1), 1, 10) == "cuda:0"
+    with fake_cuda():
+        assert _dispatch.fit_device("auto", 3, (4, 4, 1), 1, 120) == "cpu"
+    assert _dispatch.fit_device("auto", 3, (4, 4, 1), 1, 120) == "auto"  # no CUDA: as is
+    cpu = NeuralBaggingRegressor(**small, device="cpu").fit(X, y)
+    np.testing.assert_array_equal(auto.predict(X), cpu.predict(X))  # the same CPU fit

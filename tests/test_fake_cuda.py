@@ -627,6 +627,7 @@ def test_device_predictions_compute_in_float32_in_large_chunks(noise_data, monke
         assert _predict.chunk_rows(wide, torch.device("cuda")) >= 900
     assert _predict.chunk_rows(wide, torch.device("cpu")) == 30  # the CPU's budget, as before
     seen.clear()
-    on_cpu = est.predict(X)  # (fitted on the device, predicted on the CPU: float64 there)
+    with pytest.warns(UserWarning, match="predicting on the CPU"):
+        on_cpu = est.predict(X)  # fitted on the device, predicted on the CPU: float64 there
     assert {s[:2] for s in seen} <= {(torch.float64, torch.float64)}
     np.testing.assert_allclose(pred, on_cpu, rtol=1e-5, atol=1e-6)
