@@ -9,13 +9,18 @@ rows. The picture shows every member by its learning
 rate and L2 strength, its marker by architecture, its colour by activation and its size
 by the weight selection gave it (crosses: weight 0), and is written as
 ``hyperparameter_ensemble.png``
-to ``--out`` (default: the current folder). The data are scikit-learn's Friedman #1
+to ``--out`` (default: the current folder), and the printed figures to
+``hyperparameter_ensemble.json`` beside it. The data are scikit-learn's Friedman #1
 regression problem (generated, nothing downloaded).
 
     python examples/hyperparameter_ensemble.py [--out DIR] [--members N] [--max-iter N]
 """
 
+# The gallery's thumbnail (a static picture: the documentation build does not run this example)
+# sphinx_gallery_thumbnail_path = "../examples/images/hyperparameter_ensemble.png"
+
 import argparse
+import json
 from pathlib import Path
 
 import matplotlib
@@ -57,8 +62,12 @@ uniform = members.mean(axis=0)
 print(f"{args.members} members, {int((weights > 0).sum())} kept by selection")
 print(f"validation MSE (standardised targets): selected {reg.selection_score_:.4f}, "
       f"uniform average {reg.uniform_score_:.4f}")
-print(f"test R^2: selected {r2_score(y_test, reg.predict(X_test)):.4f}, "
-      f"uniform average {r2_score(y_test, uniform):.4f}")
+test_selected, test_uniform = r2_score(y_test, reg.predict(X_test)), r2_score(y_test, uniform)
+print(f"test R^2: selected {test_selected:.4f}, uniform average {test_uniform:.4f}")
+figures = {"members": args.members, "kept": int((weights > 0).sum()),
+           "selection_score": float(reg.selection_score_), "uniform_score": float(reg.uniform_score_),
+           "test_r2_selected": float(test_selected), "test_r2_uniform": float(test_uniform),
+           "activations": {}}
 
 params = reg.member_params_
 lr = np.array([p["learning_rate_init"] for p in params])
@@ -81,6 +90,7 @@ ax.scatter([], [], marker="x", color="grey", label="weight 0")
 for act in colours:
     kept = [w for w, f in zip(weights, acts) if f == act]
     print(f"{act}: {len(kept)} members, total selection weight {sum(kept):.2f}")
+    figures["activations"][act] = {"members": len(kept), "weight": float(sum(kept))}
 ax.set_xscale("log")
 ax.set_yscale("log")
 ax.set_xlabel("learning_rate_init")
@@ -93,3 +103,6 @@ fig.tight_layout()
 args.out.mkdir(parents=True, exist_ok=True)
 fig.savefig(args.out / "hyperparameter_ensemble.png", dpi=110)
 print(f"saved {args.out / 'hyperparameter_ensemble.png'}")
+# The printed figures, for the documentation's check (benchmarks/check_docs.py).
+(args.out / "hyperparameter_ensemble.json").write_text(json.dumps(figures, indent=1) + "\n")
+print(f"saved {args.out / 'hyperparameter_ensemble.json'}")

@@ -11,7 +11,8 @@ and standard deviation over ``--seeds`` training seeds (2 by default; the test r
 the same for every seed). The picture shows each method's mean, its standard deviation
 over seeds as error bars, every seed as a small dot, and the Pareto front: the lowest
 error reached at or below each cost. It is written as ``mothernets_pareto.png`` to
-``--out`` (default: the current folder).
+``--out`` (default: the current folder), and the printed figures to
+``mothernets_pareto.json`` beside it.
 
 The settings are those of benchmarks/bench_mothernets.py (adam at lr 1e-3, batch 200,
 patience 10), under which independently initialised members train for many epochs and
@@ -25,6 +26,7 @@ benchmarks/bench_mothernets.py is the full study (more data sets, seeds and base
 """
 
 import argparse
+import json
 import warnings
 from pathlib import Path
 
@@ -135,3 +137,14 @@ args.out.mkdir(parents=True, exist_ok=True)
 path = args.out / "mothernets_pareto.png"
 fig.savefig(path, dpi=110)
 print(f"saved {path}")
+# The printed figures, for the documentation's check (benchmarks/check_docs.py).
+figures = {"seeds": args.seeds, "n_train": len(y_train), "n_test": len(y_test), "methods": {}}
+for name, r in runs.items():
+    mean, sd = r.mean(axis=0), r.std(axis=0)
+    figures["methods"][name] = {
+        "test_error": {"mean": float(mean[0]), "sd": float(sd[0])},
+        "seconds": float(mean[1]), "epoch_equivalents": float(mean[2]),
+        "cost_vs_independent": float(mean[2] / base),
+    }
+(args.out / "mothernets_pareto.json").write_text(json.dumps(figures, indent=1) + "\n")
+print(f"saved {args.out / 'mothernets_pareto.json'}")

@@ -15,12 +15,14 @@ so a split that puts hard rows in the test set leaves easy ones for training, an
 scores move in opposite directions. So the example repeats everything over ``--splits``
 random splits (10 by default) and shows the mean over splits, with the splits' standard
 deviation as bars, and each split's held-out R² against its out-of-bag R². The picture
-``oob_vs_cv.png`` is written to ``--out`` (default: the current folder).
+``oob_vs_cv.png`` is written to ``--out`` (default: the current folder), and the printed
+figures to ``oob_vs_cv.json`` beside it.
 
     python examples/oob_vs_cv.py [--out DIR] [--splits N]
 """
 
 import argparse
+import json
 import time
 import warnings
 from pathlib import Path
@@ -113,3 +115,15 @@ args.out.mkdir(parents=True, exist_ok=True)
 path = args.out / "oob_vs_cv.png"
 fig.savefig(path, dpi=110, bbox_inches="tight")
 print(f"saved {path}")
+# The printed figures, for the documentation's check (benchmarks/check_docs.py).
+figures = {
+    "splits": args.splits, "n_train": len(train), "n_test": len(test),
+    "sizes": {str(n): {name: {"mean": float(mean[i, k]), "sd": float(sd[i, k])}
+                       for k, name in enumerate(["oob_r2", "cv_r2", "test_r2", "oob_s", "cv_s"])}
+              for i, n in enumerate(sizes)},
+    "gap": {"mean": float(gap.mean()), "sd": float(gap.std()), "min": float(gap.min()),
+            "max": float(gap.max())},
+    "split0": {"oob_r2": float(scores[0, -1, 0]), "test_r2": float(scores[0, -1, 2])},
+}
+(args.out / "oob_vs_cv.json").write_text(json.dumps(figures, indent=1) + "\n")
+print(f"saved {args.out / 'oob_vs_cv.json'}")

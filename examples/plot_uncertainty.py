@@ -5,12 +5,13 @@ A 1-D regression with training data only in two intervals. Every member of a
 differently; ``predict(X, return_std=True)`` returns their mean and standard
 deviation. The picture shows the band narrow where there is data and widening in the
 gap and beyond the ends; it is written as ``uncertainty.png`` to ``--out`` (default: the
-current folder).
+current folder), and the printed figures to ``uncertainty.json`` beside it.
 
     python examples/plot_uncertainty.py [--out DIR]
 """
 
 import argparse
+import json
 from pathlib import Path
 
 import matplotlib
@@ -38,9 +39,12 @@ reg.fit(x[:, None], y)
 grid = np.linspace(-6, 6, 400)
 mean, std = reg.predict(grid[:, None], return_std=True)
 inside = (np.abs(grid) > 1.2) & (np.abs(grid) < 2.8)
+figures = {"fit_s": reg.fit_time_, "engine": reg.engine_, "n_iter": int(reg.n_iter_),
+           "std_data": float(std[inside].mean()), "std_gap": float(std[np.abs(grid) < 0.5].mean()),
+           "std_beyond": float(std[np.abs(grid) > 5].mean())}
 print(f"fit: {reg.fit_time_:.1f} s, engine {reg.engine_}, {reg.n_iter_} epochs")
-print(f"mean std where there is data: {std[inside].mean():.3f}; in the gap |x| < 0.5: "
-      f"{std[np.abs(grid) < 0.5].mean():.3f}; beyond |x| > 5: {std[np.abs(grid) > 5].mean():.3f}")
+print(f"mean std where there is data: {figures['std_data']:.3f}; in the gap |x| < 0.5: "
+      f"{figures['std_gap']:.3f}; beyond |x| > 5: {figures['std_beyond']:.3f}")
 
 fig, ax = plt.subplots(figsize=(8, 4.5))
 ax.fill_between(grid, mean - 2 * std, mean + 2 * std, color="tab:blue", alpha=0.25,
@@ -59,3 +63,6 @@ args.out.mkdir(parents=True, exist_ok=True)
 path = args.out / "uncertainty.png"
 fig.savefig(path, dpi=110)
 print(f"saved {path}")
+# The printed figures, for the documentation's check (benchmarks/check_docs.py).
+(args.out / "uncertainty.json").write_text(json.dumps(figures, indent=1) + "\n")
+print(f"saved {args.out / 'uncertainty.json'}")
