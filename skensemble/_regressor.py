@@ -244,7 +244,8 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         ``oob_score=True``), otherwise the rows it did not draw (out-of-bag rows, with
         ``bootstrap=True`` or ``max_samples < 1``). Each round adds, possibly again,
         the member that most lowers the ensemble's validation squared error (in units
-        of each training target's standard deviation, averaged over outputs); the
+        of each training target's standard deviation, averaged over outputs; the
+        pinball loss, averaged over the quantiles, with ``loss="quantile"``); the
         ensemble of the best round is that run's result. The selection runs on 20
         bootstrap resamples of the validation rows and ``ensemble_weights_`` is the
         mean of their weights (bagged selection), kept only if the runs beat the
@@ -403,7 +404,8 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
     selection_score_ : float
         With ``ensemble_selection``: validation loss of the weighted ensemble, the
         mean squared error in units of each target's standard deviation (averaged over
-        outputs); lower is better.
+        outputs; with ``loss="quantile"`` the pinball loss in those units, averaged over
+        the quantiles); lower is better.
 
     uniform_score_ : float
         With ``ensemble_selection``: the same loss of the uniform average of all
