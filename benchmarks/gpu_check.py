@@ -26,22 +26,28 @@ soon as it ends, so that a run cut short still keeps what it measured):
    should sit). Per row: steps/s, GFLOP/s (``6 * P`` flops per row and member, as in
    ``bench_training.py``), fraction of the matmul peak, first-call seconds (compile or
    capture), peak GPU memory, and the engine ``engine="auto"`` chooses.
-5. **hyperparameters**: members with their own hyperparameters (``member_params``) in
+5. **user**: what a user runs (issue 25): the default estimators, fit and predict, on
+   100K and 1M rows of realistic synthetic sets, the classifier with early stopping,
+   device memory at E=1,000, and ``n_jobs`` over every visible GPU when there are two
+   or more (:func:`user`).
+6. **hyperparameters**: members with their own hyperparameters (``member_params``) in
    padded groups on the device against the CPU, then one fit of a hyperparameter
    ensemble against ``RandomizedSearchCV`` over the same space on digits (issue 13's
    comparison; :func:`hyperparameters`).
-6. **tests**: the CUDA tests of the test suite (``tests/test_kernels_triton.py``, the
+7. **tests**: the CUDA tests of the test suite (``tests/test_kernels_triton.py``, the
    CUDA tests of ``tests/test_estimators.py``, the fall-back and compile-argument tests),
    when pytest is installed.
 
-Results: ``benchmarks/results/gpu.json`` (``--out``); a table is printed at the end.
+Results: ``benchmarks/results/gpu.json`` (``--out``; with ``--smoke`` a temporary file
+unless ``--out`` is given, so that a smoke run never overwrites the GPU results); a
+table is printed at the end.
 The exit status is 1 if any equivalence or estimator check failed or a section raised.
 
 How to run
 ----------
     PYTHONPATH=. python benchmarks/gpu_check.py            # on the GPU machine, ~5-8 min
-    python benchmarks/gpu_check.py --smoke --out /tmp/g.json   # on the CPU: tiny sizes,
-                                                               # Triton's interpreter
+    python benchmarks/gpu_check.py --smoke   # on the CPU: tiny sizes, Triton's interpreter,
+                                             # results in a temporary file
 
 ``--smoke`` runs every section but the test suite on the CPU (``graphed`` runs its
 static-buffer schedule eagerly, Triton under its interpreter, numba beside them) at tiny
@@ -57,9 +63,11 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 SMOKE = "--smoke" in sys.argv
@@ -590,6 +598,96 @@ def tests(timeout_s):
     return {"returncode": done.returncode, "tail": tail, "ok": done.returncode == 0}
 
 
+# ------------------------------------------------------------ what a user runs
+def user(device):
+    """The rows a user needs (issue 25, item 4): defaults at size, early stopping, memory.
+
+    - The default estimators (batch 64, one hidden layer of 100, adam, relu, encoded
+      inputs), fit and predict, on 100K and 1M rows of realistic synthetic sets
+      (Friedman #1 with 10 columns for regression; a 20-column, 5-class problem with
+      informative, redundant and noise columns for classification). The 1M-row fits run
+      3 epochs (their seconds per epoch are the figure); the 100K-row ones 20.
+    - The classifier with early stopping (its default, ``"auto"``) on the 100K rows.
+    - Device memory at E=1,000 members of width 100 (peak allocated during the fit).
+    - ``n_jobs`` over every visible GPU when there are two or more (member chunks on
+      ``cuda:0``, ``cuda:1``, ...), against one GPU.
+
+    64 members with ``member_params`` and selection against ``RandomizedSearchCV`` is
+    :func:`hyperparameters`.
+    """
+    from sklearn.datasets import make_classification, make_friedman1
+
+    dev = str(device)
+    sizes = (2_000, 4_000) if SMOKE else (100_000, 1_000_000)
+    rows = []
+    for n in sizes:
+        Xr, yr = make_friedman1(n_samples=n, n_features=10, noise=1.0, random_state=0)
+        Xc, yc = make_classification(n_samples=n, n_features=20, n_informative=10,
+                                     n_redundant=4, n_classes=5, random_state=0)
+        epochs = 3 if n == sizes[1] else (4 if SMOKE else 20)
+        for Est, X, y, kw in (
+                (NeuralBaggingRegressor, Xr, yr, dict(early_stopping=False)),
+                (NeuralBaggingClassifier, Xc, yc, dict(early_stopping=False)),
+                (NeuralBaggingClassifier, Xc, yc, dict(early_stopping="auto"))):
+            if kw["early_stopping"] == "auto" and n == sizes[1]:
+                continue  # early stopping: the 100K rows
+            est = Est(max_iter=epochs, random_state=0, device=dev, **kw)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter
+                fit_s, est = timed(lambda est=est, X=X, y=y: est.fit(X, y), device)
+            pred_s, _ = timed(lambda est=est, X=X: est.predict(X), device)
+            n_iter = int(est.n_iter_per_member_.max())
+            rows.append({"estimator": Est.__name__, "rows": n,
+                         "early_stopping": kw["early_stopping"], "epochs": n_iter,
+                         "engine_": str(est.engine_), "device_": str(est.device_),
+                         "fit_s": round(fit_s, 3), "s_per_epoch": round(fit_s / n_iter, 4),
+                         "predict_s": round(pred_s, 3),
+                         "predict_rows_per_s": round(n / max(pred_s, 1e-9))})
+            print(rows[-1], flush=True)
+    return {"fits": rows, "memory": memory_at_scale(device), "gpus": across_gpus(device)}
+
+
+def memory_at_scale(device):
+    """Peak device memory of a fit of E=1,000 members of width 100 (the CPU: E=20)."""
+    E, n = (20, 500) if SMOKE else (1000, 10_000)
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(n, 20))
+    y = X[:, 0] - 2 * np.tanh(X[:, 1]) + 0.3 * rng.normal(size=n)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    t, est = timed(lambda: NeuralBaggingRegressor(
+        n_estimators=E, hidden_layer_sizes=(100,), max_iter=2, early_stopping=False,
+        random_state=0, device=str(device)).fit(X, y), device)
+    out = {"E": E, "rows": n, "width": 100, "engine_": str(est.engine_), "fit_s": round(t, 3)}
+    if device.type == "cuda":
+        out["peak_mb"] = round((torch.cuda.max_memory_allocated(device) - base) / 2**20, 1)
+        out["free_mb"] = round(torch.cuda.mem_get_info(device)[0] / 2**20, 1)
+    print("memory at scale:", out, flush=True)
+    return out
+
+
+def across_gpus(device):
+    """``n_jobs`` = every visible GPU (chunks of members spread over them) against one."""
+    n_gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    if n_gpus < 2:
+        return {"gpus": n_gpus, "skipped": "fewer than two GPUs visible"}
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(20_000, 20))
+    y = X[:, 0] - 2 * np.tanh(X[:, 1]) + 0.3 * rng.normal(size=20_000)
+    kw = dict(n_estimators=64, hidden_layer_sizes=(100,), max_iter=10, early_stopping=False,
+              random_state=0, device="cuda")
+    one_s, one = timed(lambda: NeuralBaggingRegressor(**kw, n_jobs=1).fit(X, y), device)
+    all_s, spread = timed(lambda: NeuralBaggingRegressor(**kw, n_jobs=n_gpus).fit(X, y),
+                          device)
+    diff = float(np.max(np.abs(one.predict(X) - spread.predict(X))))
+    out = {"gpus": n_gpus, "one_gpu_s": round(one_s, 3), "all_gpus_s": round(all_s, 3),
+           "speedup": round(one_s / all_s, 2), "max_abs_diff": diff,
+           "devices": str(spread.device_), "ok": diff < 1e-3}
+    print("across GPUs:", out, flush=True)
+    return out
+
+
 # -------------------------------------------------------------------------- table
 def hyperparameters(device):
     """Members with their own hyperparameters (issue 13) on the device.
@@ -695,7 +793,9 @@ def table(data):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny sizes, interpreter")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "gpu.json"))
+    parser.add_argument("--out", default=None,
+                        help="results file (default: benchmarks/results/gpu.json; with "
+                             "--smoke a temporary file, so the committed GPU results stay)")
     parser.add_argument("--commit", default=None, help="git commit to record (no .git there)")
     parser.add_argument("--budget-s", type=float, default=420.0,
                         help="seconds for the timings section before it skips the rest")
@@ -705,6 +805,9 @@ def main(argv=None):
     parser.add_argument("--equivalence-only", default=None, choices=["rates"],
                         help="equivalence: just the per-member rates and features case")
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = (os.path.join(tempfile.mkdtemp(prefix="gpu_check_"), "gpu.json")
+                    if args.smoke else str(REPO / "benchmarks" / "results" / "gpu.json"))
     if args.smoke:
         device = torch.device("cpu")
     elif not torch.cuda.is_available():
@@ -741,6 +844,9 @@ def main(argv=None):
     if wanted("streaming"):
         st = report.section("streaming", streaming, device)
         report.failed |= not st.get("ok", False)
+    if wanted("user"):
+        us = report.section("user", user, device)
+        report.failed |= us.get("gpus", {}).get("ok") is False
     if wanted("hyperparameters"):
         hp = report.section("hyperparameters", hyperparameters, device)
         report.failed |= bool(hp.get("failed"))

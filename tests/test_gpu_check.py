@@ -26,7 +26,7 @@ def test_gpu_check_smoke_passes_on_the_cpu(tmp_path):
     data = json.loads(out.read_text())
     sections = data["sections"]
     assert {"peak", "equivalence", "estimators", "timings", "sweep", "streaming",
-            "hyperparameters"} <= set(sections)
+            "hyperparameters", "user"} <= set(sections)
     assert all(s["status"] == "ok" for s in sections.values())
     eq = sections["equivalence"]["result"]
     engines = {r["engine"] for r in eq["rows"]}
@@ -38,3 +38,23 @@ def test_gpu_check_smoke_passes_on_the_cpu(tmp_path):
     hp = sections["hyperparameters"]["result"]
     assert hp["padded"]["ok"] and [r["method"] for r in hp["runs"]] == ["one fit", "search"]
     assert "all checks passed" in done.stdout
+    user = sections["user"]["result"]
+    assert {(r["estimator"], r["early_stopping"]) for r in user["fits"]} == {
+        ("NeuralBaggingRegressor", False), ("NeuralBaggingClassifier", False),
+        ("NeuralBaggingClassifier", "auto")}
+    assert all(r["fit_s"] > 0 and r["predict_rows_per_s"] > 0 for r in user["fits"])
+    assert user["memory"]["E"] == 20 and user["gpus"]["skipped"]
+
+
+def test_gpu_check_smoke_does_not_overwrite_the_committed_results():
+    # Issue 25, defect 9: --out defaulted to benchmarks/results/gpu.json under --smoke.
+    committed = SCRIPT.parent / "results" / "gpu.json"
+    before = committed.read_bytes() if committed.exists() else None
+    env = dict(os.environ, TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
+    done = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--only", "none"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    wrote = Path(done.stdout.split("\nwrote ")[1].split(";")[0])
+    assert wrote.exists() and wrote.resolve() != committed.resolve()
+    assert json.loads(wrote.read_text())["machine"]["smoke"] is True
+    assert (committed.read_bytes() if committed.exists() else None) == before
