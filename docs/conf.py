@@ -14,13 +14,14 @@ import os
 import re
 import shutil
 import sys
+import textwrap
 from pathlib import Path
 
 import skensemble
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
-sys.path.insert(0, str(DOCS))  # _gallery_helpers, named by string below
+sys.path.insert(0, str(DOCS))  # _gallery_helpers (named by string below), _math_svg
 
 # -- Project -------------------------------------------------------------------------
 project = "skensemble"
@@ -33,7 +34,7 @@ version = release
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
-    "sphinx.ext.mathjax",
+    "_math_svg",  # math drawn at build time (matplotlib's mathtext): no MathJax, no network
     "numpydoc",
     "sphinx_gallery.gen_gallery",
 ]
@@ -123,33 +124,68 @@ def _stage_examples():
         if not dst.exists() or dst.read_text(encoding="utf-8") != text:
             dst.write_text(text, encoding="utf-8")  # unchanged files keep their time stamp
     header = (DOCS / "gallery_header.txt").read_text(encoding="utf-8")
+    header = header.replace("@NOTE@", _gallery_note())
     target = GALLERY_SRC / "GALLERY_HEADER.rst"
     if not target.exists() or target.read_text(encoding="utf-8") != header:
         target.write_text(header, encoding="utf-8")
 
 
-_stage_examples()
-
 # Examples executed during the build (the others are shown with their source only): the
 # faster ones, about a minute together on the 2-core development machine (oob_vs_cv.py
-# with fewer splits: _gallery_helpers.EXTRA_ARGS). quickstart.py (about 50 s, mostly its
-# scikit-learn baseline) and distributed_search.py (about 30 s; starts a Dask cluster of
-# worker processes) are not run. SKENSEMBLE_DOCS_GALLERY=all runs every one;
-# SKENSEMBLE_DOCS_GALLERY=none runs none (a quick build of the text).
+# with fewer splits: _gallery_helpers.EXTRA_ARGS; quantile_coverage.py about 10 s).
+# quickstart.py (about 50 s, mostly its scikit-learn baseline), hyperparameter_ensemble.py
+# (about 2 minutes) and distributed_search.py (about 30 s; starts a Dask cluster of worker
+# processes) are not run. SKENSEMBLE_DOCS_GALLERY=all runs every one;
+# SKENSEMBLE_DOCS_GALLERY=none runs none (a quick build of the text). The gallery's note is
+# written from this choice.
 _RUN = {
-    "fast": r"/(plot_uncertainty|oob_vs_cv|mothernets_pareto)\.py$",
+    "fast": r"/(plot_uncertainty|oob_vs_cv|mothernets_pareto|quantile_coverage)\.py$",
     "all": r"\.py$",
     "none": r"^$",
 }[os.environ.get("SKENSEMBLE_DOCS_GALLERY", "fast")]
 
+
+def _gallery_note():
+    """The gallery header's note: which examples this build executes, which it shows only."""
+    from _gallery_helpers import EXTRA_ARGS
+
+    names = sorted(p.name for p in (ROOT / "examples").glob("*.py"))
+    run = [n for n in names if re.search(_RUN, "/" + n)]
+    shown = [n for n in names if n not in run]
+
+    def listed(items):
+        items = [f"``{n}``" + (f" (with ``{' '.join(EXTRA_ARGS[n])}``)" if n in EXTRA_ARGS
+                               and n in run else "") for n in items]
+        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+    if not run:
+        return "This build of the pages executed no example: each is shown with its source only."
+    text = (f"To keep the documentation build short, the pages were built executing "
+            f"{listed(run)}. Their output and figures below come from that run, on whatever "
+            "machine built these pages, so times and scores differ a little from a run of "
+            "your own.")
+    if shown:
+        one = len(shown) == 1
+        text += (f" {listed(shown)} {'is' if one else 'are'} shown with "
+                 f"{'its' if one else 'their'} source only; to execute every example, build "
+                 "with the environment variable ``SKENSEMBLE_DOCS_GALLERY=all``.")
+    return textwrap.fill(text, width=88, initial_indent="   ", subsequent_indent="   ",
+                         break_on_hyphens=False, break_long_words=False)
+
+
+_stage_examples()
+
+# Static thumbnails of the examples that a build does not execute are named in the
+# examples themselves (sphinx_gallery_thumbnail_path, relative to this folder).
 sphinx_gallery_conf = {
     "examples_dirs": str(GALLERY_SRC),
     "gallery_dirs": "auto_examples",
     "filename_pattern": _RUN,
     "ignore_pattern": r"__init__\.py",
     "within_subsection_order": "FileNameSortKey",
-    # Pictures the examples save themselves go to a temporary folder outside the
-    # repository; sphinx-gallery captures the matplotlib figures for the pages.
+    # Pictures and figures the examples save themselves go to the folder they run in
+    # (docs/_gallery_src, ignored by git and cleaned by each build), so their output names
+    # a file, not a temporary path; sphinx-gallery captures the matplotlib figures.
     "reset_argv": "_gallery_helpers.reset_argv",
     # "Examples using this class" on each API page.
     "doc_module": ("skensemble",),
@@ -162,7 +198,14 @@ sphinx_gallery_conf = {
     "show_signature": False,
 }
 
+# -- Link check ------------------------------------------------------------------------
+# CI has no network: `sphinx -b linkcheck` checks the local targets (files the pages link
+# to); external addresses are checked only with SKENSEMBLE_LINKCHECK_ONLINE=1.
+if os.environ.get("SKENSEMBLE_LINKCHECK_ONLINE") != "1":
+    linkcheck_ignore = [r"^https?://"]
+
 # -- HTML ------------------------------------------------------------------------------
+html_math_renderer = "math_svg"
 html_theme = "pydata_sphinx_theme"
 html_title = f"skensemble {release}"
 html_static_path = ["_static"]
