@@ -75,7 +75,8 @@ class Context:
 def lookup(data, key):
     """The value at ``key``: a ``/``-separated path, or ``=`` and an expression over ``d``."""
     if key.startswith("="):
-        env = {"d": data, "summarise": summarise, "PEERS": PEERS, "NEURAL": NEURAL,
+        env = {"d": data, "summarise": summarise, "ratios": ratios, "PEERS": PEERS,
+               "NEURAL": NEURAL,
                "median": statistics.median, "mean": statistics.mean, "min": min,
                "max": max, "abs": abs, "sum": sum, "len": len, "round": round, "sorted": sorted,
                "list": list}
@@ -176,6 +177,26 @@ def summarise(res, half, methods, complete=False):
                       "median_predict_s": statistics.median(preds),
                       "n_datasets": len(cells)}
     return rows, summary
+
+
+def ratios(res, half, a, b, key="main"):
+    """``{data set: mean of a's key / mean of b's key}`` over the splits both methods ran.
+
+    ``key``: a field of the results (``fit_s``, ``member_epochs``, ...) or ``"main"``, the
+    ranked metric (RMSE for regression, log-loss otherwise). For the registry's expressions.
+    """
+    out = {}
+    for d, info in res["datasets"].items():
+        if info["half"] != half:
+            continue
+        field = ("rmse" if info["task"] == "regression" else "log_loss") if key == "main" else key
+        by = {m: {r["split"]: r[field] for r in res["results"] if r["dataset"] == d
+                  and r["method"] == m and r.get("status") == "ok" and field in r} for m in (a, b)}
+        common = sorted(set(by[a]) & set(by[b]))
+        if common:
+            out[d] = (statistics.fmean(by[a][s] for s in common)
+                      / statistics.fmean(by[b][s] for s in common))
+    return out
 
 
 # The methods of the README's table: skensemble's defaults and the peers that ran every
