@@ -96,6 +96,20 @@ def test_readme_links_and_pictures_exist():
     assert not missing, f"README links to files that do not exist: {missing}"
 
 
+def test_api_page_lists_every_parameter():
+    """docs/api.rst's table names every parameter of both estimators (or their page does)."""
+    import inspect
+
+    import skensemble
+
+    text = (ROOT / "docs" / "api.rst").read_text(encoding="utf-8")
+    table = text[text.index("Parameters at a glance"):text.index("Version\n=======")]
+    named = set(re.findall(r"``(\w+)``", table))
+    for cls in (skensemble.NeuralBaggingRegressor, skensemble.NeuralBaggingClassifier):
+        missing = set(inspect.signature(cls).parameters) - named
+        assert not missing, f"docs/api.rst does not name {sorted(missing)} of {cls.__name__}"
+
+
 def test_local_links_resolve(site):
     """Every local link and image of every page names an existing file (and anchor)."""
     pages = {p: parse(p.read_text(encoding="utf-8")) for p in site.rglob("*.html")
