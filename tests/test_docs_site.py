@@ -181,9 +181,11 @@ def test_page_renders_in_a_browser(site, name, tmp_path):
     from PIL import Image
 
     url = (site / PAGES[name]).resolve().as_uri()
-    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-             "--no-first-run", "--disable-extensions", f"--user-data-dir={tmp_path / 'profile'}",
-             "--window-size=1280,1600", "--virtual-time-budget=3000"]
+    # --no-sandbox: CI runs as root; --disable-dev-shm-usage: containers with a small /dev/shm
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--hide-scrollbars", "--no-first-run", "--disable-extensions",
+             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1600",
+             "--virtual-time-budget=3000"]
     shot = tmp_path / f"{name}.png"
     run = dict(capture_output=True, text=True, timeout=120)
     subprocess.run([*flags, f"--screenshot={shot}", url], check=True, **run)
