@@ -178,3 +178,14 @@ def test_readme_is_short_and_keeps_its_commands():
     commands = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
     assert "python examples/quickstart.py\n" in commands
     assert "python -m pytest\n" in commands  # CI runs the README's test command
+
+
+def test_readme_example_is_python_of_about_twenty_lines():
+    import ast
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0]
+    ast.parse(example)
+    assert 12 <= len(example.strip().split("\n")) <= 25
+    names = set(re.findall(r"^from skensemble import (.*)$", example, flags=re.M)[0].split(", "))
+    assert names == {"NeuralBaggingClassifier", "NeuralBaggingRegressor"}
