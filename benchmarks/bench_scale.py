@@ -195,6 +195,12 @@ DATASETS = {
 METHODS = {
     "skensemble_default": "NeuralBaggingRegressor/Classifier(random_state=0); torch threads "
                           "= --threads",
+    "skensemble_native": "the same estimator fitted on the data set's own columns (a pandas "
+                         "DataFrame: its categorical and missing values as they come, "
+                         "handled by the library) instead of the shared matrix",
+    "skensemble_native_clip": "skensemble_native with robust scaling's smooth clipping at "
+                              "every size (skensemble._scaling.ASINH_ROWS raised past any "
+                              "size): the ablation of the asinh tails of large fits",
     "lightgbm": "LGBMRegressor/Classifier(random_state=0, n_jobs=threads, verbose=-1)",
     "catboost": "CatBoostRegressor/Classifier(random_seed=0, thread_count=threads, verbose=0, "
                 "allow_writing_files=False)",
@@ -203,15 +209,22 @@ METHODS = {
            "OMP_NUM_THREADS",
 }
 PEERS = ["lightgbm", "catboost", "xgboost", "hgb"]
-LIBRARY = {"skensemble_default": "skensemble", "lightgbm": "lightgbm", "catboost": "catboost",
+LIBRARY = {"skensemble_default": "skensemble", "skensemble_native": "skensemble",
+           "skensemble_native_clip": "skensemble",
+           "lightgbm": "lightgbm", "catboost": "catboost",
            "xgboost": "xgboost", "hgb": "sklearn"}
 
 
 def make_estimator(method, task, seed, threads):
     """A fresh estimator at its defaults, with only seed, threads and logging set."""
     reg = task == "regression"
-    if method == "skensemble_default":
+    if method.startswith("skensemble"):
         from skensemble import NeuralBaggingClassifier, NeuralBaggingRegressor
+
+        if method == "skensemble_native_clip":  # an ablation, in this child process only
+            from skensemble import _scaling
+
+            _scaling.ASINH_ROWS = 2**62
 
         return (NeuralBaggingRegressor if reg else NeuralBaggingClassifier)(random_state=seed)
     if method == "lightgbm":
@@ -308,6 +321,16 @@ def load(name):
     return X, y, info
 
 
+def native_frame(X):
+    """The rows as skensemble_native gets them: the data set's columns, text columns as
+    pandas ``category`` (as a user would hold them), index reset."""
+    X = X.reset_index(drop=True).copy()
+    for c in X.columns:
+        if X[c].dtype == object or str(X[c].dtype) in ("string", "str"):
+            X[c] = X[c].astype("category")
+    return X
+
+
 def prepare(X, y, task, train_order, test, n, max_onehot=MAX_ONEHOT_LEVELS):
     """The matrices of one training prefix: ``(A, y_train, B, y_test, layout)``; regression
     targets standardised with the prefix's mean and std."""
@@ -379,7 +402,11 @@ def fit_and_measure(job):
     """One fit in this process: warm-up, timed and memory-measured fit, timed predict."""
     A, y_tr, B, y_te = (np.load(job[k]) for k in ("A", "y_train", "B", "y_test"))
     method, task, seed, threads = job["method"], job["task"], job["seed"], job["threads"]
-    if method == "skensemble_default":
+    if method.startswith("skensemble_native"):  # the rows' own columns, not the matrix
+        import pandas as pd
+
+        A, B = pd.read_pickle(job["A_frame"]), pd.read_pickle(job["B_frame"])
+    if method.startswith("skensemble"):
         import torch
 
         torch.set_num_threads(threads)
@@ -707,6 +734,10 @@ def main(argv=None):
                     job[k] = os.path.join(tmp, f"{k}.npy")
                     np.save(job[k], arr)
                 del A, B
+                if any(m.startswith("skensemble_native") for m in todo):
+                    for k, part in (("A_frame", train_order[:n]), ("B_frame", test)):
+                        job[k] = os.path.join(tmp, f"{k}.pkl")
+                        native_frame(X.iloc[part]).to_pickle(job[k])
                 for m in todo:
                     rec = {"dataset": d, "size": label, "n_train": n, "n_test": len(test),
                            "method": m, "n_features": layout["n_features"], "layout": layout}
@@ -728,7 +759,7 @@ def main(argv=None):
     res["runs"][run_id]["wall_s"] = round(time.perf_counter() - t_start, 1)
     write_results(out, res)
     print(format_table(res, methods, datasets))
-    plot(res, plot_path, methods, datasets)
+    plot(res, plot_path)  # every method the file holds, side by side (not only this run's)
     print(f"results: {out}\npicture: {plot_path}")
 
 

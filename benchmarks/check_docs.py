@@ -505,6 +505,108 @@ def gen_quickstart_output(ctx):
     return Block(code=lines, source=QUICKSTART)
 
 
+SCALE = "benchmarks/results/scale.json"
+SCALE_METHODS = ["skensemble_native", "skensemble_native_clip", "skensemble_default",
+                 "lightgbm", "catboost", "xgboost", "hgb"]
+
+
+def gen_scale(ctx):
+    """bench_scale.py: every method at every training size, side by side."""
+    d = ctx.load(SCALE)
+    recs = {(r["dataset"], r["n_train"], r["method"]): r for r in d["results"]
+            if r.get("status") == "ok"}
+    rows = [["data set", "training rows", "method", "metric", "fit s", "predict s",
+             "predict rows/s", "fit peak MiB"]]
+    for name in d["datasets"]:
+        for n in sorted({k[1] for k in recs if k[0] == name}):
+            for m in SCALE_METHODS:
+                r = recs.get((name, n, m))
+                if r is None:
+                    continue
+                metric = "rmse" if r.get("rmse") is not None else "log_loss"
+                peak = r.get("fit_peak_mib")
+                rows.append([name, f"{n:,}", m, f"{metric} {r[metric]:.4f}", f"{r['fit_s']:.2f}",
+                             f"{r['predict_s']:.3f}", f"{r['n_test'] / r['predict_s']:,.0f}",
+                             "" if peak is None else f"{peak:.0f}"])
+    return Block(rows=rows, align="lrllrrrr", source=SCALE)
+
+
+def gen_scale_full(ctx):
+    """bench_scale.py at each data set's full training set: metric (fit s) per method."""
+    d = ctx.load(SCALE)
+    recs = {(r["dataset"], r["n_train"], r["method"]): r for r in d["results"]
+            if r.get("status") == "ok"}
+    methods = [m for m in SCALE_METHODS if m not in ("skensemble_default",
+                                                     "skensemble_native_clip")]
+    rows = [["data set (full)", "training rows", "metric", *methods]]
+    for name in d["datasets"]:
+        n = max((k[1] for k in recs if k[0] == name), default=None)
+        if n is None:
+            continue
+        first = recs.get((name, n, methods[0]))
+        metric = "rmse" if first is not None and first.get("rmse") is not None else "log_loss"
+        cells = []
+        for m in methods:
+            r = recs.get((name, n, m))
+            cells.append("-" if r is None else f"{r[metric]:.4f} ({r['fit_s']:.1f} s)")
+        rows.append([name, f"{n:,}", metric, *cells])
+    return Block(rows=rows, align="lrl" + "r" * len(methods), source=SCALE)
+
+
+SMALL = "benchmarks/results/small.json"
+
+
+def gen_small(ctx):
+    """bench_small.py: schedules on data too small to validate on."""
+    d = ctx.load(SMALL)
+    variants = list(d["variants"])
+    rows = [["data set", *variants]]
+    for name, row in d["results"].items():
+        rows.append([name, *(f"{row[v]['loss']:.4f}" for v in variants)])
+    rows.append(["mean rank", *(f"{d['mean_rank'][v]:.2f}" for v in variants)])
+    return Block(rows=rows, align="l" + "r" * len(variants), source=SMALL)
+
+
+CLIP = "benchmarks/results/quality_ablation_clip.json"
+CLIP_VARIANTS = [("skensemble_default", "smooth clip (default)"), ("skensemble_asinh", "asinh"),
+                 ("skensemble_noclip", "no clip"), ("skensemble_standard", "standard")]
+
+
+def gen_clip(ctx):
+    """The tails of robust scaling on the tuning half (ablation beside the defaults)."""
+    rows_by = {}
+    for rel in (QUALITY, CLIP):
+        for r in ctx.load(rel)["results"]:
+            if r.get("status") == "ok" and r["method"] in dict(CLIP_VARIANTS) and (
+                    r["dataset"] in {x["dataset"] for x in ctx.load(CLIP)["results"]}):
+                v = r.get("rmse") if r.get("rmse") is not None else r.get("log_loss")
+                rows_by.setdefault(r["dataset"], {}).setdefault(r["method"], []).append(v)
+    names = [m for m, _ in CLIP_VARIANTS]
+    rows = [["data set", *(label for _, label in CLIP_VARIANTS)]]
+    per_rank = {m: [] for m in names}
+    for ds, v in rows_by.items():
+        means = [sum(v[m]) / len(v[m]) for m in names]
+        rows.append([ds, *(f"{x:.4f}" for x in means)])
+        for m, rk in zip(names, _ranks(means)):
+            per_rank[m].append(rk)
+    rows.append(["mean rank", *(f"{sum(per_rank[m]) / len(per_rank[m]):.2f}" for m in names)])
+    return Block(rows=rows, align="l" + "r" * len(names), source=CLIP)
+
+
+MEMORY = "benchmarks/results/memory.json"
+
+
+def gen_memory(ctx):
+    """bench_memory.py: extra peak memory of a default fit and predict."""
+    d = ctx.load(MEMORY)
+    rows = [["rows x columns", "data MiB", "step", "added at peak MiB", "x the data", "s"]]
+    for step in ("fit", "predict"):
+        rows.append([f"{d['rows']:,} x {d['columns']}", f"{d['data_mib']:.0f}", step,
+                     f"{d[step + '_added_peak_mib']:.0f}", f"{d[step + '_added_over_data']:.2f}",
+                     f"{d[step + '_s']:.1f}"])
+    return Block(rows=rows, align="lrlrrr", source=MEMORY)
+
+
 GENERATORS = {
     "quality-peers": gen_quality_peers,
     "quality-tuning": gen_quality_tuning,
@@ -520,6 +622,11 @@ GENERATORS = {
     "gpu-timings": gen_gpu_timings,
     "properties": gen_properties,
     "quickstart-output": gen_quickstart_output,
+    "scale": gen_scale,
+    "scale-full": gen_scale_full,
+    "small": gen_small,
+    "clip": gen_clip,
+    "memory": gen_memory,
 }
 
 # ----------------------------------------------------------------------------- rendering

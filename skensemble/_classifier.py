@@ -75,12 +75,22 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     batch_size : int or "auto", default="auto"
         Rows per step per member; ``"auto"`` is ``min(64, n_rows)`` (scikit-learn's MLP
         uses 200: smaller batches trained better ensembles in
-        ``benchmarks/bench_quality.py`` and keep the compiled member-major kernel in use).
-        Any int >= 1, including 1, is supported.
+        ``benchmarks/bench_quality.py`` and keep the compiled member-major kernel in use),
+        and 256 when each member trains on 40,000 rows or more (see ``learning_rate``;
+        the user guide's "Defaults and data size" gives the measurements). Any int >= 1,
+        including 1, is supported.
 
-    learning_rate : {"constant", "invscaling", "adaptive", "warmup_cosine"}, \
-            default="constant"
-        Schedule of the step size. The first three are scikit-learn's MLP schedules for
+    learning_rate : {"auto", "constant", "invscaling", "adaptive", "warmup_cosine"}, \
+            default="auto"
+        Schedule of the step size. ``"auto"`` follows the data's size, with ``n`` the rows
+        each member trains on: ``"constant"`` with early stopping in general;
+        ``"warmup_cosine"`` with a peak rate of ``learning_rate_init * sqrt(batch_size /
+        64)`` when ``n >= 40,000`` (large data: a bounded budget of epochs, see
+        ``max_iter``, instead of epochs until the loss stalls); ``"warmup_cosine"`` when
+        ``early_stopping="auto"`` finds too few rows to validate on (small data: the
+        annealing ends the fit, so it does not warn that members ran out of epochs);
+        ``"constant"`` in ``partial_fit``. The other values
+        apply at every size. The first three are scikit-learn's MLP schedules for
         sgd (ignored by adam); ``"adaptive"`` divides a member's rate by 5 each time its
         loss stalls. ``"warmup_cosine"`` (both solvers) raises the rate linearly from
         ``learning_rate_init / w`` to ``learning_rate_init`` over the first ``w`` epochs,
@@ -96,8 +106,11 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
     power_t : float, default=0.5
         Exponent of ``"invscaling"``.
 
-    max_iter : int, default=200
-        Maximum number of epochs of each member.
+    max_iter : int or "auto", default="auto"
+        Maximum number of epochs of each member. ``"auto"``: 200 (scikit-learn's MLP
+        default), except where ``learning_rate="auto"`` anneals: 15 epochs when each
+        member trains on 40,000 rows or more, 50 on data too small to validate on. An
+        int is kept as given, also as the length of an annealing schedule.
 
     shuffle : bool, default=True
         Whether each member visits its rows in a new random order every epoch.
@@ -192,8 +205,11 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         column to zero mean and unit variance. ``"robust"``: then centred on its median,
         divided by its interquartile range (as a standard deviation) and smoothly
         clipped, ``r / sqrt(1 + (r / 3)^2)``, so heavy tails and outliers stop dominating
-        (as in RealMLP, Holzmüller et al. 2024). Fitted on the training data (weighted
-        by ``sample_weight``); ``to_torch()`` applies it too.
+        (as in RealMLP, Holzmüller et al. 2024); from 40,000 training rows on the tails
+        are compressed as ``3 asinh(r / 3)`` instead, which keeps far values apart where
+        the clipping makes them equal (a feature whose tail predicts linearly, such as a
+        departure delay, needs that, and large data can learn it). Fitted on the
+        training data (weighted by ``sample_weight``); ``to_torch()`` applies it too.
 
     numeric_encoding : {"none", "piecewise_linear"}, default="piecewise_linear"
         ``"piecewise_linear"`` gives the members, next to each scaled feature, its
@@ -560,10 +576,10 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         alpha=1e-4,
         weight_decay=0.0,
         batch_size="auto",
-        learning_rate="constant",
+        learning_rate="auto",
         learning_rate_init=2e-3,
         power_t=0.5,
-        max_iter=200,
+        max_iter="auto",
         shuffle=True,
         tol=1e-4,
         n_iter_no_change=10,

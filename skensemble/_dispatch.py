@@ -66,6 +66,11 @@ ENGINES = _engines.NAMES
 # (e.g. E=50, (100, 100): B=32 0.66 s vs 1.08 s; B=64 0.68 s vs 0.82 s), the gap
 # closing as the batch grows.
 MEMBER_MAJOR_MAX_BATCH = 64
+# ... and up to this one where first layers read a map of the rows (the bins' structure,
+# categorical levels, feature subsets), which the kernel computes per value and torch per
+# column: 50,000 flights rows (benchmarks/bench_scale.py), the default members, 8 bins,
+# batch 256, one thread: numba 0.82 s per epoch against batched torch's 2.6 s.
+MEMBER_MAJOR_MAPPED_MAX_BATCH = 256
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 _NUMBA_KERNEL = "skensemble._kernels.numba_cpu"
@@ -274,8 +279,9 @@ def select_engine(requested, request, device):
     device : torch.device
 
     ``"auto"``: among the engines whose declarations support the request, on the CPU the
-    member-major numba kernel for batches up to :data:`MEMBER_MAJOR_MAX_BATCH`, batched
-    torch otherwise; on CUDA the member-major Triton kernel where it is the faster (small
+    member-major numba kernel for batches up to :data:`MEMBER_MAJOR_MAX_BATCH` (up to
+    :data:`MEMBER_MAJOR_MAPPED_MAX_BATCH` where first layers read a map of the rows),
+    batched torch otherwise; on CUDA the member-major Triton kernel where it is the faster (small
     batches and members, measured: :func:`._kernels.triton_gpu.auto_prefers`), otherwise
     the batched path replayed from CUDA graphs. A named engine that cannot run the
     request raises a ``ValueError`` naming what it lacks and the engines that would run it.
@@ -293,7 +299,9 @@ def select_engine(requested, request, device):
                 + (f" (or {hint})." if hint else "."))
         return requested
     if device.type == "cpu":
-        if ("numba" in avail and request.hyper.batch_size <= MEMBER_MAJOR_MAX_BATCH
+        limit = (MEMBER_MAJOR_MAPPED_MAX_BATCH if request.mapped_inputs
+                 else MEMBER_MAJOR_MAX_BATCH)
+        if ("numba" in avail and request.hyper.batch_size <= limit
                 and _refusal("numba", request, device) is None):
             return "numba"
         return "batched"

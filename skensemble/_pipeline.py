@@ -51,6 +51,16 @@ from ._fitted import FittedEnsemble, draw_counts
 # batch_size="auto": small enough for the member-major kernels (_dispatch.MEMBER_MAJOR_MAX_BATCH)
 # and, on the tuning half of benchmarks/bench_quality.py, better than 200 (the MLP's).
 AUTO_BATCH = 64
+# The defaults that follow the data's size (see recipe()): members that train on at least
+# LARGE_ROWS rows take batches of LARGE_BATCH and a warm-up + cosine schedule over at most
+# LARGE_EPOCHS epochs; members that cannot stop on validation rows (small data) anneal
+# over at most SMALL_EPOCHS. Measured in benchmarks/bench_scale.py (large) and
+# benchmarks/bench_small.py (small); docs/user_guide/scale.rst gives the figures.
+LARGE_ROWS = 40_000
+LARGE_BATCH = 256
+LARGE_EPOCHS = 15
+SMALL_EPOCHS = 50
+AUTO_MAX_ITER = 200  # max_iter="auto" otherwise: scikit-learn's MLP default
 # early_stopping="auto" stops members on held-out rows when each would hold out at
 # least this many (n_samples >= 200 at validation_fraction=0.1): fewer make the
 # validation loss too noisy to choose epochs by, and cost scarce training rows.
@@ -104,9 +114,50 @@ def sampling_plan(p, n_samples, n_features):
     )
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """What ``batch_size="auto"`` and ``learning_rate="auto"`` resolve to in one fit."""
+
+    batch_size: int
+    learning_rate: str
+    max_iter: int
+    lr_scale: float = 1.0  # learning_rate_init is multiplied by it
+
+
+def recipe(p, n_rows, validates=True, partial=False):
+    """The size-aware defaults for members that train on ``n_rows`` rows each.
+
+    ``batch_size="auto"``: ``min(64, n_rows)``, and ``LARGE_BATCH`` from ``LARGE_ROWS``
+    rows on. ``learning_rate="auto"``: ``"warmup_cosine"`` from ``LARGE_ROWS`` rows on,
+    its peak rate ``learning_rate_init * sqrt(batch_size / 64)`` (the square-root rule
+    for adaptive optimizers and batch size), and when ``early_stopping="auto"`` finds too
+    few rows to validate on (``validates=False``); ``"constant"`` in between (members
+    stop on validation rows, or run ``max_iter`` epochs with ``early_stopping=False``),
+    and always in ``partial_fit`` (``partial=True``), whose calls have no end to anneal
+    towards. ``max_iter="auto"``: the cosine's budget, ``LARGE_EPOCHS`` or
+    ``SMALL_EPOCHS`` epochs, and 200 otherwise. Explicit values are kept as given.
+    """
+    large = n_rows >= LARGE_ROWS
+    if p.batch_size != "auto":
+        batch = int(p.batch_size)
+    else:
+        batch = min(LARGE_BATCH if large else AUTO_BATCH, n_rows)
+    small = not validates and p.early_stopping == "auto"
+    anneal = p.learning_rate == "auto" and not partial and (large or small)
+    schedule = "warmup_cosine" if anneal else (
+        "constant" if p.learning_rate == "auto" else p.learning_rate)
+    scale = float(np.sqrt(batch / AUTO_BATCH)) if anneal and large else 1.0
+    if p.max_iter != "auto":
+        max_iter = int(p.max_iter)
+    else:
+        max_iter = (LARGE_EPOCHS if large else SMALL_EPOCHS) if anneal else AUTO_MAX_ITER
+    return Recipe(batch_size=batch, learning_rate=schedule, max_iter=max_iter,
+                  lr_scale=scale)
+
+
 def hyper(p, task, n_rows, warn=False):
     """The mathematics of a step (:class:`~skensemble._engine.Hyper`) for ``n_rows``."""
-    batch = min(AUTO_BATCH, n_rows) if p.batch_size == "auto" else int(p.batch_size)
+    batch = recipe(p, n_rows).batch_size
     if warn and batch > n_rows:
         _warn.warn(f"Got batch_size={batch} larger than the {n_rows} rows each member "
                    "trains on; it is clipped to that.")
@@ -120,11 +171,17 @@ def hyper(p, task, n_rows, warn=False):
     )
 
 
-def config(p, max_iter, stop=True, t_start=0):
-    """How the epoch loop runs (:class:`~skensemble._training.Config`)."""
+def config(p, n_rows, validates=True, stop=True, t_start=0, max_iter=None):
+    """How the epoch loop runs (:class:`~skensemble._training.Config`).
+
+    For members that train on ``n_rows`` rows each (:func:`recipe`); ``max_iter``
+    overrides the recipe's (partial_fit).
+    """
+    r = recipe(p, n_rows, validates=validates, partial=max_iter is not None)
     return _training.Config(
-        max_iter=int(max_iter), learning_rate=p.learning_rate,
-        learning_rate_init=float(p.learning_rate_init), power_t=float(p.power_t),
+        max_iter=r.max_iter if max_iter is None else int(max_iter),
+        learning_rate=r.learning_rate,
+        learning_rate_init=float(p.learning_rate_init) * r.lr_scale, power_t=float(p.power_t),
         shuffle=bool(p.shuffle), tol=float(p.tol),
         n_iter_no_change=int(p.n_iter_no_change), stop=stop, t_start=int(t_start),
         engine=p.engine, verbose=p.verbose,
@@ -290,7 +347,8 @@ def _plan_fit(p, task, X, y, sw, previous, mode, names=None):
     columns = inputs.columns(feats, None if keys is None else keys[train], train.size)
     return Plan(mode=mode, fitted=fitted, Xs=Xs, Y=Y, sw=sw, sampling=sampling, train=train,
                 rows=rows, held=held, columns=columns, groups=groups,
-                config=config(p, p.max_iter), order_seed=order_seed)
+                config=config(p, sampling.n_draw, early_stopping(p, sampling.n_samples)),
+                order_seed=order_seed)
 
 
 def _plan_partial(p, task, X, y, sw, previous, classes, names=None):
@@ -354,7 +412,8 @@ def _plan_partial(p, task, X, y, sw, previous, classes, names=None):
     return Plan(mode="partial", fitted=fitted, Xs=Xs, Y=Y, sw=sw, sampling=sampling,
                 train=np.arange(E), rows=rows, held=None,
                 columns=fitted.columns(fitted.features), groups=groups,
-                config=config(p, 1, stop=False, t_start=fitted.t), order_seed=int(seeds[0]))
+                config=config(p, sampling.n_draw, stop=False, t_start=fitted.t, max_iter=1),
+                order_seed=int(seeds[0]))
 
 
 # ---------------------------------------------------------------------- pieces
@@ -474,7 +533,8 @@ def _new_groups(p, task, fitted, Xs, Y, sw, stratify, train):
             n_mothernets=p.n_mothernets,
             noise=float(p.mothernet_noise), validation_fraction=float(p.validation_fraction),
             stratify=stratify, activation=p.activation, hyper=hyper(p, task, Xs.shape[0]),
-            config=config(p, p.max_iter), device=_dispatch.resolve_device(p.device),
+            config=config(p, Xs.shape[0], early_stopping(p, Xs.shape[0])),
+            device=_dispatch.resolve_device(p.device),
             member_score=task.member_scores,
         )
     else:
@@ -518,11 +578,12 @@ def _execute(p, task, plan, y):
                               device)
     fitted.weights = weights.weights
     fitted.selection_score, fitted.uniform_score = weights.selection_score, weights.uniform_score
-    if history.unconverged:
+    # a warm-up + cosine schedule ends at its last epoch by design (its rate reaches 0)
+    if history.unconverged and plan.config.learning_rate != "warmup_cosine":
         what = "validation" if fitted.early_stopping else "training"
         _warn.warn(
             f"{history.unconverged} of {len(plan.train)} members reached max_iter="
-            f"{p.max_iter} before their {what} loss stopped improving by tol="
+            f"{plan.config.max_iter} before their {what} loss stopped improving by tol="
             f"{p.tol}; raise max_iter or tol to silence this.",
             ConvergenceWarning,
         )

@@ -18,7 +18,6 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 MAX_SEED = np.iinfo(np.int32).max
 
@@ -94,6 +93,9 @@ def _holdout(seed, n_samples, fraction, stratify):
         # Stratifying needs two rows of every class, and room for each class on both sides.
         if counts.min() < 2 or n_held < classes.size or n_samples - n_held < classes.size:
             stratify = None
+    # imported here: the training loop reads keyed_order and runs without scikit-learn
+    from sklearn.model_selection import train_test_split
+
     _, held = train_test_split(
         idx, test_size=fraction, random_state=int(seed) % MAX_SEED, stratify=stratify
     )

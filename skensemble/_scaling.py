@@ -64,6 +64,13 @@ def weighted_standardisation(A, weight):
 # ----------------------------------------------------------------- input transform
 QUANTILE_ROWS = 200_000  # rows that quantiles are estimated from, at most
 CLIP = 3.0  # smooth clipping: z / sqrt(1 + (z / CLIP)^2) stays within (-CLIP, CLIP)
+# From this many training rows on, robust scaling compresses the tails as
+# CLIP * asinh(z / CLIP) instead (slope 1 at 0, logarithmic beyond +-CLIP): values far out
+# keep their order and their distances' logarithm, where the smooth clipping saturates. On
+# the 262K-row flights set of benchmarks/bench_scale.py it cut the RMSE from 0.410 to
+# 0.363; below 40K rows the tuning half of benchmarks/bench_quality.py ranked the
+# saturating clip ahead (benchmarks/results/quality_ablation_clip.json).
+ASINH_ROWS = 40_000
 
 
 def weighted_quantiles(Z, weight, qs, presorted=None, order=None):
@@ -129,6 +136,9 @@ class InputTransform:
         Standardisation of the numeric features.
     center, spread : ndarray (Fn,) or None
         Robust scaling of the standardised values.
+    asinh : ndarray (1,) or None
+        Present: robust scaling compresses the tails with ``asinh`` instead of the
+        smooth clipping (fits of :data:`ASINH_ROWS` rows or more).
     lo, inv_width : ndarray (nb,) or None
         Start and inverse width of each bin column.
     bin_feature : ndarray (nb,) int64 or None
@@ -147,6 +157,7 @@ class InputTransform:
     unit: np.ndarray
     center: np.ndarray = None
     spread: np.ndarray = None
+    asinh: np.ndarray = None
     lo: np.ndarray = None
     inv_width: np.ndarray = None
     bin_feature: np.ndarray = None
@@ -256,7 +267,7 @@ class InputTransform:
     def tensors(self, device=None):
         """The scaling's arrays by name, as :func:`transform` takes them (float64)."""
         return {k: torch.as_tensor(getattr(self, k), dtype=torch.float64, device=device)
-                for k in ("mean", "scale", "unit", "center", "spread")
+                for k in ("mean", "scale", "unit", "center", "spread", "asinh")
                 if getattr(self, k) is not None}
 
     def apply(self, X, codes=None):
@@ -311,14 +322,18 @@ def transform(X, t):
     Z = (X.to(torch.float64) / t["unit"] - t["mean"] / t["unit"]) / (t["scale"] / t["unit"])
     if "center" in t:
         U = (Z - t["center"]) / (t["spread"] * CLIP)
-        Z = CLIP * U / torch.hypot(torch.ones_like(U), U)  # r / sqrt(1 + (r/3)^2), no overflow
+        if "asinh" in t:  # logarithmic tails (large fits)
+            Z = CLIP * torch.asinh(U)
+        else:  # r / sqrt(1 + (r/3)^2), no overflow
+            Z = CLIP * U / torch.hypot(torch.ones_like(U), U)
     return Z.to(torch.float32)
 
 
 def fit_input_transform(X, weight, robust=False, n_bins=None, levels=None):
     """Fit an :class:`InputTransform` on ``X (N, Fn)`` under row weights (None: equal).
 
-    ``robust``: median/IQR scaling with smooth clipping; ``n_bins``: piecewise-linear
+    ``robust``: median/IQR scaling with smooth clipping (``asinh`` tails from
+    :data:`ASINH_ROWS` rows of ``X`` on); ``n_bins``: piecewise-linear
     encoding over that many quantile bins per feature (fewer where a feature has fewer
     distinct values); a sequence of counts encodes one set of bins per count. ``levels
     (Fc,)``: the codes of categorical features that follow the numeric ones.
@@ -329,6 +344,7 @@ def fit_input_transform(X, weight, robust=False, n_bins=None, levels=None):
     if not robust and not n_bins:
         tr.levels = categorical
         return tr
+    n_rows = X.shape[0]
     if X.shape[0] > QUANTILE_ROWS:  # quantiles from a fixed random subset of rows
         keep = np.sort(np.random.default_rng(0).choice(X.shape[0], QUANTILE_ROWS, replace=False))
         X = X[keep]
@@ -342,6 +358,7 @@ def fit_input_transform(X, weight, robust=False, n_bins=None, levels=None):
         spread = (q75 - q25) / 1.349  # the standard deviation, for normal data
         tr.center = q50
         tr.spread = np.where(spread > 1e-6, spread, 1.0)  # standardised: std is 1
+        tr.asinh = np.ones(1) if n_rows >= ASINH_ROWS else None
         Z = tr.apply(X).astype(np.float64)
     if n_bins:
         Zs = np.sort(Z, axis=0)  # every row, whatever its weight: which values exist

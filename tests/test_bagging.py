@@ -95,8 +95,10 @@ def test_bootstrap_features_draws_with_replacement(regression_data):
 
 def test_stopped_member_receives_no_updates(regression_data):
     X, y = regression_data
+    # a constant rate: an annealing schedule's rates depend on max_iter, which differs here
     params = dict(n_estimators=4, hidden_layer_sizes=(8,), learning_rate_init=0.01, tol=1e-3,
-                  n_iter_no_change=3, random_state=0, engine="batched", batch_size=16)
+                  n_iter_no_change=3, random_state=0, engine="batched", batch_size=16,
+                  learning_rate="constant")
     long = NeuralBaggingRegressor(**params, max_iter=400).fit(X, y)
     n = long.n_iter_per_member_
     first = int(np.argmin(n))

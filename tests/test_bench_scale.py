@@ -132,3 +132,30 @@ def test_table_only_reads_the_file_and_fits_nothing(bench, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "**reg** (regression; 500 test rows)" in printed and "bin" not in printed
     assert (tmp_path / "scale.png").stat().st_size > 0
+
+
+def test_native_frame_keeps_the_columns_and_makes_text_categorical(bench):
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame({"carrier": ["UA", "AA", None, "UA"], "delay": [1.0, np.nan, 3.0, 4.0],
+                      "n": [1, 2, 3, 4]}, index=[7, 3, 9, 1])
+    out = bench.native_frame(X)
+    assert list(out.columns) == ["carrier", "delay", "n"]
+    assert list(out.index) == [0, 1, 2, 3]
+    assert isinstance(out["carrier"].dtype, pd.CategoricalDtype)
+    assert out["carrier"].isna().sum() == 1  # missing values stay missing for the library
+    assert out["delay"].dtype == np.float64 and np.isnan(out["delay"][1])
+    # the caller's frame is untouched
+    assert not isinstance(X["carrier"].dtype, pd.CategoricalDtype)
+
+
+def test_native_clip_ablation_changes_the_tails_only_in_its_own_process(bench):
+    from skensemble import NeuralBaggingRegressor, _scaling
+
+    before = _scaling.ASINH_ROWS
+    est = bench.make_estimator("skensemble_native", "regression", 0, 1)
+    assert isinstance(est, NeuralBaggingRegressor) and _scaling.ASINH_ROWS == before
+    try:
+        bench.make_estimator("skensemble_native_clip", "regression", 0, 1)
+        assert _scaling.ASINH_ROWS > 10**15  # no training set reaches it: clipping at any size
+    finally:
+        _scaling.ASINH_ROWS = before

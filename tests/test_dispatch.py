@@ -62,10 +62,18 @@ def test_auto_cpu_small_batches_run_the_numba_kernel(batch, subsets):
     assert select("auto", hyper(batch), LAYOUT, CPU, subsets) == "numba"
 
 
-@pytest.mark.parametrize("subsets", [False, True])
-def test_auto_cpu_large_batches_run_batched_torch(subsets):
+def test_auto_cpu_large_batches_run_batched_torch():
     big = hyper(_dispatch.MEMBER_MAJOR_MAX_BATCH + 1)
-    assert select("auto", big, LAYOUT, CPU, subsets) == "batched"
+    assert select("auto", big, LAYOUT, CPU, False) == "batched"
+
+
+@needs_numba
+def test_auto_cpu_mapped_inputs_run_numba_up_to_the_mapped_limit():
+    # first layers that read a map (bins, levels, subsets): numba up to a larger batch
+    limit = _dispatch.MEMBER_MAJOR_MAPPED_MAX_BATCH
+    assert limit > _dispatch.MEMBER_MAJOR_MAX_BATCH
+    assert select("auto", hyper(limit), LAYOUT, CPU, True) == "numba"
+    assert select("auto", hyper(limit + 1), LAYOUT, CPU, True) == "batched"
 
 
 def test_auto_cpu_without_numba_runs_batched_torch(monkeypatch):

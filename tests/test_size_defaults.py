@@ -1,0 +1,150 @@
+"""The defaults that follow the data's size: batch_size="auto", learning_rate="auto" and
+the tails of robust scaling (skensemble._pipeline.recipe, skensemble._scaling.ASINH_ROWS).
+
+Each resolved default is bound to the explicit parameters it stands for: a default fit
+equals, bit for bit, the fit given those values. The thresholds are lowered with
+monkeypatch so the large-data rules run on a few hundred rows.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from skensemble import NeuralBaggingClassifier, NeuralBaggingRegressor, _pipeline, _scaling
+
+SMALL = dict(n_estimators=3, hidden_layer_sizes=(8,), random_state=0)
+
+
+def _data(n, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 4))
+    X[:, 0] = rng.standard_t(1.5, n)  # heavy tails
+    y = X[:, 1] + np.sin(X[:, 2]) + 0.1 * rng.standard_normal(n)
+    return X, y
+
+
+def _settings(**kw):
+    params = NeuralBaggingRegressor(**kw).get_params()
+    return _pipeline.Settings(params)
+
+
+# ----------------------------------------------------------------- the rule itself
+def test_recipe_mid_sized_data_keeps_the_early_stopping_defaults():
+    r = _pipeline.recipe(_settings(), 5_000, validates=True)
+    assert (r.batch_size, r.learning_rate, r.max_iter, r.lr_scale) == (64, "constant", 200, 1.0)
+
+
+def test_recipe_large_data_takes_big_batches_and_a_cosine_budget():
+    n = _pipeline.LARGE_ROWS
+    r = _pipeline.recipe(_settings(), n, validates=True)
+    assert r.batch_size == _pipeline.LARGE_BATCH
+    assert r.learning_rate == "warmup_cosine"
+    assert r.max_iter == _pipeline.LARGE_EPOCHS
+    assert r.lr_scale == pytest.approx(np.sqrt(_pipeline.LARGE_BATCH / _pipeline.AUTO_BATCH))
+    below = _pipeline.recipe(_settings(), n - 1, validates=True)
+    assert (below.batch_size, below.learning_rate) == (64, "constant")
+
+
+def test_recipe_small_data_anneals_when_auto_early_stopping_cannot_validate():
+    r = _pipeline.recipe(_settings(), 150, validates=False)
+    assert (r.batch_size, r.learning_rate, r.max_iter) == (64, "warmup_cosine",
+                                                          _pipeline.SMALL_EPOCHS)
+    # early_stopping=False asked for max_iter epochs: kept constant, as before
+    r = _pipeline.recipe(_settings(early_stopping=False), 150, validates=False)
+    assert (r.learning_rate, r.max_iter) == ("constant", 200)
+
+
+def test_recipe_keeps_explicit_values_and_caps_the_budget_by_max_iter():
+    r = _pipeline.recipe(_settings(batch_size=32, learning_rate="constant"), 10**6)
+    assert (r.batch_size, r.learning_rate, r.max_iter, r.lr_scale) == (32, "constant", 200, 1.0)
+    r = _pipeline.recipe(_settings(max_iter=5), 10**6)
+    assert (r.learning_rate, r.max_iter) == ("warmup_cosine", 5)
+    # an int max_iter is the annealing's length, on small data too
+    r = _pipeline.recipe(_settings(max_iter=300), 150, validates=False)
+    assert (r.learning_rate, r.max_iter) == ("warmup_cosine", 300)
+    # partial_fit calls have no end to anneal towards
+    r = _pipeline.recipe(_settings(), 10**6, partial=True)
+    assert r.learning_rate == "constant"
+
+
+# --------------------------------------------------- default fits = explicit fits
+def test_small_data_default_fit_equals_the_explicit_cosine_fit_and_does_not_warn():
+    X, y = _data(150)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        auto = NeuralBaggingRegressor(**SMALL).fit(X, y)
+    explicit = NeuralBaggingRegressor(**SMALL, learning_rate="warmup_cosine",
+                                      max_iter=_pipeline.SMALL_EPOCHS).fit(X, y)
+    np.testing.assert_array_equal(auto.predict(X), explicit.predict(X))
+    assert int(np.max(auto.n_iter_)) <= _pipeline.SMALL_EPOCHS
+
+
+def test_small_data_constant_schedule_still_warns_when_it_runs_out():
+    X, y = _data(150)
+    with pytest.warns(ConvergenceWarning, match="max_iter=3"):
+        NeuralBaggingRegressor(**SMALL, learning_rate="constant", max_iter=3).fit(X, y)
+
+
+@pytest.mark.parametrize("Est", [NeuralBaggingRegressor, NeuralBaggingClassifier])
+def test_large_data_default_fit_equals_the_explicit_large_recipe(monkeypatch, Est):
+    monkeypatch.setattr(_pipeline, "LARGE_ROWS", 300)
+    monkeypatch.setattr(_pipeline, "LARGE_BATCH", 32)
+    X, y = _data(400)
+    if Est is NeuralBaggingClassifier:
+        y = (y > np.median(y)).astype(int)
+    auto = Est(**SMALL).fit(X, y)
+    explicit = Est(**SMALL, batch_size=32, learning_rate="warmup_cosine",
+                   max_iter=_pipeline.LARGE_EPOCHS,
+                   learning_rate_init=2e-3 * np.sqrt(32 / 64)).fit(X, y)
+    out = (lambda e: e.predict_proba(X)) if Est is NeuralBaggingClassifier else (
+        lambda e: e.predict(X))
+    np.testing.assert_array_equal(out(auto), out(explicit))
+    assert int(np.max(auto.n_iter_)) <= _pipeline.LARGE_EPOCHS
+
+
+def test_partial_fit_with_auto_learning_rate_runs_constant(monkeypatch):
+    monkeypatch.setattr(_pipeline, "LARGE_ROWS", 100)
+    X, y = _data(300)
+    auto = NeuralBaggingRegressor(**SMALL, batch_size=16)
+    const = NeuralBaggingRegressor(**SMALL, batch_size=16, learning_rate="constant")
+    for _ in range(2):
+        auto.partial_fit(X, y)
+        const.partial_fit(X, y)
+    np.testing.assert_array_equal(auto.predict(X), const.predict(X))
+
+
+# ------------------------------------------------------------ tails of the scaling
+def test_robust_scaling_compresses_tails_by_asinh_from_asinh_rows(monkeypatch):
+    X, _ = _data(500)
+    small = _scaling.fit_input_transform(X, None, robust=True)
+    assert small.asinh is None
+    monkeypatch.setattr(_scaling, "ASINH_ROWS", 500)
+    large = _scaling.fit_input_transform(X, None, robust=True)
+    assert large.asinh is not None
+    far = np.array([[1e4, 0.0, 0.0, 0.0], [1e5, 0.0, 0.0, 0.0]])
+    z_small = small.apply(far)[:, 0]
+    z_large = large.apply(far)[:, 0]
+    # the smooth clip saturates: two far values become one; asinh keeps them apart
+    assert z_small[1] - z_small[0] < 1e-3
+    assert z_large[1] - z_large[0] > 1.0
+    t = large.tensors()
+    u = ((far[:, 0] - large.mean[0]) / large.scale[0] - large.center[0]) / (
+        large.spread[0] * _scaling.CLIP)
+    np.testing.assert_allclose(z_large, _scaling.CLIP * np.arcsinh(u), rtol=1e-6)
+    assert "asinh" in t and "asinh" not in small.tensors()
+
+
+def test_asinh_tails_predict_and_export_alike(monkeypatch):
+    monkeypatch.setattr(_scaling, "ASINH_ROWS", 200)
+    X, y = _data(300)
+    est = NeuralBaggingRegressor(**SMALL, max_iter=5).fit(X, y)
+    assert est._fitted.inputs.asinh is not None
+    Xt = X.copy()
+    Xt[:3, 0] = [1e3, -1e4, 1e5]
+    module = est.to_torch()
+    with torch.no_grad():
+        exported = module(torch.as_tensor(Xt)).numpy().reshape(-1)
+    np.testing.assert_allclose(exported, est.predict(Xt), rtol=1e-5, atol=1e-6)
