@@ -23,12 +23,13 @@ kept per thread and dropped by :func:`release_graphs` when a group's training en
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import fields
 
 import torch
 
-from . import _dispatch
+from . import _dispatch, _warn
 from ._engine import Data, Params, _batched_step, _batches
 from ._inputs import FirstLayer
 
@@ -308,3 +309,106 @@ def _staging(slot, t, rows, device):
         buf = torch.empty(shape, dtype=t.dtype, device=device)
         setattr(_RUNNERS, f"staging{slot}", buf)
     return buf
+
+
+# ------------------------------------------------- device memory and fallback
+# Batches per streamed chunk, forced; None decides from the device's free memory. Tests
+# set it to exercise streaming on the CPU.
+STREAM_CHUNK_STEPS = None
+
+
+def stream_chunk_steps(X, Y, device, hyper, n_members, n_visits=0):
+    """Batches per chunk when the training data must stream from host memory, else None.
+
+    On CUDA the data stays on the device when it and the visiting orders take at most
+    half its free memory; otherwise it streams in chunks sized to a quarter of the free
+    memory. The orders count three times ``n_members * n_visits`` int64 words: the order,
+    the random words it is sorted by and the sort's indices live at once while an epoch's
+    order is drawn (E=1,000 members of 1M rows: 24 GB).
+    """
+    if STREAM_CHUNK_STEPS is not None:
+        return int(STREAM_CHUNK_STEPS)
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    data_bytes = X.nbytes + 4 * Y.size * 2 + 3 * 8 * n_members * n_visits
+    if data_bytes <= free // 2:
+        return None
+    # each row of a chunk: its values, targets, weight, and its local order entry
+    row_bytes = 4 * (X.shape[1] + Y.shape[1] + 1) + 8
+    return max(1, int(free // 4 // (n_members * hyper.batch_size * row_bytes)))
+
+
+@contextlib.contextmanager
+def device_memory(device, E, layout, hyper):
+    """Turn device out-of-memory errors into a ``MemoryError`` that says what to change.
+
+    Covers the allocations, graph capture and training; releases the graph runner at
+    the end.
+    """
+    try:
+        with _dispatch.oom_as_oom():
+            yield
+    except torch.cuda.OutOfMemoryError as exc:
+        raise MemoryError(
+            f"{device} ran out of memory training {E} members of {layout.n_params} "
+            f"parameters with batch_size={hyper.batch_size}. Lower n_estimators or "
+            "batch_size, free memory held by other processes, or use device='cpu'."
+        ) from exc
+    finally:
+        release_graphs()
+
+
+class FallBack:
+    """An engine's epoch function that hands over to another if its first call fails.
+
+    For a compiled kernel not yet measured on the device at hand (``engine="auto"``
+    choosing Triton): if compiling or launching it raises, or the device reports an
+    error when the first epoch is waited for (kernel faults are asynchronous: they
+    surface at the next synchronisation), the members' parameters, optimizer state and
+    step counts are put back from a host copy, a warning says why, and this and later
+    epochs run ``fallback``. A fault that leaves the device unusable (the restore fails
+    too) raises a ``RuntimeError`` that says so. :attr:`engine` names what ran.
+    """
+
+    def __init__(self, fn, fallback):
+        self.fn, self.fallback, self.engine = fn, fallback, None
+
+    def __call__(self, params, *args, **kwargs):
+        if self.engine is not None:
+            return self.fn(params, *args, **kwargs)
+        device = params.flat.device
+        # on the host: a device fault may leave device memory unreadable
+        saved = Params(*(t.to(torch.device("cpu"), copy=True) for t in (
+            params.flat, params.state, params.steps)), params.layout)
+        try:
+            out = self.fn(params, *args, **kwargs)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # an asynchronous fault surfaces here
+        except (torch.cuda.OutOfMemoryError, MemoryError):
+            raise  # the data or the ensemble are too big: no other engine helps
+        except Exception as exc:  # noqa: BLE001 - any compile, launch or kernel failure
+            if _dispatch.is_oom(exc):
+                raise
+            try:
+                params.copy_from(saved)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+            except Exception as fault:  # noqa: BLE001 - the device is unusable
+                raise RuntimeError(
+                    f"The Triton kernel failed on {device} ({type(exc).__name__}: "
+                    f"{str(exc).strip()[:200]}) and left the device unusable in this "
+                    "process. Refit in a new process with engine='graphed', or "
+                    "device='cpu'.") from fault
+            first = str(exc).strip().splitlines()
+            why = f"{type(exc).__name__}: {first[0][:200] if first else ''}"
+            _warn.warn(
+                f"The Triton kernel failed on {params.flat.device} ({why}); training with "
+                f"engine={self.fallback!r} instead (see engine_). Pass "
+                f"engine={self.fallback!r} to skip the attempt, or engine='triton' to see "
+                "the error.", RuntimeWarning)
+            self.fn = _dispatch.epoch_function(self.fallback)
+            self.engine = f"{self.fallback} (triton failed: {type(exc).__name__})"
+            return self.fn(params, *args, **kwargs)
+        self.engine = "triton"
+        return out

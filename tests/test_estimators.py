@@ -435,14 +435,14 @@ def test_same_members_whichever_engine(task, solver):
 def test_streamed_training_equals_resident(task, engine, early_stopping, monkeypatch):
     # Data too big for the device streams from host memory in chunks; forced here on
     # the CPU with tiny chunks, it must reproduce the resident fit.
-    from skensemble import _training
+    from skensemble import _schedule
 
     Est, (X, y) = task
     params = dict(n_estimators=3, hidden_layer_sizes=(8,), batch_size=4, max_iter=4,
                   engine=engine, early_stopping=early_stopping, bootstrap=True,
                   max_features=3, learning_rate_init=0.01, random_state=0, tol=0.0)
     resident = _outputs(Est(**params).fit(X, y), X)
-    monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", 3)
+    monkeypatch.setattr(_schedule, "STREAM_CHUNK_STEPS", 3)
     streamed = _outputs(Est(**params).fit(X, y), X)
     np.testing.assert_allclose(streamed, resident, rtol=1e-5, atol=1e-6)
 

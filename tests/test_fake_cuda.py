@@ -220,7 +220,7 @@ def test_streaming_is_chosen_from_free_memory(noise_data, monkeypatch):
 def test_streamed_early_stopping_runs_on_cpu(noise_data, monkeypatch):
     """The scenario of the next test works on the CPU, where order and index share a device."""
     X, y = noise_data
-    monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", 2)
+    monkeypatch.setattr(_schedule, "STREAM_CHUNK_STEPS", 2)
     est = NeuralBaggingRegressor(**SETTINGS, device="cpu").fit(X, y)
     assert len(set(est.n_iter_per_member_)) > 1
 
@@ -234,7 +234,7 @@ def test_streamed_early_stopping_on_device(noise_data, monkeypatch, engine, sche
     # (Before the foundation refactor this raised "indices should be either on cpu or on
     # the same device as the indexed tensor" at order[idx] in _epoch_subset.)
     X, y = noise_data
-    monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", 2)
+    monkeypatch.setattr(_schedule, "STREAM_CHUNK_STEPS", 2)
     monkeypatch.setattr(_schedule, "CAPTURE_GRAPHS", False)  # graphed: its eager schedule
     kw = dict(SETTINGS, engine=engine)
     if schedule == "adaptive":
@@ -244,7 +244,7 @@ def test_streamed_early_stopping_on_device(noise_data, monkeypatch, engine, sche
         pred = est.predict(X)
     assert est.device_ == "cuda" and est.engine_ == engine
     cpu = NeuralBaggingRegressor(**dict(kw, engine="batched"), device="cpu")
-    monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", None)
+    monkeypatch.setattr(_schedule, "STREAM_CHUNK_STEPS", None)
     cpu.fit(X, y)
     # the member-subset path ran: members stopped at different epochs, or ran at different rates
     assert len(set(cpu.n_iter_per_member_)) > 1 or len(set(cpu._fitted.groups[0].vectors["lr"])) > 1
@@ -295,7 +295,7 @@ def test_members_of_other_input_widths_on_device(noise_data, monkeypatch, stream
     X, y = noise_data
     monkeypatch.setattr(_schedule, "CAPTURE_GRAPHS", False)
     if stream:
-        monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", 2)
+        monkeypatch.setattr(_schedule, "STREAM_CHUNK_STEPS", 2)
     kw = dict(SETTINGS, n_estimators=8, ensemble_selection=5, validation_fraction=0.5,
               member_params={
         "n_bins": [3, 6], "numeric_encoding": ["none", "piecewise_linear"],
@@ -305,7 +305,7 @@ def test_members_of_other_input_widths_on_device(noise_data, monkeypatch, stream
         pred = est.predict(X)
     assert set(est._fitted.input_keys.tolist()) == {0, 3, 6}, "the draws should cover every width"
     assert len(est._fitted.groups) == 1 and est._fitted.groups[0].sizes[0] == 4 + 4 * 6 + 1
-    monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", None)
+    monkeypatch.setattr(_schedule, "STREAM_CHUNK_STEPS", None)
     cpu = NeuralBaggingRegressor(**kw, device="cpu").fit(X, y)
     assert len(cpu._fitted.groups) > 1  # one group per input width on the CPU
     np.testing.assert_array_equal(est.n_iter_per_member_, cpu.n_iter_per_member_)
@@ -403,7 +403,7 @@ def test_graphed_epochs_launch_no_eager_step_after_capture(noise_data, monkeypat
     # each epoch is one chunk of 4 steps and a leftover of 4 steps (the last one of 8
     # rows); streamed in chunks of 3 batches: chunks of 3, 3 and 2 steps.
     X, y = noise_data
-    monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", stream)
+    monkeypatch.setattr(_schedule, "STREAM_CHUNK_STEPS", stream)
     eager = []
     real = _schedule._batched_step
 
@@ -432,7 +432,7 @@ def test_graphed_epochs_launch_no_eager_step_after_capture(noise_data, monkeypat
         assert fake.replays > 0
     # eager steps only warm up a capture (two per graph), in the first epoch
     assert epochs[0] > 0 and epochs[1:] == [0] * 4
-    monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", None)
+    monkeypatch.setattr(_schedule, "STREAM_CHUNK_STEPS", None)
     cpu = NeuralBaggingRegressor(**dict(GRAPHED, max_iter=5, engine="batched"),
                                  device="cpu").fit(X, y)
     np.testing.assert_allclose(pred, cpu.predict(X), rtol=1e-5, atol=1e-6)
@@ -524,7 +524,7 @@ def test_the_order_counts_in_the_resident_or_streamed_decision(noise_data, monke
     monkeypatch.setattr(_schedule, "epoch_streamed",
                         lambda *a, **k: calls.append(k["chunk_steps"]) or streamed(*a, **k))
     kw = dict(SETTINGS, early_stopping=False, max_iter=2)
-    assert _training.stream_chunk_steps(X.astype(np.float32), y[:, None].astype(np.float32),
+    assert _schedule.stream_chunk_steps(X.astype(np.float32), y[:, None].astype(np.float32),
                                         torch.device("cpu"), None, 4, 120) is None
     with fake_cuda(free=8192):
         NeuralBaggingRegressor(**kw, device="cuda").fit(X, y)

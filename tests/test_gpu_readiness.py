@@ -54,7 +54,7 @@ def test_graphs_are_made_per_member_bucket_not_per_epoch_or_chunk(
     # parameters, so once members stopped every epoch captured a new graph, and every
     # streamed chunk too. Now one per fall of the active members below C / SLACK.
     X, y = noise_data
-    monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", stream)
+    monkeypatch.setattr(_schedule, "STREAM_CHUNK_STEPS", stream)
     with fake_cuda():
         est = NeuralBaggingRegressor(**SETTINGS, engine="graphed", device="cuda").fit(X, y)
         pred = est.predict(X)
@@ -66,7 +66,7 @@ def test_graphs_are_made_per_member_bucket_not_per_epoch_or_chunk(
     assert all(b * _schedule.SLACK < a for a, b in zip(count_runners, count_runners[1:]))
     assert len(count_runners) <= 1 + np.log(8) / np.log(_schedule.SLACK)
     assert _schedule.cached_runner_count() == 0  # released when the fit ended
-    monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", None)
+    monkeypatch.setattr(_schedule, "STREAM_CHUNK_STEPS", None)
     cpu = NeuralBaggingRegressor(**SETTINGS, engine="batched", device="cpu").fit(X, y)
     np.testing.assert_array_equal(n_iter, cpu.n_iter_per_member_)
     np.testing.assert_allclose(pred, cpu.predict(X), rtol=1e-5, atol=1e-6)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from skensemble import _engine, _groups, _history, _optim, _training
+from skensemble import _engine, _groups, _history, _optim, _schedule, _training
 from skensemble._engine import Hyper
 
 
@@ -108,7 +108,7 @@ def test_streaming_with_stopping_and_adaptive_schedule_equals_resident(engine, m
     assert len(set(h1.n_iter)) > 1  # members really stopped at different epochs
     assert any(n < 5 for n, _ in calls)  # so epochs ran on member subsets
     assert len({float(r) for _, rate in calls for r in np.atleast_1d(rate)}) > 2  # several rates
-    monkeypatch.setattr(_training, "STREAM_CHUNK_STEPS", 2)
+    monkeypatch.setattr(_schedule, "STREAM_CHUNK_STEPS", 2)
     streamed, h2 = _train(data, group, hyper, cfg)
     np.testing.assert_array_equal(h1.n_iter, h2.n_iter)
     np.testing.assert_allclose(streamed.flat, resident.flat, rtol=1e-5, atol=1e-6)
