@@ -378,7 +378,7 @@ class BaseNeuralBagging(FittedAttributes, BaseEstimator, metaclass=ABCMeta):
                                         device, call, scale=fitted.standardise)
 
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # a copy: object's is the instance's __dict__
         if "_fitted" in state:
             state["_skensemble_format"] = _version.FORMAT
             state["_skensemble_version"] = _version.__version__
