@@ -32,7 +32,17 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _dispatch, _engines, _hyperspace, _optim, _pipeline, _predict, _tabular, _version
+from . import (
+    _dask,
+    _dispatch,
+    _engines,
+    _hyperspace,
+    _optim,
+    _pipeline,
+    _predict,
+    _tabular,
+    _version,
+)
 from ._attributes import FittedAttributes
 
 _FLOAT = (np.float64, np.float32)
@@ -257,7 +267,10 @@ class BaseNeuralBagging(FittedAttributes, BaseEstimator, metaclass=ABCMeta):
         task = self._task()
         columns = (schema.categorical.size > 0 if schema is not None
                    else _tabular.reads_columns(X, self.categorical_features))
-        if columns:
+        if _dask.is_dask(X, y, sample_weight):  # read partition by partition (:mod:`._dask`)
+            X, y, sample_weight = _dask.fit_data(self, X, y, sample_weight, reset, schema,
+                                                 task)
+        elif columns:
             if not _tabular.is_dataframe(X):
                 X = np.asarray(X)
                 X = X.astype(object) if X.dtype.kind in "USO" else X
@@ -296,7 +309,9 @@ class BaseNeuralBagging(FittedAttributes, BaseEstimator, metaclass=ABCMeta):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training data. Sparse matrices are not supported.
+            Training data. Sparse matrices are not supported. A numeric Dask array or
+            DataFrame is read partition by partition, ``y`` (and a Dask
+            ``sample_weight``) then with the same partitions (:ref:`dask_input`).
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets.
         sample_weight : array-like of shape (n_samples,), default=None

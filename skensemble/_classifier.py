@@ -13,10 +13,12 @@ from numbers import Real
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin
+from sklearn.metrics import accuracy_score
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import check_is_fitted
 
+from . import _dask
 from ._attributes import FittedAttribute
 from ._base import BaseNeuralBagging
 from ._tasks import Classification
@@ -753,6 +755,7 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
                 raise ValueError("classes must be passed on the first call to partial_fit.")
         return self._partial_fit(X, y, sample_weight, classes=classes)
 
+    @_dask.per_partition
     def predict_proba(self, X):
         """Class probabilities: the mean of the members' softmax outputs.
 
@@ -761,7 +764,8 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Input rows.
+            Input rows. A Dask array or DataFrame gives a lazy Dask array, computed
+            partition by partition on the workers (:ref:`dask_input`).
 
         Returns
         -------
@@ -775,13 +779,15 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         self._check_finite(proba)
         return proba / proba.sum(axis=1, keepdims=True)
 
+    @_dask.per_partition
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Input rows.
+            Input rows. A Dask array or DataFrame gives a lazy Dask array, computed
+            partition by partition on the workers (:ref:`dask_input`).
 
         Returns
         -------
@@ -802,13 +808,15 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         self._check_finite(logp)
         return logp
 
+    @_dask.per_partition
     def predict(self, X):
         """Most probable class under the averaged probabilities.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Input rows.
+            Input rows. A Dask array or DataFrame gives a lazy Dask array, computed
+            partition by partition on the workers (:ref:`dask_input`).
 
         Returns
         -------
@@ -818,6 +826,33 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         proba = self.predict_proba(X)  # checks fitted before classes_ is touched
         return self.classes_[np.argmax(proba, axis=1)]
 
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy of :meth:`predict` on ``(X, y)`` (scikit-learn's ``ClassifierMixin``).
+
+        With Dask collections (``X``, ``y`` and, if given, ``sample_weight`` with the same
+        partitions), the predictions are computed on the workers, and they, ``y`` and
+        ``sample_weight`` come to this process, one value per row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Test rows.
+        y : array-like of shape (n_samples,)
+            True labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights.
+
+        Returns
+        -------
+        float
+            The (weighted) share of rows whose label :meth:`predict` gets right.
+        """
+        if not _dask.is_dask(X, y, sample_weight):
+            return super().score(X, y, sample_weight=sample_weight)
+        pred, y, sample_weight = _dask.gather_scored(X, self.predict(X), y, sample_weight)
+        return float(accuracy_score(y, pred, sample_weight=sample_weight))
+
+    @_dask.per_partition(axis=1)
     def predict_proba_members(self, X):
         """Every member's class probabilities.
 
@@ -828,7 +863,8 @@ class NeuralBaggingClassifier(ClassifierMixin, BaseNeuralBagging):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Input rows.
+            Input rows. A Dask array or DataFrame gives a lazy Dask array, computed
+            partition by partition on the workers (:ref:`dask_input`).
 
         Returns
         -------

@@ -30,6 +30,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from . import (
+    _dask,
     _dispatch,
     _engine,
     _groups,
@@ -309,7 +310,7 @@ def _plan_fit(p, task, X, y, sw, previous, mode, names=None):
         schema, inputs, bin_counts = previous.schema, previous.inputs, previous.bin_counts
         if _n_columns(X) != schema.n_columns:
             raise ValueError("warm_start=True needs the same features as the first fit.")
-        A, codes = schema.split(X)
+        A, codes = _split(schema, X)
     else:
         schema, A, codes, inputs, bin_counts = _fit_inputs(p, X, sw, names)
     sampling = sampling_plan(p, A.shape[0], inputs.n_features)
@@ -385,7 +386,7 @@ def _plan_partial(p, task, X, y, sw, previous, classes, names=None):
         if _n_columns(X) != schema.n_columns:
             raise ValueError(f"X has {_n_columns(X)} features, but the ensemble was fitted "
                              f"with {schema.n_columns}.")
-        A, codes = schema.split(X)
+        A, codes = _split(schema, X)
         targets = previous.targets
     N, F = A.shape[0], inputs.n_features
     Y = task.encode(y, targets)
@@ -447,18 +448,25 @@ def _fit_inputs(p, X, sw, names):
     ``A (N, Fn)`` and codes ``(N, Fc)`` (or None) it splits ``X`` into, the input
     transform fitted on them, and every bin count it encodes.
     """
-    if _tabular.reads_columns(X, p.categorical_features):
+    if isinstance(X, _dask.Rows):  # a Dask input: read by partitions (:mod:`._dask`)
+        schema = X.fit_schema(sw, names)
+    elif _tabular.reads_columns(X, p.categorical_features):
         schema = _tabular.fit_schema(X, p.categorical_features, p.max_categories,
                                      p.min_frequency, sw)
     else:
         schema = _tabular.numeric_schema(X, sw, names)
-    A, codes = schema.split(X)
+    A, codes = _split(schema, X)
     counts = _hyperspace.bin_counts(p.member_params, p.numeric_encoding, p.n_bins)
     inputs = _scaling.fit_input_transform(
         A, sw, robust=p.input_scaling == "robust",
         n_bins=(None if not counts else counts[0] if len(counts) == 1 else counts),
         levels=schema.n_codes if schema.categorical.size else None)
     return schema, A, codes, inputs, counts  # counts: what members may read
+
+
+def _split(schema, X):
+    """``schema.split(X)``; a Dask input's :class:`~._dask.Rows` split by partitions."""
+    return X.split(schema) if isinstance(X, _dask.Rows) else schema.split(X)
 
 
 def _n_columns(X):

@@ -17,6 +17,7 @@ from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from . import _dask
 from ._attributes import FittedAttribute
 from ._base import BaseNeuralBagging
 from ._tasks import QuantileRegression, Regression, d2_pinball
@@ -760,6 +761,8 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
             quantiles).
         """
         pred = self.predict(X)
+        if _dask.is_dask(X, y, sample_weight):  # predicted on the workers, scored here
+            pred, y, sample_weight = _dask.gather_scored(X, pred, y, sample_weight)
         y = np.asarray(y, dtype=np.float64)
         quantiles = getattr(self._fitted.targets, "quantiles", ())
         if quantiles:
@@ -800,6 +803,7 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
             self._validate_params()
         return self._partial_fit(X, y, sample_weight)
 
+    @_dask.per_partition
     def predict(self, X, return_std=False):
         """Mean prediction of the members, weighted by ``ensemble_weights_``.
 
@@ -810,7 +814,8 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Input rows.
+            Input rows. A Dask array or DataFrame gives a lazy Dask array, computed
+            partition by partition on the workers (:ref:`dask_input`).
         return_std : bool, default=False
             Also return the standard deviation of the members' predictions, a measure
             of the ensemble's uncertainty.
@@ -848,6 +853,7 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         self._check_finite(mean)
         return (mean, std) if return_std else mean
 
+    @_dask.per_partition(axis=1)
     def predict_members(self, X):
         """Every member's prediction.
 
@@ -858,7 +864,8 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Input rows.
+            Input rows. A Dask array or DataFrame gives a lazy Dask array, computed
+            partition by partition on the workers (:ref:`dask_input`).
 
         Returns
         -------
