@@ -568,19 +568,18 @@ def gen_small(ctx):
 
 
 CLIP = "benchmarks/results/quality_ablation_clip.json"
-CLIP_VARIANTS = [("skensemble_default", "smooth clip (default)"), ("skensemble_asinh", "asinh"),
-                 ("skensemble_noclip", "no clip"), ("skensemble_standard", "standard")]
+CLIP_VARIANTS = [("skensemble_smoothclip", "smooth clip (default)"),
+                 ("skensemble_asinh", "asinh"), ("skensemble_noclip", "no clip"),
+                 ("skensemble_standard", "standard")]
 
 
 def gen_clip(ctx):
     """The tails of robust scaling on the tuning half (ablation beside the defaults)."""
     rows_by = {}
-    for rel in (QUALITY, CLIP):
-        for r in ctx.load(rel)["results"]:
-            if r.get("status") == "ok" and r["method"] in dict(CLIP_VARIANTS) and (
-                    r["dataset"] in {x["dataset"] for x in ctx.load(CLIP)["results"]}):
-                v = r.get("rmse") if r.get("rmse") is not None else r.get("log_loss")
-                rows_by.setdefault(r["dataset"], {}).setdefault(r["method"], []).append(v)
+    for r in ctx.load(CLIP)["results"]:
+        if r.get("status") == "ok" and r["method"] in dict(CLIP_VARIANTS):
+            v = r.get("rmse") if r.get("rmse") is not None else r.get("log_loss")
+            rows_by.setdefault(r["dataset"], {}).setdefault(r["method"], []).append(v)
     names = [m for m, _ in CLIP_VARIANTS]
     rows = [["data set", *(label for _, label in CLIP_VARIANTS)]]
     per_rank = {m: [] for m in names}
@@ -591,6 +590,32 @@ def gen_clip(ctx):
             per_rank[m].append(rk)
     rows.append(["mean rank", *(f"{sum(per_rank[m]) / len(per_rank[m]):.2f}" for m in names)])
     return Block(rows=rows, align="l" + "r" * len(names), source=CLIP)
+
+
+BINS = "benchmarks/results/quality_ablation_bins.json"
+BINS_VARIANTS = [("skensemble_bins8", "8 bins"), ("skensemble_bins16", "16 bins"),
+                 ("skensemble_bins24", "24 bins (default)")]
+
+
+def gen_bins(ctx):
+    """Bins per feature on the tuning half: mean loss per data set and mean rank."""
+    by = {}
+    for r in ctx.load(BINS)["results"]:
+        if r.get("status") == "ok" and r["method"] in dict(BINS_VARIANTS):
+            v = r.get("rmse") if r.get("rmse") is not None else r.get("log_loss")
+            by.setdefault(r["dataset"], {}).setdefault(r["method"], []).append(v)
+    names = [m for m, _ in BINS_VARIANTS]
+    rows = [["data set", *(label for _, label in BINS_VARIANTS)]]
+    per_rank = {m: [] for m in names}
+    for ds, v in by.items():
+        if not all(m in v for m in names):
+            continue
+        means = [sum(v[m]) / len(v[m]) for m in names]
+        rows.append([ds, *(f"{x:.4f}" for x in means)])
+        for m, rk in zip(names, _ranks(means)):
+            per_rank[m].append(rk)
+    rows.append(["mean rank", *(f"{sum(per_rank[m]) / len(per_rank[m]):.2f}" for m in names)])
+    return Block(rows=rows, align="l" + "r" * len(names), source=BINS)
 
 
 MEMORY = "benchmarks/results/memory.json"
@@ -604,6 +629,11 @@ def gen_memory(ctx):
         rows.append([f"{d['rows']:,} x {d['columns']}", f"{d['data_mib']:.0f}", step,
                      f"{d[step + '_added_peak_mib']:.0f}", f"{d[step + '_added_over_data']:.2f}",
                      f"{d[step + '_s']:.1f}"])
+    if "predict20_rows" in d:
+        rows.append([f"{d['predict20_rows']:,} x 20", f"{d['predict20_data_mib']:.0f}",
+                     "predict after a 10,000-row fit", f"{d['predict20_added_peak_mib']:.0f}",
+                     f"{d['predict20_added_peak_mib'] / d['predict20_data_mib']:.2f}",
+                     f"{d['predict20_s']:.1f}"])
     return Block(rows=rows, align="lrlrrr", source=MEMORY)
 
 
@@ -626,6 +656,7 @@ GENERATORS = {
     "scale-full": gen_scale_full,
     "small": gen_small,
     "clip": gen_clip,
+    "bins": gen_bins,
     "memory": gen_memory,
 }
 

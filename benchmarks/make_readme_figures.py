@@ -46,6 +46,10 @@ FIGURES = {
         "benchmarks/results/quality.png",
         ["benchmarks/bench_quality.py", "--table-only", "--plot", "benchmarks/results/quality.png"],
     ),
+    "scale": (
+        "benchmarks/results/scale.png",
+        ["benchmarks/bench_scale.py", "--table-only"],
+    ),
 }
 
 

@@ -78,9 +78,6 @@ class FittedEnsemble:
         What MotherNets training did (``init="mothernet"``).
     activation : str
         The hidden activation of groups without their own (the estimator's).
-    n_bins : int or None
-        What ``n_bins`` resolved to in the first fit (``"auto"``: by its rows); a warm
-        start or a later ``partial_fit`` call keeps it.
     """
 
     schema: _tabular.Schema
@@ -109,7 +106,6 @@ class FittedEnsemble:
     report: object = None
     hatching: object = None
     activation: str = "relu"
-    n_bins: int = None
 
     @property
     def n_members(self):

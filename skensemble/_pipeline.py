@@ -62,12 +62,6 @@ LARGE_BATCH = 256
 LARGE_EPOCHS = 15
 SMALL_EPOCHS = 50
 AUTO_MAX_ITER = 200  # max_iter="auto" otherwise: scikit-learn's MLP default
-# n_bins="auto": AUTO_BINS quantile bins per feature (chosen on the tuning half), and
-# LARGE_BINS from LARGE_FIT_ROWS training rows on, where finer quantiles are well estimated
-# (benchmarks/bench_scale.py; docs/user_guide/scale.rst).
-AUTO_BINS = 8
-LARGE_BINS = 24
-LARGE_FIT_ROWS = 40_000
 # early_stopping="auto" stops members on held-out rows when each would hold out at
 # least this many (n_samples >= 200 at validation_fraction=0.1): fewer make the
 # validation loss too noisy to choose epochs by, and cost scarce training rows.
@@ -272,20 +266,10 @@ def fit(p, task, X, y, sw, previous, mode, classes=None, names=None):
     names : ndarray of str or None
         The columns' names (``feature_names_in_``) where ``X`` is a validated matrix.
     """
-    p = Settings({**vars(p), "n_bins": _n_bins(p, X, previous)})
     p = Settings({**vars(p), "device": _fit_device(p, X)})
     plan = (_plan_partial(p, task, X, y, sw, previous, classes, names) if mode == "partial"
             else _plan_fit(p, task, X, y, sw, previous, mode, names))
     return _execute(p, task, plan, y)
-
-
-def _n_bins(p, X, previous):
-    """``n_bins`` resolved: ``"auto"`` by the fit's rows, or as the first fit resolved it."""
-    if p.n_bins != "auto":
-        return int(p.n_bins)
-    if previous is not None and previous.n_bins is not None:
-        return previous.n_bins
-    return LARGE_BINS if X.shape[0] >= LARGE_FIT_ROWS else AUTO_BINS
 
 
 def _fit_device(p, X):
@@ -353,7 +337,7 @@ def _plan_fit(p, task, X, y, sw, previous, mode, names=None):
         history=previous.history if warm else None, features=features, input_keys=keys,
         member_params=params, sample_weight=sw, stratify=stratify,
         early_stopping=early_stopping(p, sampling.n_samples), activation=p.activation,
-        hatching=previous.hatching if warm else None, n_bins=p.n_bins)
+        hatching=previous.hatching if warm else None)
     Xs = fitted.scaled(A, codes)  # (N, F) float32, the one copy the engines read
     del A, codes
     if mode == "resume":  # same weights, new optimizer (a changed solver or rate takes effect)
@@ -408,7 +392,7 @@ def _plan_partial(p, task, X, y, sw, previous, classes, names=None):
                                      n_iter=np.zeros(E, dtype=np.int64)),
             features=None if sampling.all_features else feats,
             input_keys=_input_keys(p, params, None, bin_counts, 0), member_params=params,
-            activation=p.activation, n_bins=p.n_bins)
+            activation=p.activation)
     else:
         fitted = replace(previous, targets=targets)
     Xs = fitted.scaled(A, codes)

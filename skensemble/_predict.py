@@ -10,12 +10,42 @@ Shape legend (as in :mod:`._engine`): E members, n rows of a chunk, F features, 
 a first layer, O outputs, G members of a group, P parameters.
 """
 
+import ctypes
+import ctypes.util
+import sys
+
 import numpy as np
 import torch
 
 from . import _dispatch, _engine
 
 ACTIVATION_BUDGET = 8 * 2**20  # float64 activations of all members for one chunk: 64 MB
+
+# Every this many chunks, glibc is asked to hand freed heap memory back to the system.
+# Each chunk allocates and frees a few hundred KB of temporaries of several sizes (the
+# scaled rows, torch and numba activations); glibc keeps such freed blocks in its heap,
+# and over thousands of chunks the process grew by gigabytes: measured, 400,000 x 100 rows
+# after a 50,000-row default fit (24 bins: 335-row chunks), peak resident memory +908 MiB
+# without the trim, +1 MiB with it every 16 chunks (tests/test_estimators.py binds it).
+TRIM_EVERY = 16
+
+
+def _malloc_trim():
+    """Glibc's ``malloc_trim(0)`` where the C library has it (Linux), else nothing."""
+    global _TRIM
+    if _TRIM is None:
+        _TRIM = False
+        if sys.platform.startswith("linux"):
+            try:
+                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+                _TRIM = libc.malloc_trim
+            except (OSError, AttributeError):  # not glibc (musl...): nothing to trim
+                pass
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM = None
 
 # Predictions on the CPU compute in float64 from the float32 weights: a row's prediction
 # then does not depend on which other rows share its chunk (float32 matrix products
@@ -161,7 +191,9 @@ def run_chunked(groups, columns, encoding, activation, X, device, reduce, scale=
         dev_groups, inverse = on_device(groups, columns, encoding, device)
         chunk = chunk_rows(groups, device)
         parts = []
-        for s in range(0, X.shape[0], chunk):
+        for i, s in enumerate(range(0, X.shape[0], chunk)):
+            if i and i % TRIM_EVERY == 0 and device.type == "cpu":
+                _malloc_trim()
             rows = slice(s, min(s + chunk, X.shape[0]))
             Xs = X[rows] if scale is None else scale(X.iloc[rows] if hasattr(X, "iloc")
                                                      else X[rows])

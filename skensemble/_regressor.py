@@ -219,12 +219,13 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         (Gorishniy et al., "On Embeddings for Numerical Features", NeurIPS 2022): the
         first layer then reads ``n_features * (1 + n_bins)`` columns.
 
-    n_bins : int or "auto", default="auto"
+    n_bins : int, default=24
         Quantile bins per feature for ``numeric_encoding="piecewise_linear"`` (fewer
-        where a feature has fewer distinct values). ``"auto"``: 8 (chosen on the
-        benchmark's tuning half), and 24 from 40,000 training rows on, where finer
-        quantiles are well estimated (see the user guide's "Defaults and data size").
-        A warm start or a later ``partial_fit`` call keeps what the first fit resolved.
+        where a feature has fewer distinct values). 24 ranked ahead of 8 and 16 on the
+        benchmark's tuning half and on the large data sets of
+        ``benchmarks/bench_scale.py`` (``benchmarks/results/quality_ablation_bins.json``;
+        the user guide's "Defaults and data size"); the first layer reads a value's bins
+        from their structure, so more bins cost little time.
 
     categorical_features : "from_dtype", array-like of int, str or bool, or None, \
             default="from_dtype"
@@ -618,7 +619,7 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         bootstrap_features=False,
         input_scaling="robust",
         numeric_encoding="piecewise_linear",
-        n_bins="auto",
+        n_bins=24,
         categorical_features="from_dtype",
         max_categories=64,
         min_frequency=5,

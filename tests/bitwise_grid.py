@@ -26,11 +26,12 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 FIXTURE = HERE / "data" / "bitwise_predictions.npz"
 
-# learning_rate="constant": the default then. The size-aware default learning_rate="auto"
-# that came later anneals small data (tests/test_size_defaults.py binds it to the explicit
-# values it resolves to); pinned here, the grid keeps checking what it was written for.
+# learning_rate="constant" and n_bins=8: the defaults then. The size-aware default
+# learning_rate="auto" that came later anneals small data (tests/test_size_defaults.py binds
+# it to the explicit values it resolves to), and n_bins became 24; pinned here, the grid
+# keeps checking what it was written for.
 BASE = dict(n_estimators=3, hidden_layer_sizes=(8,), max_iter=6, random_state=0,
-            learning_rate="constant")
+            learning_rate="constant", n_bins=8)
 
 GRID = {
     "reg_default": ("reg", {}, "fit"),

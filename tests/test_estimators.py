@@ -500,3 +500,21 @@ def test_lion_solver_trains_on_the_engines_that_declare_it(regression_data):
     assert est.score(X, y) > 0.9
     with pytest.raises(ValueError, match="solver='lion'.*engine='auto'"):
         NeuralBaggingRegressor(**kw, engine="numba").fit(X, y)
+
+
+def test_prediction_chunks_hand_freed_memory_back(regression_data, monkeypatch):
+    # glibc keeps the chunks' freed temporaries in its heap unless trimmed: over thousands
+    # of chunks that grew predictions by gigabytes (skensemble._predict.TRIM_EVERY)
+    from skensemble import _predict
+
+    X, y = regression_data
+    reg = NeuralBaggingRegressor(**FAST).fit(X, y)
+    full = reg.predict(X)
+    trims = []
+    monkeypatch.setattr(_predict, "chunk_rows", lambda groups, device: 2)
+    monkeypatch.setattr(_predict, "_malloc_trim", lambda: trims.append(1))
+    np.testing.assert_allclose(reg.predict(X), full, rtol=1e-12)
+    n_chunks = -(-X.shape[0] // 2)
+    assert len(trims) == (n_chunks - 1) // _predict.TRIM_EVERY > 0
+    monkeypatch.undo()
+    _predict._malloc_trim()  # the real one runs here (glibc), or does nothing elsewhere

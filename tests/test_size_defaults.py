@@ -149,28 +149,3 @@ def test_asinh_tails_predict_and_export_alike(monkeypatch):
         exported = module(torch.as_tensor(Xt)).numpy().reshape(-1)
     np.testing.assert_allclose(exported, est.predict(Xt), rtol=1e-5, atol=1e-6)
 
-
-# ------------------------------------------------------------------- n_bins="auto"
-def test_n_bins_auto_resolves_by_the_fits_rows_and_equals_the_explicit_count(monkeypatch):
-    X, y = _data(300)
-    small = NeuralBaggingRegressor(**SMALL, max_iter=3).fit(X, y)
-    assert small._fitted.n_bins == _pipeline.AUTO_BINS
-    monkeypatch.setattr(_pipeline, "LARGE_FIT_ROWS", 300)
-    auto = NeuralBaggingRegressor(**SMALL, max_iter=3).fit(X, y)
-    assert auto._fitted.n_bins == _pipeline.LARGE_BINS
-    explicit = NeuralBaggingRegressor(**SMALL, max_iter=3, n_bins=_pipeline.LARGE_BINS).fit(X, y)
-    np.testing.assert_array_equal(auto.predict(X), explicit.predict(X))
-    assert auto.get_params()["n_bins"] == "auto"  # the parameter itself is left as given
-
-
-def test_n_bins_auto_keeps_the_first_fits_count_in_warm_starts_and_partial_fit(monkeypatch):
-    X, y = _data(300)
-    monkeypatch.setattr(_pipeline, "LARGE_FIT_ROWS", 300)
-    est = NeuralBaggingRegressor(**SMALL, max_iter=3, warm_start=True).fit(X, y)
-    assert est._fitted.n_bins == _pipeline.LARGE_BINS
-    est.set_params(n_estimators=5).fit(X[:100], y[:100])  # fewer rows: still the first count
-    assert est._fitted.n_bins == _pipeline.LARGE_BINS and est._fitted.n_members == 5
-    part = NeuralBaggingRegressor(**SMALL)
-    part.partial_fit(X[:100], y[:100])
-    part.partial_fit(X, y)
-    assert part._fitted.n_bins == _pipeline.AUTO_BINS
