@@ -41,6 +41,7 @@ from . import (
     _inputs,
     _mothernets,
     _parallel,
+    _predict,
     _sampling,
     _scaling,
     _tabular,
@@ -340,6 +341,7 @@ def _plan_fit(p, task, X, y, sw, previous, mode, names=None):
         hatching=previous.hatching if warm else None)
     Xs = fitted.scaled(A, codes)  # (N, F) float32, the one copy the engines read
     del A, codes
+    _predict.trim_heap()  # the set-up's freed temporaries (quantile sample, sorts) go back
     if mode == "resume":  # same weights, new optimizer (a changed solver or rate takes effect)
         groups = [g.restarted() for g in previous.groups]
     else:

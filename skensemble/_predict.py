@@ -30,7 +30,7 @@ ACTIVATION_BUDGET = 8 * 2**20  # float64 activations of all members for one chun
 TRIM_EVERY = 16
 
 
-def _malloc_trim():
+def trim_heap():
     """Glibc's ``malloc_trim(0)`` where the C library has it (Linux), else nothing."""
     global _TRIM
     if _TRIM is None:
@@ -193,7 +193,7 @@ def run_chunked(groups, columns, encoding, activation, X, device, reduce, scale=
         parts = []
         for i, s in enumerate(range(0, X.shape[0], chunk)):
             if i and i % TRIM_EVERY == 0 and device.type == "cpu":
-                _malloc_trim()
+                trim_heap()
             rows = slice(s, min(s + chunk, X.shape[0]))
             Xs = X[rows] if scale is None else scale(X.iloc[rows] if hasattr(X, "iloc")
                                                      else X[rows])

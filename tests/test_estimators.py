@@ -512,9 +512,9 @@ def test_prediction_chunks_hand_freed_memory_back(regression_data, monkeypatch):
     full = reg.predict(X)
     trims = []
     monkeypatch.setattr(_predict, "chunk_rows", lambda groups, device: 2)
-    monkeypatch.setattr(_predict, "_malloc_trim", lambda: trims.append(1))
+    monkeypatch.setattr(_predict, "trim_heap", lambda: trims.append(1))
     np.testing.assert_allclose(reg.predict(X), full, rtol=1e-12)
     n_chunks = -(-X.shape[0] // 2)
     assert len(trims) == (n_chunks - 1) // _predict.TRIM_EVERY > 0
     monkeypatch.undo()
-    _predict._malloc_trim()  # the real one runs here (glibc), or does nothing elsewhere
+    _predict.trim_heap()  # the real one runs here (glibc), or does nothing elsewhere
