@@ -371,6 +371,10 @@ def fit_input_transform(X, weight, robust=False, n_bins=None, levels=None):
                                        presorted=Zs, order=order)  # (B+1, F)
             for d in range(Z.shape[1]):  # set-up: each feature's distinct edges
                 e = np.unique(edges[:, d])
+                # edges a rounding error apart (quantiles interpolated between the same
+                # two values) would make a bin of width ~1e-17: one edge of the two
+                if e.size > 1:
+                    e = e[np.concatenate([[True], np.diff(e) > 1e-9 * (e[-1] - e[0])])]
                 if not varied[d] or e.size < 2:
                     continue  # binary or constant: a bin would only repeat the value
                 lo.append(e[:-1])

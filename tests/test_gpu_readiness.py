@@ -16,8 +16,11 @@ from fake_cuda import fake_cuda
 from skensemble import NeuralBaggingRegressor, _dispatch, _engine, _schedule, _training
 from skensemble._engine import Hyper, Layout
 
+# n_bins=8 and a constant rate: members that stop at many different epochs (what these
+# tests need), as the defaults of the time gave
 SETTINGS = dict(n_estimators=8, hidden_layer_sizes=(8,), max_iter=30, early_stopping=True,
-                n_iter_no_change=2, random_state=0, batch_size=8)
+                n_iter_no_change=2, random_state=0, batch_size=8, n_bins=8,
+                learning_rate="constant")
 
 
 @pytest.fixture(autouse=True)

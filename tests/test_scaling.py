@@ -124,3 +124,24 @@ def test_several_bin_counts_encode_each_set_as_alone():
     one = _scaling.fit_input_transform(X, None, n_bins=4)
     assert one.columns(None, np.array([4, 4])) is None
     assert one.columns(None, np.array([4, 0])).shape == (2, one.n_columns)
+
+
+def test_bins_have_no_width_of_a_rounding_error_and_export_agrees():
+    # 24 quantiles of 12 rows interpolate between the same values: edges 1e-17 apart made
+    # bins of that width, whose ramps torch and numba computed differently (to_torch()
+    # disagreed with predict by 0.33)
+    import torch
+
+    from skensemble import NeuralBaggingRegressor
+
+    X = np.array([[5, 1, 3], [7, 6, -3], [3, 0, 0], [1, 0, 4], [2, 0, 1], [1, 4, -1],
+                  [1, -3, -8], [2, 3, -2], [7, -4, 0], [-1, 5, 4], [0, 1, -3], [3, 2, 1]],
+                 float)
+    y = X.sum(1)
+    tr = _scaling.fit_input_transform(X, None, robust=True, n_bins=24)
+    widths = 1.0 / tr.inv_width
+    assert widths.min() > 1e-6
+    est = NeuralBaggingRegressor(random_state=0, n_bins=24, max_iter=5).fit(X, y)
+    with torch.no_grad():
+        out = est.to_torch()(torch.as_tensor(X)).numpy().reshape(-1)
+    np.testing.assert_allclose(out, est.predict(X), rtol=1e-5, atol=1e-5)
