@@ -42,10 +42,21 @@ def test_recipe_large_data_takes_big_batches_and_a_cosine_budget():
     r = _pipeline.recipe(_settings(), n, validates=True)
     assert r.batch_size == _pipeline.LARGE_BATCH
     assert r.learning_rate == "warmup_cosine"
-    assert r.max_iter == _pipeline.LARGE_EPOCHS
+    assert r.max_iter == _pipeline.LARGE_MAX_EPOCHS  # 40K rows: the budget's cap
     assert r.lr_scale == pytest.approx(np.sqrt(_pipeline.LARGE_BATCH / _pipeline.AUTO_BATCH))
     below = _pipeline.recipe(_settings(), n - 1, validates=True)
     assert (below.batch_size, below.learning_rate) == (64, "constant")
+
+
+def test_recipe_large_data_budget_is_rows_visited_within_its_bounds():
+    # epochs = LARGE_ROW_PASSES / rows, within [LARGE_EPOCHS, LARGE_MAX_EPOCHS]
+    passes = _pipeline.LARGE_ROW_PASSES
+    epochs = {n: _pipeline.recipe(_settings(), n).max_iter
+              for n in (50_000, 90_000, passes // 20, 10**6, 10**7)}
+    assert epochs[90_000] == 30 and epochs[passes // 20] == 20
+    assert epochs[50_000] == round(passes / 50_000)
+    assert epochs[10**6] == epochs[10**7] == _pipeline.LARGE_EPOCHS
+    assert sorted(epochs.values(), reverse=True) == list(epochs.values())
 
 
 def test_recipe_small_data_anneals_when_auto_early_stopping_cannot_validate():
@@ -97,12 +108,12 @@ def test_large_data_default_fit_equals_the_explicit_large_recipe(monkeypatch, Es
         y = (y > np.median(y)).astype(int)
     auto = Est(**SMALL).fit(X, y)
     explicit = Est(**SMALL, batch_size=32, learning_rate="warmup_cosine",
-                   max_iter=_pipeline.LARGE_EPOCHS,
+                   max_iter=_pipeline.large_epochs(400),
                    learning_rate_init=2e-3 * np.sqrt(32 / 64)).fit(X, y)
     out = (lambda e: e.predict_proba(X)) if Est is NeuralBaggingClassifier else (
         lambda e: e.predict(X))
     np.testing.assert_array_equal(out(auto), out(explicit))
-    assert int(np.max(auto.n_iter_)) <= _pipeline.LARGE_EPOCHS
+    assert int(np.max(auto.n_iter_)) <= _pipeline.LARGE_MAX_EPOCHS
 
 
 def test_partial_fit_with_auto_learning_rate_runs_constant(monkeypatch):
