@@ -8,7 +8,9 @@ another name measures another way to treat the tails:
   defaults do from ``ASINH_ROWS`` training rows on), whatever its size;
 * ``TAILS=none``: no compression (``CLIP`` made 1e6: the smooth clipping is the identity
   on any real value);
-* ``TAILS=clip10``: the smooth clipping at 10 instead of 3.
+* ``TAILS=clip10``: the smooth clipping at 10 instead of 3;
+* ``TAILS=clip_all``: the smooth clipping for every feature below ``ASINH_ROWS`` rows, long
+  tails included (``TAIL_SHARE`` made infinite: the rule before it existed).
 
 How ``benchmarks/results/quality_ablation_clip.json`` was made (one core each, tuning half,
 3 splits; ``input_scaling="standard"`` needs no patch)::
@@ -20,6 +22,13 @@ How ``benchmarks/results/quality_ablation_clip.json`` was made (one core each, t
         --methods skensemble_standard --out OUT
     TAILS=clip10 python benchmarks/ablate_tails.py ... skensemble_clip10 ...
     TAILS=asinh  python benchmarks/ablate_tails.py ... skensemble_asinh ...
+
+and ``benchmarks/results/quality_ablation_tails.json`` (the long-tail rule, TAIL_SHARE)::
+
+    TAILS=clip_all python benchmarks/ablate_tails.py --half tuning \
+        --configs-json '{"skensemble_clip_all": {}}' --methods skensemble_clip_all --out OUT
+    python benchmarks/ablate_tails.py --half tuning \
+        --configs-json '{"skensemble_long_tails": {}}' --methods skensemble_long_tails --out OUT
 
 (The asinh rows ran at commit c8058ee with the same formula patched in from outside, before
 it became part of the package.)
@@ -42,8 +51,10 @@ elif TAILS == "none":
     scaling.CLIP = 1e6
 elif TAILS == "clip10":
     scaling.CLIP = 10.0
+elif TAILS == "clip_all":
+    scaling.TAIL_SHARE = float("inf")
 elif TAILS:
-    raise SystemExit(f"TAILS={TAILS!r}: use asinh, none or clip10")
+    raise SystemExit(f"TAILS={TAILS!r}: use asinh, none, clip10 or clip_all")
 
 import bench_quality  # noqa: E402
 

@@ -110,9 +110,10 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
 
     max_iter : int or "auto", default="auto"
         Maximum number of epochs of each member. ``"auto"``: 200 (scikit-learn's MLP
-        default), except where ``learning_rate="auto"`` anneals: 15 epochs when each
-        member trains on 40,000 rows or more, 50 on data too small to validate on. An
-        int is kept as given, also as the length of an annealing schedule.
+        default), except where ``learning_rate="auto"`` anneals: when each member
+        trains on ``n >= 40,000`` rows, ``2,700,000 / n`` epochs (a budget of rows
+        visited) within [15, 60]; 50 on data too small to validate on. An int is kept
+        as given, also as the length of an annealing schedule.
 
     shuffle : bool, default=True
         Whether each member visits its rows in a new random order every epoch.
@@ -207,10 +208,11 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         column to zero mean and unit variance. ``"robust"``: then centred on its median,
         divided by its interquartile range (as a standard deviation) and smoothly
         clipped, ``r / sqrt(1 + (r / 3)^2)``, so heavy tails and outliers stop dominating
-        (as in RealMLP, Holzmüller et al. 2024); from 40,000 training rows on the tails
-        are compressed as ``3 asinh(r / 3)`` instead, which keeps far values apart where
-        the clipping makes them equal (a feature whose tail predicts linearly, such as a
-        departure delay, needs that, and large data can learn it). Fitted on the
+        (as in RealMLP, Holzmüller et al. 2024); from 40,000 training rows on, and for
+        a feature with 5% or more of its rows beyond ``|r| = 3`` (a long tail rather
+        than outliers), the tails are compressed as ``3 asinh(r / 3)`` instead, which
+        keeps far values apart where the clipping makes them equal (a feature whose
+        tail predicts linearly, such as a departure delay, needs that). Fitted on the
         training data (weighted by ``sample_weight``); ``to_torch()`` applies it too.
 
     numeric_encoding : {"none", "piecewise_linear"}, default="piecewise_linear"

@@ -67,9 +67,32 @@ def _available():
 ENGINES = _available()
 
 
+def _covering(caps, pairs):
+    """The numba cases: every pair of activation, loss, solver and batch kind, once.
+
+    numba builds a kernel per configuration and kind of batch (one row, several rows:
+    seconds each). One case per (activation, loss), solver and batch kind from their
+    sum t: (t mod 3, t mod 2) runs through every (solver, kind), so each pair of the
+    four factors meets (a pairwise covering: 12 kernels, not 72).
+    """
+    solvers = [s for s, kw in SOLVERS.items() if kw["solver"] in caps.solvers]
+    ones, more = [p for p in pairs if p[2] == 1], [p for p in pairs if p[2] > 1]
+    for a, activation in enumerate(sorted(caps.activations)):
+        for i, loss in enumerate(sorted(caps.losses)):
+            t = a + i
+            kind = (ones, more)[t % 2]
+            yield solvers[t % len(solvers)], activation, loss, kind[a % len(kind)]
+
+
 def _cases():
     for name, (declared, _, pairs) in ENGINES.items():
         caps = _engines.ENGINES[declared]
+        if name == "numba":
+            for solver, activation, loss, (weighted, hidden, batch) in _covering(caps, pairs):
+                yield pytest.param(name, solver, activation, loss, weighted, hidden, batch,
+                                   id=f"{name}-{solver}-{activation}-{loss}-"
+                                   f"{'w' if weighted else 'u'}{len(hidden)}-b{batch}")
+            continue
         n = 0
         for solver, kw in SOLVERS.items():
             if kw["solver"] not in caps.solvers:
@@ -77,11 +100,7 @@ def _cases():
             for activation in sorted(caps.activations):
                 for loss in sorted(caps.losses):
                     n += 1
-                    # the compiled engines build a kernel per configuration and kind of
-                    # batch (seconds each): one problem per configuration, in turn, so
-                    # that every activation, loss and solver meets batches of 1 and of 3
-                    chosen = ([pairs[n % len(pairs)]] if name in ("triton", "numba")
-                              else pairs)
+                    chosen = [pairs[n % 2]] if name == "triton" else pairs
                     for weighted, hidden, batch in chosen:
                         yield pytest.param(name, solver, activation, loss, weighted, hidden,
                                            batch, id=f"{name}-{solver}-{activation}-{loss}-"

@@ -129,7 +129,7 @@ def test_partial_fit_with_auto_learning_rate_runs_constant(monkeypatch):
 
 # ------------------------------------------------------------ tails of the scaling
 def test_robust_scaling_compresses_tails_by_asinh_from_asinh_rows(monkeypatch):
-    X, _ = _data(500)
+    X = np.random.default_rng(0).normal(size=(500, 4))  # no long tail
     small = _scaling.fit_input_transform(X, None, robust=True)
     assert small.asinh is None
     monkeypatch.setattr(_scaling, "ASINH_ROWS", 500)
@@ -146,6 +146,30 @@ def test_robust_scaling_compresses_tails_by_asinh_from_asinh_rows(monkeypatch):
         large.spread[0] * _scaling.CLIP)
     np.testing.assert_allclose(z_large, _scaling.CLIP * np.arcsinh(u), rtol=1e-6)
     assert "asinh" in t and "asinh" not in small.tensors()
+
+
+def test_long_tailed_features_take_asinh_tails_below_asinh_rows():
+    # a feature with TAIL_SHARE of its rows or more beyond +-CLIP (robust units) is a long
+    # tail, not outliers: asinh; a normal feature beside it keeps the smooth clipping
+    rng = np.random.default_rng(0)
+    n = 2000
+    X = np.column_stack([rng.normal(size=n), rng.standard_cauchy(size=n),
+                         rng.exponential(size=n) ** 3])
+    tr = _scaling.fit_input_transform(X, None, robust=True)
+    assert tr.asinh.tolist() == [0.0, 1.0, 1.0]
+    far = np.array([[1e3, 1e4, 1e4], [1e4, 1e5, 1e5]])
+    Z = tr.apply(far)
+    u = ((far - tr.mean) / tr.scale - tr.center) / (tr.spread * _scaling.CLIP)
+    np.testing.assert_allclose(Z[:, 1:], _scaling.CLIP * np.arcsinh(u[:, 1:]), rtol=1e-6)
+    np.testing.assert_allclose(Z[:, 0], _scaling.CLIP * u[:, 0] / np.hypot(1, u[:, 0]),
+                               rtol=1e-6)
+    assert Z[1, 1] - Z[0, 1] > 1.0 and Z[1, 0] - Z[0, 0] < 1e-3
+    # weights count: the same rows with the tail's rows weighted near zero keep the clip
+    w = np.where(np.abs(X[:, 1] - np.median(X[:, 1])) > 3, 1e-6, 1.0)
+    wtr = _scaling.fit_input_transform(X, w, robust=True)
+    assert wtr.asinh[1] == 0.0
+    # no long tail anywhere: no asinh array at all
+    assert _scaling.fit_input_transform(X[:, :1], None, robust=True).asinh is None
 
 
 def test_asinh_tails_predict_and_export_alike(monkeypatch):
