@@ -208,11 +208,10 @@ class NeuralBaggingRegressor(RegressorMixin, BaseNeuralBagging):
         column to zero mean and unit variance. ``"robust"``: then centred on its median,
         divided by its interquartile range (as a standard deviation) and smoothly
         clipped, ``r / sqrt(1 + (r / 3)^2)``, so heavy tails and outliers stop dominating
-        (as in RealMLP, Holzmüller et al. 2024); from 40,000 training rows on, and for
-        a feature with 5% or more of its rows beyond ``|r| = 3`` (a long tail rather
-        than outliers), the tails are compressed as ``3 asinh(r / 3)`` instead, which
-        keeps far values apart where the clipping makes them equal (a feature whose
-        tail predicts linearly, such as a departure delay, needs that). Fitted on the
+        (as in RealMLP, Holzmüller et al. 2024); from 40,000 training rows on the tails
+        are compressed as ``3 asinh(r / 3)`` instead, which keeps far values apart where
+        the clipping makes them equal (a feature whose tail predicts linearly, such as a
+        departure delay, needs that, and large data can learn it). Fitted on the
         training data (weighted by ``sample_weight``); ``to_torch()`` applies it too.
 
     numeric_encoding : {"none", "piecewise_linear"}, default="piecewise_linear"

@@ -72,12 +72,13 @@ CLIP = 3.0  # smooth clipping: z / sqrt(1 + (z / CLIP)^2) stays within (-CLIP, C
 # saturating clip ahead (benchmarks/results/quality_ablation_clip.json).
 ASINH_ROWS = 40_000
 # Below ASINH_ROWS, a feature whose long tail holds at least this share of the rows (robust
-# scaled values beyond +-CLIP, where the smooth clipping saturates) takes the asinh tails
-# too: so many rows are a long tail, not outliers, and clipping would flatten what they
-# say (a normal feature has 0.3% of its rows there, an exponential one 4%). On
-# bench_scale's flights at 10,000 rows (departure delays, 12% of them that far out) the
-# clipping's RMSE was 0.4687 and the asinh tails' 0.4199.
-TAIL_SHARE = 0.05
+# scaled values beyond +-CLIP, where the smooth clipping saturates) can take the asinh
+# tails too (a normal feature has 0.3% of its rows there, an exponential one 4%). Off:
+# at 0.05 it cut the RMSE on bench_scale's flights at 10,000 rows (departure delays, 12%
+# of them that far out) from 0.4687 to 0.4199 with every feature's tails in asinh, but on
+# the tuning half of bench_quality.py it ranked 1.54 against the clipping's 1.46
+# (benchmarks/results/quality_ablation_tails.json; ablate_tails.py TAILS=long_tails).
+TAIL_SHARE = float("inf")
 
 
 def weighted_quantiles(Z, weight, qs, presorted=None, order=None):

@@ -148,13 +148,15 @@ def test_robust_scaling_compresses_tails_by_asinh_from_asinh_rows(monkeypatch):
     assert "asinh" in t and "asinh" not in small.tensors()
 
 
-def test_long_tailed_features_take_asinh_tails_below_asinh_rows():
-    # a feature with TAIL_SHARE of its rows or more beyond +-CLIP (robust units) is a long
-    # tail, not outliers: asinh; a normal feature beside it keeps the smooth clipping
+def test_long_tailed_features_take_asinh_tails_below_asinh_rows(monkeypatch):
+    # with TAIL_SHARE set (off by default), a feature with that share of its rows or more
+    # beyond +-CLIP (robust units) takes asinh tails; a normal one keeps the clipping
     rng = np.random.default_rng(0)
     n = 2000
     X = np.column_stack([rng.normal(size=n), rng.standard_cauchy(size=n),
                          rng.exponential(size=n) ** 3])
+    assert _scaling.fit_input_transform(X, None, robust=True).asinh is None  # off
+    monkeypatch.setattr(_scaling, "TAIL_SHARE", 0.05)
     tr = _scaling.fit_input_transform(X, None, robust=True)
     assert tr.asinh.tolist() == [0.0, 1.0, 1.0]
     far = np.array([[1e3, 1e4, 1e4], [1e4, 1e5, 1e5]])
