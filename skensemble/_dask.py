@@ -5,8 +5,8 @@ else; ``dask`` is imported inside the functions that need it, so ``import skense
 never does.
 
 - **fit** (:func:`fit_data`): ``X`` becomes a :class:`Rows`, which the fit pipeline reads
-  as it reads a NumPy matrix, by row windows (the scaling's statistics, in the windows of
-  :data:`skensemble._scaling.CHUNK` rows) and by a sorted sample of rows (the medians of
+  as it reads a NumPy matrix, by row windows (the scaling's statistics, in windows of
+  :func:`skensemble._scaling.chunk_rows` rows) and by a sorted sample of rows (the medians of
   missing values and the quantiles, at most :data:`skensemble._tabular.ROWS` and
   :data:`skensemble._scaling.QUANTILE_ROWS` rows, drawn as for NumPy input), and finally
   window by window into the one float32 scaled matrix the engines read. Each window

@@ -137,7 +137,8 @@ class FittedEnsemble:
         """Numeric values ``A (N, Fn)`` and codes ``(N, Fc)`` (:meth:`Schema.split`), scaled."""
         with np.errstate(over="ignore", invalid="ignore"):
             Xs = self.inputs.apply(A, codes)
-        if not np.isfinite(Xs).all():
+        step = _scaling.chunk_rows(Xs.shape[1])  # checked in row chunks: no (N, F) mask
+        if not all(np.isfinite(Xs[s : s + step]).all() for s in range(0, Xs.shape[0], step)):
             raise ValueError(
                 "X has values too large for the network's float32 arithmetic after "
                 "standardisation with the training data's mean and scale."

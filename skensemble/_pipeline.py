@@ -350,9 +350,11 @@ def _plan_fit(p, task, X, y, sw, previous, mode, names=None):
         member_params=params, sample_weight=sw, stratify=stratify,
         early_stopping=early_stopping(p, sampling.n_samples), activation=p.activation,
         hatching=previous.hatching if warm else None)
+    # the statistics' freed temporaries (quantile sample, sorts) go back before the copy
+    _predict.trim_heap()
     Xs = fitted.scaled(A, codes)  # (N, F) float32, the one copy the engines read
     del A, codes
-    _predict.trim_heap()  # the set-up's freed temporaries (quantile sample, sorts) go back
+    _predict.trim_heap()  # and the copy's
     if mode == "resume":  # same weights, new optimizer (a changed solver or rate takes effect)
         groups = [g.restarted() for g in previous.groups]
     else:

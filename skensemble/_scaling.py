@@ -13,7 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-CHUNK = 65536  # rows per pass over big arrays: temporaries stay small
+CHUNK = 65536  # rows per pass over big arrays: temporaries stay small ...
+CHUNK_CELLS = 1 << 20  # ... and at most this many values, for wide arrays (8 MB in float64)
+
+
+def chunk_rows(width):
+    """Rows per pass over an array ``width`` values wide (:data:`CHUNK`, fewer when wide)."""
+    return int(min(CHUNK, max(1024, CHUNK_CELLS // max(int(width), 1))))
 
 
 def weighted_standardisation(A, weight):
@@ -37,10 +43,12 @@ def weighted_standardisation(A, weight):
     w = np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64)
     total = w.sum()
 
+    step = chunk_rows(A.shape[1])
+
     def chunks():  # rows that carry weight, in chunks: the others have no say at all
-        for s in range(0, n, CHUNK):
-            keep = w[s : s + CHUNK] > 0
-            yield A[s : s + CHUNK][keep], w[s : s + CHUNK][keep]
+        for s in range(0, n, step):
+            keep = w[s : s + step] > 0
+            yield A[s : s + step][keep], w[s : s + step][keep]
 
     unit = np.zeros(A.shape[1])
     for part, _ in chunks():
@@ -63,6 +71,7 @@ def weighted_standardisation(A, weight):
 
 # ----------------------------------------------------------------- input transform
 QUANTILE_ROWS = 200_000  # rows that quantiles are estimated from, at most
+QUANTILE_CELLS = 4_000_000  # values of the sample read at once (a block of its columns)
 CLIP = 3.0  # smooth clipping: z / sqrt(1 + (z / CLIP)^2) stays within (-CLIP, CLIP)
 # From this many training rows on, robust scaling compresses the tails as
 # CLIP * asinh(z / CLIP) instead (slope 1 at 0, logarithmic beyond +-CLIP): values far out
@@ -105,8 +114,10 @@ def weighted_quantiles(Z, weight, qs, presorted=None, order=None):
         order = np.argsort(Z, axis=0, kind="stable")  # (N, D)
     Zs = np.take_along_axis(Z, order, axis=0)
     ws = w[order]  # (N, D)
-    cum = np.cumsum(ws, axis=0) - 0.5 * ws  # midpoint of each row's weight
-    cum /= ws.sum(axis=0)
+    cum = np.cumsum(ws, axis=0)  # (N, D), each column summed in row order
+    total = cum[-1].copy()  # each column's total, summed in that order whatever D is
+    cum -= 0.5 * ws  # midpoint of each row's weight
+    cum /= total
     out = np.empty((len(qs), Z.shape[1]))
     for d in range(Z.shape[1]):  # set-up: one interpolation per column
         out[:, d] = np.interp(qs, cum[:, d], Zs[:, d])
@@ -288,11 +299,17 @@ class InputTransform:
         out = np.empty((X.shape[0], self.n_features), dtype=np.float32)
         Fn = self.n_numeric
         t = self.tensors()  # once, not per chunk
-        for s in range(0, X.shape[0], CHUNK):
-            chunk = np.ascontiguousarray(X[s : s + CHUNK])  # any strides or dtype in
+        from ._predict import trim_heap
+
+        step = chunk_rows(Fn)
+        for s in range(0, X.shape[0], step):
+            chunk = np.ascontiguousarray(X[s : s + step])  # any strides or dtype in
             if not chunk.flags.writeable:  # read-only input (memmap): torch wants writable
                 chunk = chunk.copy()
-            out[s : s + CHUNK, :Fn] = transform(torch.from_numpy(chunk), t)
+            out[s : s + step, :Fn] = transform(torch.from_numpy(chunk), t)
+            if X.shape[0] > step:  # glibc keeps the chunk's freed temporaries: back they go
+                trim_heap()  # (300K x 100 float32 from a memmap: +407 MiB to make the
+                # 114 MiB copy in 65,536-row chunks without trimming, +117 MiB now)
         if codes is not None:
             out[:, Fn:] = codes
         return out
@@ -348,6 +365,10 @@ def fit_input_transform(X, weight, robust=False, n_bins=None, levels=None):
     encoding over that many quantile bins per feature (fewer where a feature has fewer
     distinct values); a sequence of counts encodes one set of bins per count. ``levels
     (Fc,)``: the codes of categorical features that follow the numeric ones.
+
+    The quantiles come from at most :data:`QUANTILE_ROWS` rows, read a block of columns
+    at a time (:data:`QUANTILE_CELLS` values per block): every statistic is a column's
+    own, so the set-up's memory is bounded by the block, not by the sample's width.
     """
     mean, scale, unit, _ = weighted_standardisation(X, weight)
     tr = InputTransform(mean, scale, unit)
@@ -355,46 +376,74 @@ def fit_input_transform(X, weight, robust=False, n_bins=None, levels=None):
     if not robust and not n_bins:
         tr.levels = categorical
         return tr
-    n_rows = X.shape[0]
-    if X.shape[0] > QUANTILE_ROWS:  # quantiles from a fixed random subset of rows
-        keep = np.sort(np.random.default_rng(0).choice(X.shape[0], QUANTILE_ROWS, replace=False))
-        X = X[keep]
+    n_rows, F = X.shape
+    keep = None
+    if n_rows > QUANTILE_ROWS:  # quantiles from a fixed random subset of rows
+        keep = np.sort(np.random.default_rng(0).choice(n_rows, QUANTILE_ROWS, replace=False))
         weight = None if weight is None else np.asarray(weight)[keep]
-    Z = tr.apply(X).astype(np.float64)  # (n, F) standardised
-    order = None  # with weights: the rows' order, which robust scaling keeps (monotone)
-    if weight is not None:
-        order = np.argsort(Z[np.asarray(weight) > 0], axis=0, kind="stable")
+    if not isinstance(X, np.ndarray):  # rows read by windows (a Dask input): the sample
+        X, keep = (X[:] if keep is None else X[keep]), None  # once, not once per block
+    n = n_rows if keep is None else keep.size
+    counts = ([] if not n_bins else [int(n_bins)] if np.ndim(n_bins) == 0
+              else sorted({int(b) for b in n_bins}))
+    center, spread, tail = np.zeros(F), np.ones(F), np.zeros(F, bool)
+    edges_of = {}  # (count, feature) -> its distinct edges, or None: no bins
+    width = max(1, QUANTILE_CELLS // max(n, 1))
+    for c0 in range(0, F, width):  # set-up: one block of columns at a time
+        cols = slice(c0, min(c0 + width, F))
+        raw = X[:, cols] if keep is None else X[keep, cols]  # (n, w): the block's sample
+        part = InputTransform(mean[cols], scale[cols], unit[cols])
+        Z = part.apply(raw).astype(np.float64)  # (n, w) standardised
+        order = None  # with weights: the rows' order, which robust scaling keeps (monotone)
+        if weight is not None:
+            order = np.argsort(Z[np.asarray(weight) > 0], axis=0, kind="stable")
+        if robust:
+            q25, q50, q75 = weighted_quantiles(Z, weight, [0.25, 0.5, 0.75], order=order)
+            s = (q75 - q25) / 1.349  # the standard deviation, for normal data
+            part.center = center[cols] = q50
+            part.spread = spread[cols] = np.where(s > 1e-6, s, 1.0)  # standardised: std 1
+            if n_rows >= ASINH_ROWS:
+                part.asinh = np.ones(1)
+            else:  # the features whose long tails hold TAIL_SHARE of the rows or more
+                far = np.abs(Z - q50) > CLIP * part.spread  # (n, w)
+                if weight is None:
+                    share = far.mean(0)
+                else:  # column by column: the same sums whatever the block's width
+                    wt = np.asarray(weight, np.float64)
+                    share = np.array([wt[far[:, i]].sum() for i in range(far.shape[1])])
+                    share /= wt.sum()
+                tail[cols] = share >= TAIL_SHARE
+                part.asinh = tail[cols].astype(np.float64) if tail[cols].any() else None
+            Z = part.apply(raw).astype(np.float64)
+        del raw
+        if counts:
+            Zs = np.sort(Z, axis=0)  # every row, whatever its weight: which values exist
+            # a feature with 3+ distinct values: one strictly between its extremes
+            varied = np.any((Zs > Zs[:1]) & (Zs < Zs[-1:]), axis=0)  # (w,)
+            for count in counts:
+                edges = weighted_quantiles(Z, weight, np.linspace(0, 1, count + 1),
+                                           presorted=Zs, order=order)  # (B+1, w)
+                for i in range(Z.shape[1]):  # set-up: each feature's distinct edges
+                    e = np.unique(edges[:, i])
+                    # edges a rounding error apart (quantiles interpolated between the same
+                    # two values) would make a bin of width ~1e-17: one edge of the two
+                    if e.size > 1:
+                        e = e[np.concatenate([[True], np.diff(e) > 1e-9 * (e[-1] - e[0])])]
+                    # binary or constant: a bin would only repeat the value
+                    edges_of[count, c0 + i] = e if varied[i] and e.size >= 2 else None
+            del Zs
+        del Z, order
     if robust:
-        q25, q50, q75 = weighted_quantiles(Z, weight, [0.25, 0.5, 0.75], order=order)
-        spread = (q75 - q25) / 1.349  # the standard deviation, for normal data
-        tr.center = q50
-        tr.spread = np.where(spread > 1e-6, spread, 1.0)  # standardised: std is 1
-        if n_rows >= ASINH_ROWS:
-            tr.asinh = np.ones(1)
-        else:  # the features whose long tails hold TAIL_SHARE of the rows or more
-            far = (np.abs(Z - q50) > CLIP * tr.spread).astype(np.float64)  # (n, F)
-            share = far.mean(0) if weight is None else np.average(far, axis=0,
-                                                                   weights=weight)
-            long_tail = share >= TAIL_SHARE
-            tr.asinh = long_tail.astype(np.float64) if long_tail.any() else None
-        Z = tr.apply(X).astype(np.float64)
-    if n_bins:
-        Zs = np.sort(Z, axis=0)  # every row, whatever its weight: which values exist
-        # a feature with 3+ distinct values: one strictly between its extremes
-        varied = np.any((Zs > Zs[:1]) & (Zs < Zs[-1:]), axis=0)  # (F,)
+        tr.center, tr.spread = center, spread
+        tr.asinh = (np.ones(1) if n_rows >= ASINH_ROWS
+                    else tail.astype(np.float64) if tail.any() else None)
+    if counts:
         lo, inv, feat, first, last, sets = [], [], [], [], [], []
-        counts = [int(n_bins)] if np.ndim(n_bins) == 0 else sorted({int(b) for b in n_bins})
-        for count in counts:  # set-up: one set of bins per count
-            edges = weighted_quantiles(Z, weight, np.linspace(0, 1, count + 1),
-                                       presorted=Zs, order=order)  # (B+1, F)
-            for d in range(Z.shape[1]):  # set-up: each feature's distinct edges
-                e = np.unique(edges[:, d])
-                # edges a rounding error apart (quantiles interpolated between the same
-                # two values) would make a bin of width ~1e-17: one edge of the two
-                if e.size > 1:
-                    e = e[np.concatenate([[True], np.diff(e) > 1e-9 * (e[-1] - e[0])])]
-                if not varied[d] or e.size < 2:
-                    continue  # binary or constant: a bin would only repeat the value
+        for count in counts:  # bins by set, then by feature
+            for d in range(F):
+                e = edges_of[count, d]
+                if e is None:
+                    continue
                 lo.append(e[:-1])
                 inv.append(1.0 / np.diff(e))
                 feat.append(np.full(e.size - 1, d))

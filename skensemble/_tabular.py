@@ -26,6 +26,8 @@ from numbers import Integral
 
 import numpy as np
 
+from . import _scaling
+
 ROWS = 200_000  # rows that numeric fill values (medians) are estimated from, at most
 
 
@@ -127,9 +129,9 @@ class Schema:
         """
         if not self.categorical.size and not is_dataframe(X):
             A = np.asarray(X)
-            missing = np.isnan(A)
-            if not missing.any() and not self.indicator.any():
+            if not self.indicator.any() and not _has_nan(A):
                 return A, None
+            missing = np.isnan(A)
             values = np.where(missing, self.fill, A)
             return np.concatenate([values, missing[:, self.indicator]], 1), None
         cols = _columns(X, self.n_columns)
@@ -246,6 +248,12 @@ def fit_schema(X, categorical_features="from_dtype", max_categories=64, min_freq
         levels.append(np.sort(uniq[keep]))
     return Schema(n_columns=C, numeric=numeric, categorical=categorical, levels=levels,
                   fill=fill, indicator=indicator, names=names)
+
+
+def _has_nan(A):
+    """Whether ``A (n, d)`` has a NaN, read in row chunks (no ``(n, d)`` temporary)."""
+    step = _scaling.chunk_rows(A.shape[1] if A.ndim > 1 else 1)
+    return any(np.isnan(A[s : s + step]).any() for s in range(0, A.shape[0], step))
 
 
 def _columns(X, expected):

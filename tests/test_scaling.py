@@ -145,3 +145,25 @@ def test_bins_have_no_width_of_a_rounding_error_and_export_agrees():
     with torch.no_grad():
         out = est.to_torch()(torch.as_tensor(X)).numpy().reshape(-1)
     np.testing.assert_allclose(out, est.predict(X), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_quantiles_read_by_column_blocks_equal_one_block(monkeypatch, weighted):
+    # The set-up reads the quantiles' sample a block of columns at a time (memory bounded
+    # by the block): every statistic is a column's own, so any block width gives the same
+    # transform, bit for bit (sampled rows, weights, two bin counts, long tails on).
+    rng = np.random.default_rng(3)
+    X = np.c_[_data()[:, :3], rng.exponential(size=800) ** 3, rng.normal(size=(800, 3))]
+    w = rng.uniform(0.0, 2.0, 800) if weighted else None
+    monkeypatch.setattr(_scaling, "QUANTILE_ROWS", 500)  # a sample, as for large data
+    monkeypatch.setattr(_scaling, "TAIL_SHARE", 0.05)
+    fits = []
+    for cells in (10**9, 1000, 1):  # one block; two columns a block; one column a block
+        monkeypatch.setattr(_scaling, "QUANTILE_CELLS", cells)
+        fits.append(_scaling.fit_input_transform(X, w, robust=True, n_bins=[4, 8]))
+    one = fits[0]
+    assert one.lo.size > 0 and set(one.bin_set) == {4, 8} and one.asinh is not None
+    for other in fits[1:]:
+        for name in ("mean", "scale", "center", "spread", "asinh", "lo", "inv_width",
+                     "bin_feature", "first", "last", "bin_set"):
+            np.testing.assert_array_equal(getattr(one, name), getattr(other, name))
