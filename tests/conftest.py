@@ -38,3 +38,36 @@ def task(request, regression_data, classification_data):
     if request.param == "regressor":
         return NeuralBaggingRegressor, regression_data
     return NeuralBaggingClassifier, classification_data
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """One Dask ``LocalCluster`` for the session: two single-threaded worker processes.
+
+    Shared by tests/test_dask.py and tests/test_parallel.py, so that the workers start and
+    import torch and skensemble once. allowed-failures=0: a task whose worker died is not
+    retried on another (the default, 3, would let test_parallel's dying test kill every
+    worker four times). No dashboards, nothing but errors in the logs.
+    """
+    import logging
+
+    dask = pytest.importorskip("dask")
+    distributed = pytest.importorskip("distributed")
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None, silence_logs=logging.ERROR,
+        )
+    client = distributed.Client(cluster)
+    try:
+        yield client
+    finally:
+        # Shutdown races with the workers' heartbeats, which then log errors that say
+        # nothing about the tests. (A logger pickles by name: this reaches each worker's.)
+        logger = logging.getLogger("distributed")
+        level = logger.level
+        client.run(logger.setLevel, logging.CRITICAL)
+        logger.setLevel(logging.CRITICAL)
+        client.close()
+        cluster.close()
+        logger.setLevel(level)

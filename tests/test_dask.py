@@ -6,7 +6,6 @@ through joblib's ``dask`` backend must not change a single score. The task strea
 that the fits ran on the workers, not in this process.
 """
 
-import logging
 import re
 
 import joblib
@@ -37,31 +36,11 @@ CASES = pytest.mark.parametrize(
 BATCH_KEY = re.compile(r"batch_of__fit_and_score_(\d+)_calls-")
 
 
-@pytest.fixture(scope="module")
-def client():
-    # One single-threaded worker process per core. No dashboards, nothing but errors in
-    # the logs. Workers import torch and skensemble on their first task, not here.
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    )
-    client = distributed.Client(cluster)
-    try:
-        yield client
-    finally:
-        # Shutdown races with the workers' heartbeats, which then log errors that say
-        # nothing about the tests. (A logger pickles by name: this reaches each worker's.)
-        logger = logging.getLogger("distributed")
-        level = logger.level
-        client.run(logger.setLevel, logging.CRITICAL)
-        logger.setLevel(logging.CRITICAL)
-        client.close()
-        cluster.close()
-        logger.setLevel(level)
+@pytest.fixture
+def client(dask_client):
+    # The session's cluster (tests/conftest.py): workers import torch and skensemble on
+    # their first task, not here.
+    return dask_client
 
 
 def _run_on_cluster(client, work):

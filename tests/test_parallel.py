@@ -6,7 +6,6 @@ must give exactly the fit of one process: every fitted array, every curve and ev
 prediction. Failures in a worker leave the estimator as it was.
 """
 
-import logging
 import os
 import signal
 import sys
@@ -316,26 +315,12 @@ distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")
 
 
-@pytest.fixture(scope="module")
-def client():
-    # allowed-failures=0: a task whose worker died is not retried on another (the
-    # default, 3, would let the dying test below kill every worker four times)
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        cluster = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None, silence_logs=logging.ERROR,
-        )
-    client = distributed.Client(cluster)
-    try:
-        yield client
-    finally:
-        logger = logging.getLogger("distributed")
-        level = logger.level
-        client.run(logger.setLevel, logging.CRITICAL)
-        logger.setLevel(logging.CRITICAL)
-        client.close()
-        cluster.close()
-        logger.setLevel(level)
+@pytest.fixture
+def client(dask_client):
+    # The session's cluster (tests/conftest.py), allowed-failures=0: a task whose worker
+    # died is not retried on another (the default, 3, would let the dying test below kill
+    # every worker four times)
+    return dask_client
 
 
 @TASKS
