@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ._predict import trim_heap
+
 CHUNK = 65536  # rows per pass over big arrays: temporaries stay small ...
 CHUNK_CELLS = 1 << 20  # ... and at most this many values, for wide arrays (8 MB in float64)
 
@@ -299,8 +301,6 @@ class InputTransform:
         out = np.empty((X.shape[0], self.n_features), dtype=np.float32)
         Fn = self.n_numeric
         t = self.tensors()  # once, not per chunk
-        from ._predict import trim_heap
-
         step = chunk_rows(Fn)
         for s in range(0, X.shape[0], step):
             chunk = np.ascontiguousarray(X[s : s + step])  # any strides or dtype in
@@ -348,11 +348,13 @@ def transform(X, t):
     Z = (X.to(torch.float64) / t["unit"] - t["mean"] / t["unit"]) / (t["scale"] / t["unit"])
     if "center" in t:
         U = (Z - t["center"]) / (t["spread"] * CLIP)
-        clip = CLIP * U / torch.hypot(torch.ones_like(U), U)  # r / sqrt(1 + (r/3)^2)
-        if "asinh" in t:  # logarithmic tails (large fits, long-tailed features)
-            Z = torch.where(t["asinh"] > 0, CLIP * torch.asinh(U), clip)
-        else:
-            Z = clip
+        a = t.get("asinh")
+        if a is not None and a.numel() == 1:  # every feature (large fits): asinh alone
+            Z = CLIP * torch.asinh(U)
+        else:  # r / sqrt(1 + (r/3)^2), no overflow; asinh where a feature has a long tail
+            Z = CLIP * U / torch.hypot(torch.ones_like(U), U)
+            if a is not None:
+                Z = torch.where(a > 0, CLIP * torch.asinh(U), Z)
     return Z.to(torch.float32)
 
 
@@ -404,7 +406,7 @@ def fit_input_transform(X, weight, robust=False, n_bins=None, levels=None):
             part.spread = spread[cols] = np.where(s > 1e-6, s, 1.0)  # standardised: std 1
             if n_rows >= ASINH_ROWS:
                 part.asinh = np.ones(1)
-            else:  # the features whose long tails hold TAIL_SHARE of the rows or more
+            elif np.isfinite(TAIL_SHARE):  # features whose long tails hold that share
                 far = np.abs(Z - q50) > CLIP * part.spread  # (n, w)
                 if weight is None:
                     share = far.mean(0)
